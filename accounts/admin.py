@@ -1,0 +1,51 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import transaction
+
+from .models import RevokedToken, User
+from .tokens import revoke_all_tokens
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ("username", "name", "email", "role", "is_active", "last_active_at")
+    list_filter = ("role", "is_active", "is_staff", "is_superuser")
+    search_fields = ("username", "name", "email")
+    ordering = ("username",)
+    readonly_fields = ("last_active_at", "tokens_valid_after", "created_at", "updated_at")
+    fieldsets = (
+        *DjangoUserAdmin.fieldsets,
+        (
+            "Chorus",
+            {
+                "fields": (
+                    "name",
+                    "role",
+                    "last_active_at",
+                    "tokens_valid_after",
+                    "settings",
+                    "created_at",
+                    "updated_at",
+                )
+            },
+        ),
+        ("Private profile", {"fields": ("date_of_birth", "bio", "gender", "profile_image_url")}),
+    )
+    actions = ["revoke_all_sessions"]
+
+    @admin.action(description="Revoke all sessions (void tokens, disconnect sockets)")
+    def revoke_all_sessions(self, request, queryset):
+        with transaction.atomic():
+            for user in queryset:
+                revoke_all_tokens(user)
+        self.message_user(
+            request, f"Revoked all sessions of {queryset.count()} user(s).", messages.SUCCESS
+        )
+
+
+@admin.register(RevokedToken)
+class RevokedTokenAdmin(admin.ModelAdmin):
+    list_display = ("jti", "user", "expires_at", "created_at")
+    search_fields = ("jti", "user__username")
+    readonly_fields = ("jti", "user", "expires_at", "created_at", "updated_at")
+    list_select_related = ("user",)

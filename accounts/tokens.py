@@ -1,0 +1,232 @@
+"""Issue, validate and revoke JWTs: the one place that decides whether a token is good.
+
+``validate_access_token`` is the single validation function for HTTP (DRF authentication)
+and sockets (the JWT middleware and the Socket.IO CONNECT) alike. It checks, in order:
+presence, signature and algorithm (HS256 only; ``alg: none`` is refused), expiry, token type
+``access``, the ``jti`` not revoked, the user exists, is active and is not pending, and ``iat``
+after the user's last "revoke all". It returns a ``ValidatedToken`` or raises
+``TokenRejected`` carrying one of the codes of docs/protocol.md §4.
+
+Revoked ``jti`` values live in the database (``RevokedToken``) and are read through the
+Django cache (Redis when ``REDIS_URL`` is set), so a check costs no query most of the time.
+
+Token timestamps are whole seconds: a token whose ``iat`` falls in the same second as (or
+before) a revoke-all is refused, so issuing waits for the next second when needed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from .models import RevokedToken, Role, User
+from .signals import token_revoked, user_tokens_revoked
+
+#: Tokens longer than this are refused before any parsing.
+MAX_TOKEN_LENGTH = 4096
+
+_REVOKED_CACHE_KEY = "chorus:jti:{}"
+
+
+class TokenRejected(Exception):
+    """A token that may not be used. ``code`` is one of the protocol's auth codes."""
+
+    STATUS = {
+        "auth_required": 401,
+        "invalid_token": 401,
+        "token_expired": 401,
+        "token_revoked": 401,
+        "forbidden": 403,
+    }
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def status(self) -> int:
+        return self.STATUS[self.code]
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedToken:
+    """A token that passed every check, with the user it belongs to."""
+
+    user: User
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+def validate_access_token(raw: str | None) -> ValidatedToken:
+    """Return the validated token for ``raw`` or raise ``TokenRejected`` (see module doc)."""
+    if not raw:
+        raise TokenRejected("auth_required", "Authentication credentials were not provided.")
+    if not isinstance(raw, str) or len(raw) > MAX_TOKEN_LENGTH:
+        raise TokenRejected("invalid_token", "Token is invalid.")
+    try:
+        token = AccessToken(raw)
+    except ExpiredTokenError:
+        raise TokenRejected("token_expired", "Token has expired.") from None
+    except TokenError:
+        raise TokenRejected("invalid_token", "Token is invalid.") from None
+    jti, user_id = token.get("jti"), token.get("user_id")
+    issued_at, expires_at = token.get("iat"), token.get("exp")
+    if not (isinstance(jti, str) and user_id and isinstance(issued_at, int | float)):
+        raise TokenRejected("invalid_token", "Token is missing required claims.")
+    if is_jti_revoked(jti):
+        raise TokenRejected("token_revoked", "Token has been revoked.")
+    user = _check_user(user_id, int(issued_at))
+    return ValidatedToken(user=user, jti=jti, issued_at=int(issued_at), expires_at=int(expires_at))
+
+
+def _check_user(user_id: object, issued_at: int) -> User:
+    """The token's user if it may still use tokens issued at ``issued_at``."""
+    try:
+        user = User.objects.filter(pk=uuid.UUID(str(user_id))).first()
+    except ValueError:
+        raise TokenRejected("invalid_token", "Token is invalid.") from None
+    if user is None:
+        raise TokenRejected("forbidden", "User no longer exists.")
+    if not user.is_active:
+        raise TokenRejected("forbidden", "User account is disabled.")
+    if user.role == Role.PENDING:
+        raise TokenRejected("forbidden", "User account is pending approval.")
+    if user.tokens_valid_after and issued_at <= int(user.tokens_valid_after.timestamp()):
+        raise TokenRejected("token_revoked", "Token has been revoked.")
+    return user
+
+
+def is_jti_revoked(jti: str) -> bool:
+    """Whether ``jti`` was revoked; cached ("revoked" until expiry, "not" briefly)."""
+    key = _REVOKED_CACHE_KEY.format(jti)
+    cached = cache.get(key)
+    if cached is not None:
+        return bool(cached)
+    revoked = RevokedToken.objects.filter(jti=jti).values_list("expires_at", flat=True).first()
+    if revoked is None:
+        cache.set(key, 0, settings.JWT_REVOCATION_CACHE_TTL)
+        return False
+    cache.set(key, 1, max(1, int((revoked - timezone.now()).total_seconds())))
+    return True
+
+
+# --- issuing ------------------------------------------------------------------------------------
+
+
+def _wait_past_revocation(user: User) -> None:
+    """Make sure a token issued now is not caught by a revoke-all made in this same second."""
+    if user.tokens_valid_after is None:
+        return
+    boundary = int(user.tokens_valid_after.timestamp()) + 1
+    delay = boundary - time.time()
+    if 0 < delay <= 1:
+        time.sleep(delay)
+
+
+def _expiry_iso(token: AccessToken) -> str:
+    return datetime.fromtimestamp(token["exp"], tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def issue_token_pair(user: User) -> dict:
+    """A fresh access + refresh pair in the API's response shape."""
+    _wait_past_revocation(user)
+    refresh = RefreshToken.for_user(user)
+    access = refresh.access_token
+    return {
+        "access": str(access),
+        "refresh": str(refresh),
+        "expires_at": _expiry_iso(access),
+        "user": user.public_profile(),
+    }
+
+
+def issue_access_token(user: User, ttl_seconds: int | None = None) -> str:
+    """A single access token (for scripts and tests), optionally with its own lifetime."""
+    _wait_past_revocation(user)
+    token = AccessToken.for_user(user)
+    if ttl_seconds is not None:
+        token.set_exp(lifetime=timedelta(seconds=ttl_seconds))
+    return str(token)
+
+
+def refresh_token_pair(raw_refresh: str) -> dict:
+    """Rotate a refresh token: the old one is blacklisted, a new pair is returned.
+
+    A refresh token used twice (including two concurrent uses) is refused the second time.
+    """
+    try:
+        refresh = RefreshToken(raw_refresh)  # signature, expiry, type, blacklist
+    except ExpiredTokenError:
+        raise TokenRejected("token_expired", "Refresh token has expired.") from None
+    except TokenError:
+        raise TokenRejected("invalid_token", "Refresh token is invalid or was used.") from None
+    user = _check_user(refresh.get("user_id"), int(refresh.get("iat", 0)))
+    with transaction.atomic():
+        outstanding, _ = OutstandingToken.objects.get_or_create(
+            jti=refresh["jti"],
+            defaults={
+                "user": user,
+                "token": str(refresh),
+                "expires_at": datetime.fromtimestamp(refresh["exp"], tz=UTC),
+            },
+        )
+        _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
+    if not created:
+        raise TokenRejected("token_revoked", "Refresh token was already used.")
+    return issue_token_pair(user)
+
+
+# --- revoking -----------------------------------------------------------------------------------
+
+
+def revoke_access_token(validated: ValidatedToken) -> None:
+    """Revoke one access token (logout); its sockets are kicked after commit."""
+    expires = datetime.fromtimestamp(validated.expires_at, tz=UTC)
+    RevokedToken.objects.get_or_create(
+        jti=validated.jti, defaults={"user": validated.user, "expires_at": expires}
+    )
+    ttl = max(1, int(validated.expires_at - time.time()))
+    cache.set(_REVOKED_CACHE_KEY.format(validated.jti), 1, ttl)
+    user, jti = validated.user, validated.jti
+    transaction.on_commit(lambda: token_revoked.send(sender=User, user=user, jti=jti))
+
+
+def own_refresh_token(raw_refresh: str, user: User) -> RefreshToken | None:
+    """The parsed refresh token if it is valid and belongs to ``user``, else None."""
+    try:
+        refresh = RefreshToken(raw_refresh)
+    except TokenError:
+        return None
+    return refresh if str(refresh.get("user_id")) == str(user.id) else None
+
+
+def revoke_all_tokens(user: User) -> None:
+    """Void every token of ``user`` issued up to now and kick all their sockets after commit."""
+    now = timezone.now()
+    User.objects.filter(pk=user.pk).update(tokens_valid_after=now)
+    user.tokens_valid_after = now
+    outstanding = OutstandingToken.objects.filter(user=user, expires_at__gt=now).exclude(
+        blacklistedtoken__isnull=False
+    )
+    BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
+    )
+    transaction.on_commit(lambda: user_tokens_revoked.send(sender=User, user=user))
+
+
+def purge_expired_revocations() -> int:
+    """Delete revocation records whose tokens have expired anyway; returns how many."""
+    deleted, _ = RevokedToken.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted

@@ -1,0 +1,120 @@
+"""The auth API: password login, refresh rotation, logout, revoke-all, and the caller."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db import transaction
+from rest_framework import exceptions
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from .models import Role
+from .serializers import LoginSerializer, LogoutSerializer, MeSerializer, RefreshSerializer
+from .tokens import (
+    TokenRejected,
+    issue_token_pair,
+    own_refresh_token,
+    refresh_token_pair,
+    revoke_access_token,
+    revoke_all_tokens,
+)
+
+
+class LoginThrottle(SimpleRateThrottle):
+    """Password attempts per client address and username (``LOGIN_THROTTLE_RATE``)."""
+
+    scope = "login"
+
+    def get_rate(self):
+        return settings.LOGIN_THROTTLE_RATE
+
+    def get_cache_key(self, request, view):
+        username = str(request.data.get("username", ""))[:150].lower()
+        return f"chorus:throttle:login:{self.get_ident(request)}:{username}"
+
+
+def _raise(rejected: TokenRejected):
+    if rejected.status == 403:
+        raise exceptions.PermissionDenied(rejected.message, code=rejected.code)
+    raise exceptions.AuthenticationFailed(rejected.message, code=rejected.code)
+
+
+class PublicAuthView(APIView):
+    """An endpoint open to anonymous callers that still answers 401 (not 403) on refusal."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class TokenView(PublicAuthView):
+    """POST {username, password} → {access, refresh, expires_at, user}."""
+
+    throttle_classes = [LoginThrottle]
+
+    def post(self, request):
+        body = LoginSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = authenticate(
+            request,
+            username=body.validated_data["username"],
+            password=body.validated_data["password"],
+        )
+        if user is None:
+            raise exceptions.AuthenticationFailed(
+                "Wrong username or password.", code="invalid_credentials"
+            )
+        if user.role == Role.PENDING:
+            raise exceptions.PermissionDenied("Account is pending approval.", code="forbidden")
+        return Response(issue_token_pair(user))
+
+
+class TokenRefreshView(PublicAuthView):
+    """POST {refresh} → a new pair; the presented refresh token is blacklisted."""
+
+    def post(self, request):
+        body = RefreshSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            return Response(refresh_token_pair(body.validated_data["refresh"]))
+        except TokenRejected as rejected:
+            _raise(rejected)
+
+
+class LogoutView(APIView):
+    """POST {refresh?}: revoke the presented access token (and refresh token); kick its sockets."""
+
+    def post(self, request):
+        body = LogoutSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        refresh = None
+        if raw_refresh := body.validated_data.get("refresh"):
+            refresh = own_refresh_token(raw_refresh, request.user)
+            if refresh is None:
+                raise exceptions.ValidationError(
+                    {"refresh": ["Not a valid refresh token of yours."]}
+                )
+        with transaction.atomic():
+            revoke_access_token(request.auth)
+            if refresh is not None:
+                refresh.blacklist()
+        return Response({"revoked": True})
+
+
+class RevokeAllView(APIView):
+    """POST: void every token of the caller and kick all their sockets on every instance."""
+
+    def post(self, request):
+        with transaction.atomic():
+            revoke_all_tokens(request.user)
+        return Response({"revoked": True})
+
+
+class MeView(APIView):
+    def get(self, request):
+        return Response(MeSerializer(request.user).data)

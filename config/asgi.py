@@ -1,0 +1,24 @@
+"""ASGI entry point: HTTP through Django, WebSockets through the realtime routing.
+
+Run with ``daphne config.asgi:application`` (or uvicorn).
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from realtime.routing import websocket_application  # noqa: E402
+
+http_application = django_asgi_app
+if settings.SERVE_STATIC:
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    http_application = ASGIStaticFilesHandler(django_asgi_app)
+
+application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})

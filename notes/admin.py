@@ -1,0 +1,32 @@
+from django.contrib import admin
+
+from .models import Note, NoteGrant
+
+
+class NoteGrantInline(admin.TabularInline):
+    model = NoteGrant
+    extra = 0
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Note)
+class NoteAdmin(admin.ModelAdmin):
+    list_display = ("title", "owner", "updated_at", "created_at")
+    search_fields = ("title",)
+    autocomplete_fields = ("owner",)
+    readonly_fields = ("yjs_state_size", "created_at", "updated_at")
+    exclude = ("yjs_state",)
+    list_select_related = ("owner",)
+    inlines = [NoteGrantInline]
+
+    @admin.display(description="Yjs state (bytes)")
+    def yjs_state_size(self, obj: Note) -> int:
+        return len(obj.yjs_state or b"")
+
+
+@admin.register(NoteGrant)
+class NoteGrantAdmin(admin.ModelAdmin):
+    list_display = ("note", "principal_type", "user", "group", "permission")
+    list_filter = ("principal_type", "permission")
+    autocomplete_fields = ("note", "user")
+    list_select_related = ("note", "user", "group")

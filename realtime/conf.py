@@ -1,0 +1,65 @@
+"""The realtime knobs: one settings object with a defaults table.
+
+Every limit and timing of the realtime layer lives here, in ``DEFAULTS``, with the unit in its
+name or comment. Values come from Django's ``settings.CHORUS`` dict (filled from environment
+variables of the same names by ``config/settings.py``) and fall back to ``DEFAULTS``.
+``realtime_settings.NAME`` reads the current value on every access, so ``override_settings``
+works in tests and nothing is copied into class attributes at import time.
+
+This module imports nothing from Django at import time except the lazy ``settings`` object,
+so ``config/settings.py`` may import ``DEFAULTS`` to parse the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+#: name -> default. The documented table is docs/configuration.md; keep the two in step.
+DEFAULTS: dict[str, Any] = {
+    # Engine.IO heartbeat: the server sends PING every interval and drops a socket whose PONG
+    # has not arrived within the timeout after it. Seconds.
+    "WEBSOCKET_PING_INTERVAL": 25.0,
+    "WEBSOCKET_PING_TIMEOUT": 20.0,
+    # Largest frame a socket may send; a larger one closes the socket with code 1009. Bytes.
+    "WEBSOCKET_MAX_MESSAGE_BYTES": 1_000_000,
+    # How long a session record lives in the registry without a pong or heartbeat. Seconds.
+    # Must exceed ping interval + ping timeout, or healthy sockets would flicker offline.
+    "SESSION_TTL": 60.0,
+    # How often each process looks for expired sessions (to announce "offline"). Seconds.
+    "SESSION_SWEEP_INTERVAL": 5.0,
+    # User.last_active_at is written at most once per interval per user, across all instances.
+    "LAST_ACTIVE_WRITE_INTERVAL": 60.0,
+    # Per-socket token bucket for client events: sustained rate (events/s) and burst size.
+    "EVENT_RATE": 20.0,
+    "EVENT_BURST": 40,
+    # A socket refused this many times in a row for rate is disconnected.
+    "RATE_LIMIT_DISCONNECT_AFTER": 100,
+    # Concurrent Socket.IO sockets one user may hold across all instances.
+    "MAX_SOCKETS_PER_USER": 20,
+    # Typing events relayed per user per channel: at most one per interval. Seconds.
+    "TYPING_MIN_INTERVAL": 1.0,
+    # Collaborative documents: trailing debounce and ceiling for saves. Seconds.
+    "DOC_SAVE_DEBOUNCE": 2.0,
+    "DOC_SAVE_MAX_WAIT": 10.0,
+    # Collaborative documents: size limits. Bytes.
+    "DOC_MAX_UPDATE_BYTES": 1_000_000,
+    "DOC_MAX_AWARENESS_BYTES": 64_000,
+    "DOC_MAX_BYTES": 10_000_000,
+    # A process-unique name for this server instance; "" means hostname:pid.
+    "INSTANCE_ID": "",
+}
+
+
+class RealtimeSettings:
+    """Attribute access to the realtime knobs; unknown names raise AttributeError."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown realtime setting {name!r}")
+        overrides = getattr(settings, "CHORUS", {}) or {}
+        return overrides.get(name, DEFAULTS[name])
+
+
+realtime_settings = RealtimeSettings()

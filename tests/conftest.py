@@ -1,0 +1,106 @@
+"""Shared fixtures: users, API clients, tokens, and the services gate.
+
+Tests that need PostgreSQL or Redis carry ``@pytest.mark.services``; scripts/test runs them
+in its second pass with DATABASE_URL / REDIS_URL set. Without those variables such a test
+skips with the reason, except under CI=true, where a missing service fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import Role, User
+from accounts.tokens import issue_token_pair
+
+PASSWORD = "correct horse battery staple"
+
+
+def require_service(var: str) -> str:
+    """The URL in ``var``; skip (or fail under CI=true) when it is not configured."""
+    url = os.environ.get(var, "")
+    if not url:
+        message = f"{var} is not set: this test needs the real service"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true: a missing service is a failure)")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return require_service("REDIS_URL")
+
+
+@pytest.fixture
+def database_url() -> str:
+    return require_service("DATABASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """PBKDF2's deliberate slowness is not under test; a fast hasher keeps the suite quick."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str | None = None, **fields) -> User:
+        username = username or f"user-{uuid.uuid4().hex[:8]}"
+        fields.setdefault("role", Role.USER)
+        return User.objects.create_user(username=username, password=PASSWORD, **fields)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user) -> User:
+    return make_user("alice", name="Alice", bio="private bio", gender="private")
+
+
+@pytest.fixture
+def bob(make_user) -> User:
+    return make_user("bob", name="Bob")
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def login(api):
+    """``login(user)`` -> the token pair from the real login endpoint."""
+
+    def do(user: User) -> dict:
+        response = api.post(
+            "/api/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
+        )
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    return do
+
+
+@pytest.fixture
+def auth_api():
+    """``auth_api(user_or_token)`` -> an APIClient sending that user's bearer token."""
+
+    def make(who) -> APIClient:
+        token = who if isinstance(who, str) else issue_token_pair(who)["access"]
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client
+
+    return make

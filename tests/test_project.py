@@ -1,0 +1,86 @@
+"""Project-level guarantees: migrations, settings from the environment, the channel layer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.django_db
+def test_makemigrations_is_clean():
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def settings_in_subprocess(tmp_path, **env) -> dict:
+    """Import config.settings in a fresh interpreter with ``env`` and return some values."""
+    code = (
+        "import json, django; from django.conf import settings; django.setup();"
+        "print(json.dumps({'layer': settings.CHANNEL_LAYERS['default'],"
+        " 'cache': settings.CACHES['default']['BACKEND'],"
+        " 'db': settings.DATABASES['default']['ENGINE'],"
+        " 'conn_max_age': settings.DATABASES['default']['CONN_MAX_AGE'],"
+        " 'secret': settings.SECRET_KEY, 'chorus': settings.CHORUS}))"
+    )
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
+    }
+    clean.update({"DJANGO_SETTINGS_MODULE": "config.settings", "CHORUS_VAR_DIR": str(tmp_path)})
+    clean.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_embedded_default_is_sqlite_in_memory_layer_and_generated_secret(tmp_path):
+    first = settings_in_subprocess(tmp_path)
+    assert first["db"] == "django.db.backends.sqlite3"
+    assert first["layer"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert first["cache"].endswith("LocMemCache")
+    assert first["conn_max_age"] == 0
+    assert len(first["secret"]) >= 50
+    assert (tmp_path / "secret_key").read_text().strip() == first["secret"]
+    assert settings_in_subprocess(tmp_path)["secret"] == first["secret"]  # kept, not regenerated
+
+
+def test_redis_url_selects_channels_redis_with_safe_connection_settings(tmp_path):
+    values = settings_in_subprocess(
+        tmp_path, REDIS_URL="redis://127.0.0.1:6379/3", REDIS_MAX_CONNECTIONS="500"
+    )
+    layer = values["layer"]
+    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    host = layer["CONFIG"]["hosts"][0]
+    assert host["address"] == "redis://127.0.0.1:6379/3"
+    assert host["socket_timeout"] is None and host["max_connections"] == 500
+    assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
+
+
+def test_environment_sets_secret_database_and_realtime_knobs(tmp_path):
+    values = settings_in_subprocess(
+        tmp_path,
+        SECRET_KEY="s" * 60,
+        DATABASE_URL="postgres://u@127.0.0.1:5432/x",
+        WEBSOCKET_PING_INTERVAL="5",
+        MAX_SOCKETS_PER_USER="3",
+    )
+    assert values["secret"] == "s" * 60 and not (tmp_path / "secret_key").exists()
+    assert values["db"] == "django.db.backends.postgresql"
+    assert values["chorus"] == {"WEBSOCKET_PING_INTERVAL": 5.0, "MAX_SOCKETS_PER_USER": 3}
+
+
+def test_secret_key_file_is_git_ignored():
+    ignored = subprocess.run(["git", "check-ignore", "-q", "var/secret_key"], cwd=ROOT)
+    assert ignored.returncode == 0
