@@ -1,6 +1,13 @@
-"""WebSocket routes. The Socket.IO and y-websocket consumers are added by the realtime issue."""
+"""WebSocket routes, wrapped in the Origin check and the JWT middleware."""
 
 from channels.routing import URLRouter
+from django.urls import path
 
-websocket_urlpatterns: list = []
-websocket_application = URLRouter(websocket_urlpatterns)
+from .consumers import SocketIOConsumer
+from .middleware import JWTAuthMiddleware, OriginCheckMiddleware
+
+websocket_urlpatterns = [
+    path("ws/socket.io/", SocketIOConsumer.as_asgi()),
+]
+
+websocket_application = OriginCheckMiddleware(JWTAuthMiddleware(URLRouter(websocket_urlpatterns)))

@@ -1,0 +1,44 @@
+"""System checks for realtime settings that cannot work together."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+from .conf import realtime_settings
+
+
+@register()
+def check_realtime_settings(app_configs, **kwargs):
+    problems = []
+    rs = realtime_settings
+    heartbeat = rs.WEBSOCKET_PING_INTERVAL + rs.WEBSOCKET_PING_TIMEOUT
+    if heartbeat >= rs.SESSION_TTL:
+        problems.append(
+            Error(
+                "SESSION_TTL must exceed WEBSOCKET_PING_INTERVAL + WEBSOCKET_PING_TIMEOUT "
+                f"({rs.SESSION_TTL} <= {heartbeat}); live sockets would flicker offline.",
+                id="realtime.E001",
+            )
+        )
+    if rs.DOC_SAVE_MAX_WAIT < rs.DOC_SAVE_DEBOUNCE:
+        problems.append(
+            Error("DOC_SAVE_MAX_WAIT must be at least DOC_SAVE_DEBOUNCE.", id="realtime.E002")
+        )
+    for name in (
+        "WEBSOCKET_PING_INTERVAL",
+        "WEBSOCKET_PING_TIMEOUT",
+        "SESSION_TTL",
+        "EVENT_RATE",
+        "EVENT_BURST",
+        "MAX_SOCKETS_PER_USER",
+        "WEBSOCKET_MAX_MESSAGE_BYTES",
+    ):
+        if getattr(rs, name) <= 0:
+            problems.append(Error(f"{name} must be positive.", id="realtime.E003"))
+    layer = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    if settings.REDIS_URL and "redis" not in layer.lower():
+        problems.append(
+            Warning("REDIS_URL is set but the channel layer is not Redis.", id="realtime.W001")
+        )
+    return problems

@@ -1,0 +1,365 @@
+"""The Socket.IO endpoint: Engine.IO v4 + Socket.IO v5 (namespace "/") over one WebSocket.
+
+Architecture and reasons: docs/realtime.md. A thin adapter: frames go through the pure codecs
+(``engineio``, ``socketio``), events to ``events.dispatch``, room membership and broadcasts to
+the process hub, session bookkeeping to the session registry.
+
+Lifecycle of a socket:
+1. accept, send OPEN (sid, ping settings, maxPayload); refuse EIO≠4 or a non-websocket
+   transport (close 4400);
+2. the client's CONNECT carries ``auth.token`` (else the token the JWT middleware found);
+   it is validated by the one accounts function; refusal → CONNECT_ERROR with the code, close;
+   no event handler ever runs before a successful CONNECT;
+3. events are rate limited (token bucket), validated and handled one at a time, in order;
+4. server PING every interval; no PONG in time → close 4408, cleaned up as a disconnect;
+   at the token's ``exp`` → ``error {code: token_expired}``, DISCONNECT, close.
+
+Close codes: 1009 frame too large, 4400 bad frame / packet / version, 4401 not authenticated,
+4403 forbidden, 4408 ping timeout or no CONNECT in time, 4429 rate limit abuse or too many
+sockets.
+
+Channels runs ``aclose_old_connections()`` (a thread hop) before every handler; this consumer
+skips it (``dispatch``/``websocket_disconnect`` below) because it never touches the ORM itself:
+every query runs inside ``database_sync_to_async``, which closes old connections on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from urllib.parse import parse_qs
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from accounts.tokens import TokenRejected, ValidatedToken, validate_access_token
+
+from . import engineio, events, push, socketio
+from .conf import realtime_settings
+from .hub import get_hub
+from .presence import announce
+from .protocol_errors import DecodeError
+from .ratelimit import TokenBucket
+from .sessions import Change, SessionRecord, get_registry
+
+logger = logging.getLogger("chorus.realtime.socket")
+
+CLOSE_TOO_LARGE = 1009
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TIMEOUT = 4408
+CLOSE_RATE_LIMITED = 4429
+
+_DISCONNECT_FRAME = engineio.encode_message(socketio.encode_disconnect())
+
+
+def instance_id() -> str:
+    return realtime_settings.INSTANCE_ID or f"{socket.gethostname()}:{os.getpid()}"
+
+
+@database_sync_to_async
+def _validate(raw: str | None) -> ValidatedToken:
+    return validate_access_token(raw)
+
+
+class SocketIOConsumer(AsyncWebsocketConsumer):
+    """One Engine.IO / Socket.IO session on one WebSocket."""
+
+    #: No per-socket channel-layer channel: the process hub does all layer I/O.
+    channel_layer_alias = "__chorus_hub_only__"
+
+    # --- Channels plumbing (skip aclose_old_connections; see module doc) -----------------------
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message):
+        await self.disconnect(message.get("code"))
+        raise StopConsumer()
+
+    # --- connection -------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.user = None
+        self.jti = ""
+        self.rooms: set[str] = set()
+        self.sid = ""
+        self.connected_at = time.time()
+        self.last_seen = self.connected_at
+        self.closed = False
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._running: set[asyncio.Task] = set()
+        self._pending_binary: tuple[socketio.Packet, list[bytes]] | None = None
+        self._bucket = TokenBucket(realtime_settings.EVENT_RATE, realtime_settings.EVENT_BURST)
+        self._rate_refusals = 0
+        await self.accept()
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        if query.get("EIO") != ["4"] or query.get("transport", ["websocket"]) != ["websocket"]:
+            logger.info(
+                "Socket refused: EIO=%s transport=%s", query.get("EIO"), query.get("transport")
+            )
+            await self.close(CLOSE_BAD_REQUEST, "Engine.IO v4 (EIO=4) over websocket only")
+            return
+        interval = realtime_settings.WEBSOCKET_PING_INTERVAL
+        timeout = realtime_settings.WEBSOCKET_PING_TIMEOUT
+        await self.send_frame(
+            engineio.encode_open(
+                secrets.token_urlsafe(15),
+                int(interval * 1000),
+                int(timeout * 1000),
+                realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES,
+            )
+        )
+        self._later("connect", interval + timeout, self._connect_timed_out)
+        self._later("ping", interval, self._ping)
+
+    async def disconnect(self, code) -> None:
+        self.closed = True
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self.user is None:
+            return
+        user, self.user = self.user, None
+        await get_hub().unregister(self)
+        record = self.session_record(user)
+        try:
+            if await get_registry().remove(self.sid, str(user.pk)):
+                await announce([Change(str(user.pk), False, record)])
+        except Exception:  # the session expires on its own (SESSION_TTL)
+            logger.exception("Could not remove a session from the registry")
+
+    async def close(self, code=None, reason=None) -> None:
+        if not self.closed:
+            self.closed = True
+            await super().close(code, reason)
+
+    # --- timers -----------------------------------------------------------------------------
+
+    def _later(self, name: str, delay: float, coroutine_function) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        self._timers[name] = asyncio.get_running_loop().call_later(
+            max(0.0, delay), self._run, coroutine_function
+        )
+
+    def _run(self, coroutine_function) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine_function())
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    def _cancel(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def _ping(self) -> None:
+        if self.closed:
+            return
+        await self.send_frame(engineio.PING_FRAME)
+        self._later("pong", realtime_settings.WEBSOCKET_PING_TIMEOUT, self._ping_timed_out)
+
+    def _pong(self) -> None:
+        self.last_seen = time.time()
+        self._cancel("pong")
+        self._later("ping", realtime_settings.WEBSOCKET_PING_INTERVAL, self._ping)
+
+    async def _ping_timed_out(self) -> None:
+        logger.info("Socket %s: ping timeout", self.sid or "(not connected)")
+        await self.close(CLOSE_TIMEOUT, "ping timeout")
+
+    async def _connect_timed_out(self) -> None:
+        if self.user is None:
+            await self.close(CLOSE_TIMEOUT, "no CONNECT in time")
+
+    async def _token_expired(self) -> None:
+        await self.kick("token_expired", "Token has expired.")
+
+    # --- frames -----------------------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.closed:
+            return
+        limit = realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES
+        if text_data is not None:
+            if len(text_data) > limit or (
+                len(text_data) * 4 > limit and len(text_data.encode()) > limit
+            ):
+                await self.close(CLOSE_TOO_LARGE, "message too large")
+                return
+            await self._on_text(text_data)
+        elif bytes_data is not None:
+            if len(bytes_data) > limit:
+                await self.close(CLOSE_TOO_LARGE, "message too large")
+                return
+            await self._on_binary(bytes_data)
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            kind, rest = engineio.decode_text(text)
+            if kind == engineio.PONG:
+                self._pong()
+            elif kind == engineio.MESSAGE:
+                if self._pending_binary is not None:
+                    raise DecodeError("text packet while binary attachments are pending")
+                packet = socketio.decode(rest)
+                if packet.type in (socketio.BINARY_EVENT, socketio.BINARY_ACK) and (
+                    packet.attachments
+                ):
+                    self._pending_binary = (packet, [])
+                    return
+                await self._on_packet(packet)
+            elif kind == engineio.CLOSE:
+                await self.close(1000)
+            elif kind == engineio.PING:
+                await self.send_frame(engineio.PONG_FRAME + rest)
+        except DecodeError as error:
+            logger.info("Socket %s: bad frame (%s)", self.sid or "-", error)
+            await self.close(CLOSE_BAD_REQUEST, "bad packet")
+
+    async def _on_binary(self, data: bytes) -> None:
+        if self._pending_binary is None:
+            await self.close(CLOSE_BAD_REQUEST, "unexpected binary frame")
+            return
+        packet, attachments = self._pending_binary
+        attachments.append(data)
+        if len(attachments) < packet.attachments:
+            return
+        self._pending_binary = None
+        try:
+            packet = socketio.reconstruct(packet, attachments)
+        except DecodeError:
+            await self.close(CLOSE_BAD_REQUEST, "bad attachments")
+            return
+        await self._on_packet(packet)
+
+    async def _on_packet(self, packet: socketio.Packet) -> None:
+        if packet.type == socketio.CONNECT:
+            await self._on_connect(packet)
+        elif self.user is None or packet.namespace != "/":
+            # An event before CONNECT (or on a namespace never joined): close, nothing else.
+            await self.close(CLOSE_UNAUTHORIZED, "not connected")
+        elif packet.type == socketio.EVENT:
+            await self._on_event(packet)
+        elif packet.type == socketio.DISCONNECT:
+            await self.close(1000)
+        # ACKs from the client answer nothing this server asked: ignored.
+
+    # --- CONNECT ----------------------------------------------------------------------------
+
+    async def _refuse_connect(self, message: str, code: str, namespace: str = "/") -> None:
+        data = {"code": code} if code else None
+        await self.send_frame(
+            engineio.encode_message(socketio.encode_connect_error(message, data, namespace))
+        )
+
+    async def _on_connect(self, packet: socketio.Packet) -> None:
+        if packet.namespace != "/":
+            await self._refuse_connect("Invalid namespace", "", packet.namespace)
+            return
+        if self.user is not None:
+            return  # already connected: a repeated CONNECT changes nothing
+        auth = packet.data if isinstance(packet.data, dict) else {}
+        try:
+            if auth.get("token") is not None:
+                validated = await _validate(auth.get("token"))
+            elif self.scope.get("token") is not None:
+                validated = self.scope["token"]
+            else:
+                raise self.scope.get("auth_error") or TokenRejected(
+                    "auth_required", "Authentication credentials were not provided."
+                )
+        except TokenRejected as rejected:
+            await self._refuse_connect(rejected.message, rejected.code)
+            close = CLOSE_FORBIDDEN if rejected.status == 403 else CLOSE_UNAUTHORIZED
+            await self.close(close, rejected.code)
+            return
+        registry = get_registry()
+        user_id = str(validated.user.pk)
+        if await registry.count(user_id) >= realtime_settings.MAX_SOCKETS_PER_USER:
+            await self._refuse_connect("Too many open sockets.", "too_many_connections")
+            await self.close(CLOSE_RATE_LIMITED, "too many connections")
+            return
+        self._cancel("connect")
+        self.user = validated.user
+        self.sid = secrets.token_urlsafe(15)
+        self.adopt_token(validated)
+        hub = get_hub()
+        await hub.register(self)
+        await hub.join(self, push.user_room(user_id))
+        if await registry.add(self.session_record()):
+            await announce([Change(user_id, True, self.session_record())])
+        await self.send_frame(engineio.encode_message(socketio.encode_connect({"sid": self.sid})))
+
+    def adopt_token(self, validated: ValidatedToken) -> None:
+        """Bind the socket to ``validated``: its jti (for logout kicks) and its expiry."""
+        self.jti = validated.jti
+        self._later("expiry", validated.expires_at - time.time(), self._token_expired)
+
+    # --- events -----------------------------------------------------------------------------
+
+    async def _on_event(self, packet: socketio.Packet) -> None:
+        name, args = packet.data[0], packet.data[1:]
+        if not self._bucket.take():
+            self._rate_refusals += 1
+            if self._rate_refusals >= realtime_settings.RATE_LIMIT_DISCONNECT_AFTER:
+                logger.info("Socket %s: disconnected for sustained rate abuse", self.sid)
+                await self.kick("rate_limited", "Too many events.", CLOSE_RATE_LIMITED)
+                return
+            result = events.EventError("rate_limited", "Too many events; slow down.").as_ack()
+        else:
+            self._rate_refusals = 0
+            try:
+                result = await events.dispatch(self, name, args)
+            except events.EventError as error:
+                result = error.as_ack()
+            except Exception:
+                logger.exception("Socket %s: handler for %r failed", self.sid, name[:64])
+                result = events.EventError("internal_error", "The server failed.").as_ack()
+        if packet.id is not None and not self.closed:
+            await self.send_frame(engineio.encode_message(socketio.encode_ack(packet.id, [result])))
+
+    # --- what the hub and handlers use ------------------------------------------------------
+
+    async def send_frame(self, frame: str) -> None:
+        if not self.closed:
+            await self.base_send({"type": "websocket.send", "text": frame})
+
+    async def join(self, room: str) -> None:
+        await get_hub().join(self, room)
+
+    def leave(self, room: str) -> None:
+        get_hub().leave(self, room)
+
+    async def on_room_left(self, room: str) -> None:
+        """Called by the hub after a membership change took the socket out of ``room``."""
+
+    async def kick(self, code: str, message: str, close_code: int = 1000) -> None:
+        """Tell the client why (event ``error``), send DISCONNECT, close."""
+        if self.closed:
+            return
+        await self.send_frame(push.event_frame("error", {"code": code, "message": message}))
+        await self.send_frame(_DISCONNECT_FRAME)
+        await self.close(close_code, code)
+
+    def session_record(self, user=None) -> SessionRecord:
+        user = user or self.user
+        return SessionRecord(
+            sid=self.sid,
+            user_id=str(user.pk),
+            instance=instance_id(),
+            connected_at=self.connected_at,
+            user=user.public_profile(),
+            last_seen=self.last_seen,
+        )

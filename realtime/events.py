@@ -1,0 +1,309 @@
+"""Client → server Socket.IO events: one handler per event, each with a payload schema.
+
+``HANDLERS`` is the explicit registry (event name → schema + coroutine); the consumer never
+looks a handler up by a name a client chose in any other way. ``dispatch`` validates the
+first event argument against the schema (``bad_request`` on failure: nothing happens), runs
+the handler and returns the ack payload. A refusal raises ``EventError(code, message)``;
+codes: bad_request, unauthorized, forbidden, not_found, rate_limited, too_large, conflict.
+
+Identity fields a client sends (``user_id``, ``user_name`` …) are ignored for authorization:
+handlers act as ``conn.user``, the user the socket authenticated as.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from channels.db import database_sync_to_async
+from django.core.cache import cache
+from django.utils import timezone
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from accounts.tokens import TokenRejected, ValidatedToken, validate_access_token
+
+from . import push
+from .conf import realtime_settings
+
+
+class EventError(Exception):
+    """A refused event; acked as ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_ack(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+# --- schemas ----------------------------------------------------------------------------------
+
+
+class Payload(BaseModel):
+    """Base schema: unknown fields are ignored (clients send extras such as ``user_id``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Auth(Payload):
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class UserJoin(Payload):
+    auth: Auth | None = None
+
+
+class Heartbeat(Payload):
+    pass
+
+
+class JoinChannels(Payload):
+    auth: Auth | None = None
+
+
+class JoinNote(Payload):
+    note_id: uuid.UUID
+    auth: Auth | None = None
+
+
+class TypingData(Payload):
+    typing: bool
+
+
+class ChannelEventData(Payload):
+    type: Literal["typing", "last_read_at"]
+    data: TypingData | None = None
+
+
+class ChannelEvent(Payload):
+    channel_id: uuid.UUID
+    message_id: uuid.UUID | None = None
+    data: ChannelEventData
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+Handler = Callable[[Any, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    schema: type[Payload]
+    handler: Handler
+
+
+HANDLERS: dict[str, Entry] = {}
+
+
+def on(name: str, schema: type[Payload]) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        HANDLERS[name] = Entry(schema, handler)
+        return handler
+
+    return register
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "payload"
+    return f"Invalid payload: {where}: {first['msg']}"
+
+
+async def dispatch(conn, name: str, args: list) -> Any:
+    """Run event ``name`` for ``conn``; returns the ack payload or raises ``EventError``."""
+    entry = HANDLERS.get(name)
+    if entry is None:
+        raise EventError("bad_request", f"Unknown event {name[:64]!r}.")
+    raw = args[0] if args else {}
+    try:
+        payload = entry.schema.model_validate(raw if raw is not None else {})
+    except ValidationError as error:
+        raise EventError("bad_request", _describe(error)) from None
+    return await entry.handler(conn, payload)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@database_sync_to_async
+def _validate(raw: str) -> ValidatedToken:
+    return validate_access_token(raw)
+
+
+async def _revalidate(conn, auth: Auth | None) -> None:
+    """Re-check the token a client presents again; it must be the socket's own user's."""
+    if auth is None:
+        return
+    try:
+        validated = await _validate(auth.token)
+    except TokenRejected as rejected:
+        code = "forbidden" if rejected.status == 403 else "unauthorized"
+        raise EventError(code, rejected.message) from None
+    if validated.user.pk != conn.user.pk:
+        raise EventError("forbidden", "The token belongs to another user.")
+    conn.adopt_token(validated)
+
+
+@database_sync_to_async
+def _member_channel_ids(user_id) -> list[str]:
+    from channels_app.models import ChannelMember
+
+    return [
+        str(cid)
+        for cid in ChannelMember.objects.filter(
+            user_id=user_id, is_active=True, channel__archived_at__isnull=True
+        ).values_list("channel_id", flat=True)
+    ]
+
+
+@database_sync_to_async
+def _is_member(user_id, channel_id) -> bool:
+    from channels_app.models import ChannelMember
+
+    return ChannelMember.objects.filter(
+        user_id=user_id,
+        channel_id=channel_id,
+        is_active=True,
+        channel__archived_at__isnull=True,
+    ).exists()
+
+
+class TypingGate:
+    """Per process: a user's typing state in a channel is relayed at most once per
+    ``TYPING_MIN_INTERVAL``; a change of state (start ↔ stop) always passes."""
+
+    MAX_ENTRIES = 50_000
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple[bool, float]] = {}
+
+    def allow(self, user_id: str, channel_id: str, typing: bool) -> bool:
+        now = time.monotonic()
+        interval = realtime_settings.TYPING_MIN_INTERVAL
+        previous = self._last.get((user_id, channel_id))
+        if previous is not None and previous[0] == typing and now - previous[1] < interval:
+            return False
+        if len(self._last) >= self.MAX_ENTRIES:
+            self._last = {k: v for k, v in self._last.items() if now - v[1] < interval}
+        self._last[(user_id, channel_id)] = (typing, now)
+        return True
+
+
+typing_gate = TypingGate()
+
+
+async def _join_channels(conn) -> list[str]:
+    channel_ids = await _member_channel_ids(conn.user.pk)
+    for channel_id in channel_ids:
+        await conn.join(push.channel_room(channel_id))
+    return channel_ids
+
+
+async def _require_member(conn, channel_id: uuid.UUID) -> str:
+    cid = str(channel_id)
+    if push.channel_room(cid) not in conn.rooms and not await _is_member(conn.user.pk, cid):
+        raise EventError("forbidden", "You are not a member of this channel.")
+    return cid
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+@on("user-join", UserJoin)
+async def user_join(conn, payload: UserJoin) -> dict:
+    """(Re)join the user's room and every channel room; returns the public profile."""
+    await _revalidate(conn, payload.auth)
+    await conn.join(push.user_room(conn.user.pk))
+    await _join_channels(conn)
+    return conn.user.public_profile()
+
+
+@database_sync_to_async
+def _write_last_active(user_id) -> bool:
+    """Write ``last_active_at`` unless it was written within the interval (any instance)."""
+    from accounts.models import User
+
+    interval = realtime_settings.LAST_ACTIVE_WRITE_INTERVAL
+    if not cache.add(f"chorus:last_active:{user_id}", 1, timeout=interval):
+        return False
+    User.objects.filter(pk=user_id).update(last_active_at=timezone.now())
+    return True
+
+
+@on("heartbeat", Heartbeat)
+async def heartbeat(conn, payload: Heartbeat) -> dict:
+    conn.last_seen = time.time()
+    await _write_last_active(conn.user.pk)
+    return {}
+
+
+@on("join-channels", JoinChannels)
+async def join_channels(conn, payload: JoinChannels) -> dict:
+    await _revalidate(conn, payload.auth)
+    return {"channels": await _join_channels(conn)}
+
+
+@database_sync_to_async
+def _note_access(user, note_id) -> str | None:
+    from notes.models import Note
+
+    note = Note.objects.filter(pk=note_id).first()
+    if note is None:
+        raise EventError("not_found", "No such note.")
+    return note.access_for(user)
+
+
+@on("join-note", JoinNote)
+async def join_note(conn, payload: JoinNote) -> dict:
+    await _revalidate(conn, payload.auth)
+    if await _note_access(conn.user, payload.note_id) is None:
+        raise EventError("forbidden", "You may not read this note.")
+    await conn.join(push.note_room(payload.note_id))
+    return {"note_id": str(payload.note_id)}
+
+
+@database_sync_to_async
+def _mark_read(user_id, channel_id) -> datetime:
+    from channels_app.models import ChannelMember
+
+    now = timezone.now()
+    updated = ChannelMember.objects.filter(
+        user_id=user_id, channel_id=channel_id, is_active=True
+    ).update(last_read_at=now)
+    if not updated:
+        raise EventError("forbidden", "You are not a member of this channel.")
+    return now
+
+
+@on("events:channel", ChannelEvent)
+async def channel_event(conn, payload: ChannelEvent) -> dict:
+    kind = payload.data.type
+    if kind == "last_read_at":
+        return {"last_read_at": _iso(await _mark_read(conn.user.pk, payload.channel_id))}
+    if payload.data.data is None:
+        raise EventError("bad_request", "Invalid payload: data.data: typing is required")
+    channel_id = await _require_member(conn, payload.channel_id)
+    typing = payload.data.data.typing
+    if typing_gate.allow(str(conn.user.pk), channel_id, typing):
+        await push.aemit(
+            push.channel_room(channel_id),
+            "events:channel",
+            {
+                "channel_id": channel_id,
+                "message_id": str(payload.message_id) if payload.message_id else None,
+                "data": {"type": "typing", "data": {"typing": typing}},
+                "user": {"id": str(conn.user.pk), "name": conn.user.display_name},
+            },
+            skip_sid=conn.sid,
+        )
+    return {}

@@ -1,0 +1,141 @@
+"""Server-side push API: the one way server code reaches sockets.
+
+Views, signals, admin actions and commands call the sync functions; they run after the
+current database transaction commits (``transaction.on_commit``), so a change that rolls back
+is never announced. Async code calls the ``a``-prefixed coroutines, which send at once.
+
+Every function reaches the sockets on every instance: it publishes one hub message to a room
+(see ``realtime.hub``); the frame is encoded here, once, and written as-is to each socket.
+
+With the in-memory channel layer (no ``REDIS_URL``) only the current process is reached: a
+management command cannot kick the sockets of a running server. Use Redis for that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from . import engineio, socketio
+
+
+def user_room(user_id: object) -> str:
+    return f"user.{user_id}"
+
+
+def channel_room(channel_id: object) -> str:
+    return f"channel.{channel_id}"
+
+
+def note_room(note_id: object) -> str:
+    return f"note.{note_id}"
+
+
+def doc_room(note_id: object) -> str:
+    return f"doc.note.{note_id}"
+
+
+def event_frame(event: str, data: Any) -> str:
+    """The WebSocket text frame of a Socket.IO event (Engine.IO MESSAGE + EVENT packet)."""
+    return engineio.encode_message(socketio.encode_event(event, data))
+
+
+# --- async, immediate -------------------------------------------------------------------------
+
+
+async def apublish(room: str, message: dict) -> None:
+    await get_channel_layer().group_send(room, {**message, "room": room})
+
+
+async def aemit(room: str, event: str, data: Any, *, skip_sid: str | None = None) -> None:
+    """Send event ``event`` with ``data`` to every socket in ``room`` except ``skip_sid``."""
+    await apublish(
+        room, {"type": "chorus.emit", "frame": event_frame(event, data), "skip": skip_sid}
+    )
+
+
+async def aemit_to_user(user_id: object, event: str, data: Any) -> None:
+    await aemit(user_room(user_id), event, data)
+
+
+async def aemit_to_channel(channel_id: object, event: str, data: Any) -> None:
+    await aemit(channel_room(channel_id), event, data)
+
+
+async def aemit_to_note(note_id: object, event: str, data: Any) -> None:
+    await aemit(note_room(note_id), event, data)
+
+
+async def adisconnect_user(
+    user_id: object, code: str = "token_revoked", message: str = "Session revoked."
+) -> None:
+    """Disconnect every socket of the user on every instance."""
+    await apublish(
+        user_room(user_id), {"type": "chorus.kick", "code": code, "message": message, "jti": None}
+    )
+
+
+async def adisconnect_token(
+    user_id: object, jti: str, code: str = "token_revoked", message: str = "Token revoked."
+) -> None:
+    """Disconnect the sockets opened with one token (by its ``jti``)."""
+    await apublish(
+        user_room(user_id), {"type": "chorus.kick", "code": code, "message": message, "jti": jti}
+    )
+
+
+async def aadd_user_to_room(user_id: object, room: str) -> None:
+    """Put every live socket of the user into ``room`` on every instance."""
+    await apublish(user_room(user_id), {"type": "chorus.join", "target": room})
+
+
+async def aremove_user_from_room(
+    user_id: object, room: str, notice: tuple[str, Any] | None = None
+) -> None:
+    """Take the user's live sockets out of ``room``; each gets event ``notice`` if given."""
+    frame = event_frame(*notice) if notice else None
+    await apublish(user_room(user_id), {"type": "chorus.leave", "target": room, "frame": frame})
+
+
+# --- sync, after commit -----------------------------------------------------------------------
+
+
+def _after_commit(coroutine_function, *args, **kwargs) -> None:
+    transaction.on_commit(lambda: async_to_sync(coroutine_function)(*args, **kwargs))
+
+
+def emit_to_user(user_id: object, event: str, data: Any) -> None:
+    _after_commit(aemit_to_user, user_id, event, data)
+
+
+def emit_to_channel(channel_id: object, event: str, data: Any) -> None:
+    _after_commit(aemit_to_channel, channel_id, event, data)
+
+
+def emit_to_note(note_id: object, event: str, data: Any) -> None:
+    _after_commit(aemit_to_note, note_id, event, data)
+
+
+def disconnect_user(
+    user_id: object, code: str = "token_revoked", message: str = "Session revoked."
+) -> None:
+    _after_commit(adisconnect_user, user_id, code, message)
+
+
+def disconnect_token(
+    user_id: object, jti: str, code: str = "token_revoked", message: str = "Token revoked."
+) -> None:
+    _after_commit(adisconnect_token, user_id, jti, code, message)
+
+
+def add_user_to_room(user_id: object, room: str) -> None:
+    _after_commit(aadd_user_to_room, user_id, room)
+
+
+def remove_user_from_room(
+    user_id: object, room: str, notice: tuple[str, Any] | None = None
+) -> None:
+    _after_commit(aremove_user_from_room, user_id, room, notice)

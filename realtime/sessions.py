@@ -1,0 +1,348 @@
+"""The session registry: which sockets are open, on which instance, for which user.
+
+One interface (``SessionRegistry``), two backends:
+
+- ``MemorySessionRegistry`` (default, one process): dicts under a thread lock; records are
+  copied through JSON so it behaves exactly like Redis (no shared mutable state).
+- ``RedisSessionRegistry`` (``REDIS_URL`` set): every instance shares it. Each change is one
+  Lua script, so "first session of a user" and "last session of a user" are decided
+  atomically across instances.
+
+Every record has a deadline (now + ``SESSION_TTL``) that the owning instance pushes forward
+while the socket is alive. ``sweep()`` — run by every instance — removes records past their
+deadline; a killed instance's sessions therefore vanish within one TTL, and exactly one
+instance (the one whose sweep removed the record) announces the user offline.
+
+Records hold the user's public profile only (id, name, role): never the private profile
+fields, never a token. ``last_seen`` is derived from the deadline (deadline - TTL).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import weakref
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+from django.conf import settings
+
+from .conf import realtime_settings
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """One open Socket.IO session. ``user`` is the public profile (id, name, role)."""
+
+    sid: str
+    user_id: str
+    instance: str
+    connected_at: float
+    user: dict = field(default_factory=dict)
+    last_seen: float = 0.0
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("last_seen")
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, deadline: float) -> SessionRecord:
+        data = json.loads(raw)
+        return cls(**data, last_seen=deadline - realtime_settings.SESSION_TTL)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A registry change that matters to presence: ``online`` is the user's new state."""
+
+    user_id: str
+    online: bool
+    record: SessionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    sessions: int
+    last_seen: float | None
+
+
+class SessionRegistry(ABC):
+    """Open sessions across all instances. Methods are coroutines; none raises for a sid
+    that is unknown (removing twice is harmless)."""
+
+    @abstractmethod
+    async def add(self, record: SessionRecord) -> bool:
+        """Store ``record``; True when it is the user's only live session anywhere."""
+
+    @abstractmethod
+    async def remove(self, sid: str, user_id: str) -> bool:
+        """Drop the session; True when it was the user's last (the user went offline)."""
+
+    @abstractmethod
+    async def refresh(self, records: list[SessionRecord]) -> list[Change]:
+        """Push the deadlines of live local sessions forward (re-adding any that a sweep
+        removed meanwhile); returns users who came back online through a re-add."""
+
+    @abstractmethod
+    async def sweep(self) -> list[Change]:
+        """Remove expired sessions; returns the users that went offline through it."""
+
+    @abstractmethod
+    async def count(self, user_id: str) -> int:
+        """Live sessions of one user."""
+
+    @abstractmethod
+    async def presence(self, user_ids: list[str]) -> dict[str, Presence]:
+        """Online state of each user that has at least one live session."""
+
+    @abstractmethod
+    async def get(self, sids: list[str]) -> list[SessionRecord]:
+        """The records of the given sids that are still registered."""
+
+    @staticmethod
+    def deadline(now: float | None = None) -> float:
+        return (now or time.time()) + realtime_settings.SESSION_TTL
+
+
+class MemorySessionRegistry(SessionRegistry):
+    """In-process backend; thread-safe so sync views can read presence."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, str] = {}  # sid -> record JSON
+        self._deadlines: dict[str, float] = {}  # sid -> deadline
+        self._by_user: dict[str, set[str]] = {}  # user id -> sids
+
+    def _store(self, record: SessionRecord, deadline: float) -> int:
+        self._records[record.sid] = record.to_json()
+        self._deadlines[record.sid] = deadline
+        sids = self._by_user.setdefault(record.user_id, set())
+        is_new = record.sid not in sids
+        sids.add(record.sid)
+        return len(sids) if is_new else 0
+
+    def _drop(self, sid: str, user_id: str) -> int:
+        self._records.pop(sid, None)
+        self._deadlines.pop(sid, None)
+        sids = self._by_user.get(user_id, set())
+        sids.discard(sid)
+        if not sids:
+            self._by_user.pop(user_id, None)
+        return len(sids)
+
+    async def add(self, record: SessionRecord) -> bool:
+        with self._lock:
+            return self._store(record, self.deadline()) == 1
+
+    async def remove(self, sid: str, user_id: str) -> bool:
+        with self._lock:
+            if sid not in self._records:
+                return False
+            return self._drop(sid, user_id) == 0
+
+    async def refresh(self, records: list[SessionRecord]) -> list[Change]:
+        deadline = self.deadline()
+        with self._lock:
+            return [Change(r.user_id, True, r) for r in records if self._store(r, deadline) == 1]
+
+    async def sweep(self) -> list[Change]:
+        now = time.time()
+        changes = []
+        with self._lock:
+            for sid in [s for s, d in self._deadlines.items() if d <= now]:
+                record = SessionRecord.from_json(self._records[sid], self._deadlines[sid])
+                if self._drop(sid, record.user_id) == 0:
+                    changes.append(Change(record.user_id, False, record))
+        return changes
+
+    async def count(self, user_id: str) -> int:
+        with self._lock:
+            return len(self._by_user.get(user_id, ()))
+
+    async def presence(self, user_ids: list[str]) -> dict[str, Presence]:
+        ttl = realtime_settings.SESSION_TTL
+        with self._lock:
+            result = {}
+            for user_id in user_ids:
+                sids = self._by_user.get(user_id)
+                if sids:
+                    seen = max(self._deadlines[s] for s in sids) - ttl
+                    result[user_id] = Presence(len(sids), seen)
+            return result
+
+    async def get(self, sids: list[str]) -> list[SessionRecord]:
+        with self._lock:
+            return [
+                SessionRecord.from_json(self._records[s], self._deadlines[s])
+                for s in sids
+                if s in self._records
+            ]
+
+
+# --- Redis --------------------------------------------------------------------------------------
+# Keys: {p}records (hash sid -> record JSON), {p}deadlines (zset sid -> deadline),
+# {p}user:<id> (set of sids). Single Redis (not Cluster): scripts compute user keys.
+
+_ADD = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+return redis.call('SCARD', KEYS[3])
+"""
+
+_REMOVE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return -1 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+return redis.call('SCARD', KEYS[3])
+"""
+
+# ARGV: deadline, user key prefix, then (sid, user id, record JSON) triples.
+# Returns the indexes (1-based triple numbers) whose re-add made the user online again.
+_REFRESH = """
+local back = {}
+local n = 0
+for i = 3, #ARGV, 3 do
+  n = n + 1
+  local sid, uid, rec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  redis.call('HSET', KEYS[1], sid, rec)
+  redis.call('ZADD', KEYS[2], ARGV[1], sid)
+  local ukey = ARGV[2] .. uid
+  if redis.call('SADD', ukey, sid) == 1 and redis.call('SCARD', ukey) == 1 then
+    table.insert(back, n)
+  end
+end
+return back
+"""
+
+# ARGV: now, limit, user key prefix. Returns (record JSON, deadline, remaining) triples.
+_SWEEP = """
+local out = {}
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES',
+                           'LIMIT', 0, tonumber(ARGV[2]))
+for i = 1, #expired, 2 do
+  local sid, deadline = expired[i], expired[i + 1]
+  redis.call('ZREM', KEYS[2], sid)
+  local rec = redis.call('HGET', KEYS[1], sid)
+  if rec then
+    redis.call('HDEL', KEYS[1], sid)
+    local ukey = ARGV[3] .. cjson.decode(rec)['user_id']
+    redis.call('SREM', ukey, sid)
+    table.insert(out, rec)
+    table.insert(out, deadline)
+    table.insert(out, redis.call('SCARD', ukey))
+  end
+end
+return out
+"""
+
+
+class RedisSessionRegistry(SessionRegistry):
+    """Shared backend; one instance per event loop (redis.asyncio clients are loop-bound)."""
+
+    SWEEP_BATCH = 500
+
+    def __init__(self, url: str, prefix: str = "chorus:sessions:") -> None:
+        import redis.asyncio as aioredis
+
+        self.client = aioredis.Redis.from_url(url)
+        self.prefix = prefix
+        self._records, self._deadlines = f"{prefix}records", f"{prefix}deadlines"
+        self._add = self.client.register_script(_ADD)
+        self._remove = self.client.register_script(_REMOVE)
+        self._refresh = self.client.register_script(_REFRESH)
+        self._sweep = self.client.register_script(_SWEEP)
+
+    def _user_key(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}"
+
+    async def add(self, record: SessionRecord) -> bool:
+        keys = [self._records, self._deadlines, self._user_key(record.user_id)]
+        return await self._add(keys, [record.sid, record.to_json(), self.deadline()]) == 1
+
+    async def remove(self, sid: str, user_id: str) -> bool:
+        keys = [self._records, self._deadlines, self._user_key(user_id)]
+        return await self._remove(keys, [sid]) == 0
+
+    async def refresh(self, records: list[SessionRecord]) -> list[Change]:
+        if not records:
+            return []
+        args: list = [self.deadline(), f"{self.prefix}user:"]
+        for record in records:
+            args += [record.sid, record.user_id, record.to_json()]
+        back = await self._refresh([self._records, self._deadlines], args)
+        return [Change(records[i - 1].user_id, True, records[i - 1]) for i in back]
+
+    async def sweep(self) -> list[Change]:
+        args = [time.time(), self.SWEEP_BATCH, f"{self.prefix}user:"]
+        out = await self._sweep([self._records, self._deadlines], args)
+        changes = []
+        for i in range(0, len(out), 3):
+            record = SessionRecord.from_json(out[i], float(out[i + 1]))
+            if int(out[i + 2]) == 0:
+                changes.append(Change(record.user_id, False, record))
+        return changes
+
+    async def count(self, user_id: str) -> int:
+        return await self.client.scard(self._user_key(user_id))
+
+    async def presence(self, user_ids: list[str]) -> dict[str, Presence]:
+        if not user_ids:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.smembers(self._user_key(user_id))
+            members = await pipe.execute()
+        result = {}
+        ttl = realtime_settings.SESSION_TTL
+        for user_id, sids in zip(user_ids, members, strict=True):
+            if sids:
+                scores = await self.client.zmscore(self._deadlines, list(sids))
+                live = [s for s in scores if s is not None]
+                if live:
+                    result[user_id] = Presence(len(live), max(live) - ttl)
+        return result
+
+    async def get(self, sids: list[str]) -> list[SessionRecord]:
+        if not sids:
+            return []
+        raws = await self.client.hmget(self._records, sids)
+        deadlines = await self.client.zmscore(self._deadlines, sids)
+        return [
+            SessionRecord.from_json(raw, deadline or self.deadline())
+            for raw, deadline in zip(raws, deadlines, strict=True)
+            if raw is not None
+        ]
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+_memory_registry = MemorySessionRegistry()
+_redis_registries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def get_registry() -> SessionRegistry:
+    """The registry for this process (and, for Redis, this event loop)."""
+    if not settings.REDIS_URL:
+        return _memory_registry
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    registry = _redis_registries.get(loop)
+    if registry is None:
+        registry = _redis_registries[loop] = RedisSessionRegistry(settings.REDIS_URL)
+    return registry
+
+
+async def presence_of(user_ids: list[str]) -> dict[str, Presence]:
+    """Presence of ``user_ids`` from this process's registry (callable via async_to_sync)."""
+    return await get_registry().presence(user_ids)
+
+
+def reset_memory_registry() -> None:
+    """Forget every in-process session (tests start from an empty registry)."""
+    global _memory_registry
+    _memory_registry = MemorySessionRegistry()

@@ -1,0 +1,106 @@
+"""Unit tests for realtime.engineio (Engine.IO v4 WebSocket text frames)."""
+
+import json
+
+import pytest
+
+from realtime import engineio as eio
+from realtime.protocol_errors import DecodeError
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is a dev-only dependency
+    given = None
+
+
+def test_constants():
+    assert (eio.OPEN, eio.CLOSE, eio.PING, eio.PONG) == (0, 1, 2, 3)
+    assert (eio.MESSAGE, eio.UPGRADE, eio.NOOP) == (4, 5, 6)
+    assert (eio.PING_FRAME, eio.PONG_FRAME, eio.CLOSE_FRAME, eio.NOOP_FRAME) == ("2", "3", "1", "6")
+
+
+def test_encode_open_exact():
+    frame = eio.encode_open("AbC-123_", 25000, 20000, 1000000)
+    assert frame == (
+        '0{"sid":"AbC-123_","upgrades":[],"pingInterval":25000,'
+        '"pingTimeout":20000,"maxPayload":1000000}'
+    )
+
+
+def test_encode_open_escapes_sid():
+    frame = eio.encode_open('a"b\\é', 1, 2, 3)
+    assert (
+        frame
+        == '0{"sid":"a\\"b\\\\é","upgrades":[],"pingInterval":1,"pingTimeout":2,"maxPayload":3}'
+    )
+    assert json.loads(frame[1:])["sid"] == 'a"b\\é'
+
+
+def test_encode_open_is_accepted_by_python_engineio():
+    from engineio import packet as pe
+
+    pkt = pe.Packet(encoded_packet=eio.encode_open("s1", 25000, 20000, 1000000))
+    assert pkt.packet_type == pe.OPEN
+    assert pkt.data == {
+        "sid": "s1",
+        "upgrades": [],
+        "pingInterval": 25000,
+        "pingTimeout": 20000,
+        "maxPayload": 1000000,
+    }
+
+
+def test_encode_message():
+    assert eio.encode_message('2["x"]') == '42["x"]'
+    assert eio.encode_message("") == "4"
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        ("2", (eio.PING, "")),
+        ("3", (eio.PONG, "")),
+        ("2probe", (eio.PING, "probe")),
+        ("3probe", (eio.PONG, "probe")),
+        ("5", (eio.UPGRADE, "")),
+        ("6", (eio.NOOP, "")),
+        ("1", (eio.CLOSE, "")),
+        ("0{}", (eio.OPEN, "{}")),
+        ('42["typing",{"a":1}]', (eio.MESSAGE, '2["typing",{"a":1}]')),
+        ("4héllo", (eio.MESSAGE, "héllo")),
+    ],
+)
+def test_decode_text(frame, expected):
+    assert eio.decode_text(frame) == expected
+
+
+@pytest.mark.parametrize("frame", ["", "7", "9", "x", " 4", "-1", "\u0664x", "\x00", "é"])
+def test_decode_text_rejects(frame):
+    with pytest.raises(DecodeError):
+        eio.decode_text(frame)
+
+
+def test_decode_error_is_value_error():
+    assert issubclass(DecodeError, ValueError)
+
+
+def test_roundtrip_with_python_engineio():
+    from engineio import packet as pe
+
+    for ptype in (pe.PING, pe.PONG, pe.MESSAGE, pe.NOOP, pe.CLOSE, pe.UPGRADE):
+        encoded = pe.Packet(ptype, data="probe").encode()
+        assert eio.decode_text(encoded) == (ptype, "probe")
+
+
+if given is not None:
+
+    @settings(database=None, deadline=None, max_examples=500)
+    @given(st.text())
+    def test_fuzz_decode_text_only_raises_decode_error(frame):
+        try:
+            packet_type, rest = eio.decode_text(frame)
+        except DecodeError:
+            return
+        assert 0 <= packet_type <= 6
+        assert str(packet_type) + rest == frame
