@@ -1,0 +1,403 @@
+"""The Socket.IO consumer through WebsocketCommunicator: handshake, auth, refusals, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import transaction
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.models import Role, User
+from accounts.tokens import issue_access_token, issue_token_pair, revoke_all_tokens
+from channels_app.models import Channel, ChannelMember
+from notes.models import Note
+from realtime import push
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def token_for(user: User, **kwargs) -> str:
+    return issue_access_token(user, **kwargs)
+
+
+@pytest.fixture
+def channel(alice, bob):
+    channel = Channel.objects.create(name="team", type="group", owner=alice)
+    for user in (alice, bob):
+        ChannelMember.objects.create(channel=channel, user=user)
+    return channel
+
+
+# --- handshake --------------------------------------------------------------------------------
+
+
+async def test_open_packet_carries_sid_and_configured_ping_settings(sio, settings):
+    settings.CHORUS = {
+        "WEBSOCKET_PING_INTERVAL": 7.5,
+        "WEBSOCKET_PING_TIMEOUT": 3,
+        "WEBSOCKET_MAX_MESSAGE_BYTES": 4096,
+    }
+    packet = await sio().open()
+    assert packet["upgrades"] == [] and len(packet["sid"]) >= 16
+    assert (packet["pingInterval"], packet["pingTimeout"], packet["maxPayload"]) == (
+        7500,
+        3000,
+        4096,
+    )
+
+
+@pytest.mark.parametrize(
+    "query", ["EIO=3&transport=websocket", "transport=websocket", "EIO=4&transport=polling"]
+)
+async def test_unsupported_engineio_version_or_transport_is_refused(sio, query):
+    socket = sio(f"/ws/socket.io/?{query}")
+    connected, _ = await socket.comm.connect()
+    assert connected  # accepted so the client can see why
+    assert await socket.closed_with() == 4400
+
+
+def test_polling_over_http_gets_a_clear_400(client):
+    response = client.get("/ws/socket.io/?EIO=4&transport=polling")
+    assert response.status_code == 400
+    assert "websocket" in response.json()["message"]
+
+
+async def test_connect_with_auth_token_is_accepted(sio, alice):
+    sid = await sio().connected(token_for(alice))
+    assert len(sid) >= 16
+
+
+@pytest.mark.parametrize("where", ["header", "cookie", "query"])
+async def test_token_from_header_cookie_or_query(sio, alice, where):
+    token = token_for(alice)
+    path, headers = "/ws/socket.io/?EIO=4&transport=websocket", []
+    if where == "header":
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+    elif where == "cookie":
+        headers = [(b"cookie", f"theme=dark; token={token}".encode())]
+    else:
+        path += f"&token={token}"
+    reply = await sio(path, headers).connect(None)
+    assert reply.startswith('0{"sid":'), reply
+
+
+async def expect_refusal(sio, auth, code: str, close: int) -> None:
+    socket = sio()
+    reply = await socket.connect(auth)
+    assert reply.startswith("4"), reply
+    body = json.loads(reply[1:])
+    assert body["data"] == {"code": code} and body["message"]
+    assert await socket.closed_with() == close
+
+
+async def test_refusal_no_token(sio):
+    await expect_refusal(sio, {}, "auth_required", 4401)
+
+
+async def test_refusal_garbage_and_wrong_key(sio, alice):
+    await expect_refusal(sio, {"token": "garbage"}, "invalid_token", 4401)
+    refresh = (await database_sync_to_async(issue_token_pair)(alice))["refresh"]
+    await expect_refusal(sio, {"token": refresh}, "invalid_token", 4401)
+
+
+async def test_refusal_expired(sio, alice):
+    token = AccessToken.for_user(alice)
+    token.set_exp(from_time=token.current_time - timedelta(hours=1))
+    await expect_refusal(sio, {"token": str(token)}, "token_expired", 4401)
+
+
+async def test_refusal_revoked(sio, alice):
+    token = token_for(alice)
+    await database_sync_to_async(revoke_all_tokens)(alice)
+    await expect_refusal(sio, {"token": token}, "token_revoked", 4401)
+
+
+@pytest.mark.parametrize("change", [{"is_active": False}, {"role": Role.PENDING}])
+async def test_refusal_forbidden_user(sio, alice, change):
+    token = token_for(alice)
+    await database_sync_to_async(User.objects.filter(pk=alice.pk).update)(**change)
+    await expect_refusal(sio, {"token": token}, "forbidden", 4403)
+
+
+async def test_other_namespace_gets_connect_error(sio, alice):
+    socket = sio()
+    await socket.open()
+    await socket.send('40/admin,{"token":"%s"}' % token_for(alice))
+    frame = await socket.recv()
+    assert frame == '44/admin,{"message":"Invalid namespace"}'
+
+
+async def test_event_before_connect_closes_and_runs_nothing(sio, alice):
+    socket = sio()
+    await socket.open()
+    await socket.send('421["heartbeat",{}]')
+    assert await socket.closed_with() == 4401
+    await database_sync_to_async(alice.refresh_from_db)()
+    assert alice.last_active_at is None
+
+
+@pytest.mark.parametrize("frame", ["", "9", "42[", '42{"a":1}', "4" + "[" * 1000])
+async def test_unparsable_frames_close_the_socket(sio, alice, frame):
+    socket = sio()
+    await socket.connected(token_for(alice))
+    await socket.send(frame)
+    assert await socket.closed_with() == 4400
+
+
+async def test_oversized_frame_closes_with_1009(sio, alice, settings):
+    settings.CHORUS = {"WEBSOCKET_MAX_MESSAGE_BYTES": 400}
+    socket = sio()
+    await socket.connected(token_for(alice))
+    await socket.send('42["heartbeat",{"pad":"' + "é" * 300 + '"}]')  # ~330 chars, ~630 bytes
+    assert await socket.closed_with() == 1009
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+async def test_user_join_acks_public_profile_only(sio, alice):
+    socket = sio()
+    token = token_for(alice)
+    await socket.connected(token)
+    ack = await socket.call("user-join", {"auth": {"token": token}})
+    assert ack == {"id": str(alice.id), "name": "Alice", "role": "user"}
+
+
+async def test_user_join_with_someone_elses_or_bad_token_is_refused(sio, alice, bob):
+    socket = sio()
+    await socket.connected(token_for(alice))
+    ack = await socket.call("user-join", {"auth": {"token": token_for(bob)}})
+    assert ack["error"]["code"] == "forbidden"
+    ack = await socket.call("user-join", {"auth": {"token": "garbage"}})
+    assert ack["error"]["code"] == "unauthorized"
+
+
+async def test_unknown_event_and_bad_payload_ack_bad_request(sio, alice):
+    socket = sio()
+    await socket.connected(token_for(alice))
+    assert (await socket.call("no-such-event", {}))["error"]["code"] == "bad_request"
+    ack = await socket.call("events:channel", {"channel_id": "not-a-uuid"})
+    assert ack["error"]["code"] == "bad_request" and "channel_id" in ack["error"]["message"]
+    assert (await socket.call("join-note", "a string"))["error"]["code"] == "bad_request"
+
+
+async def test_binary_attachments_are_rebuilt_before_the_handler(sio, alice):
+    note = await database_sync_to_async(Note.objects.create)(owner=alice, title="n")
+    socket = sio()
+    await socket.connected(token_for(alice))
+    payload = {"note_id": str(note.id), "blob": {"_placeholder": True, "num": 0}}
+    await socket.send("451-7" + json.dumps(["join-note", payload]))
+    await socket.send(b"\x00\x01binary")
+    frame = await socket.recv()
+    assert frame == '437[{"note_id":"%s"}]' % note.id
+
+
+async def test_typing_reaches_other_members_only(sio, alice, bob, make_user, channel):
+    carol = await database_sync_to_async(make_user)("carol")
+    sockets = {}
+    for user in (alice, bob, carol):
+        sockets[user.username] = sio()
+        await sockets[user.username].connected(token_for(user))
+        await sockets[user.username].call("user-join", {})
+    ack = await sockets["alice"].call(
+        "events:channel",
+        {
+            "channel_id": str(channel.id),
+            "user_id": str(carol.id),
+            "data": {"type": "typing", "data": {"typing": True}},
+        },
+    )
+    assert ack == {}
+    name, data = await sockets["bob"].next_event()
+    assert name == "events:channel"
+    assert data == {
+        "channel_id": str(channel.id),
+        "message_id": None,
+        "data": {"type": "typing", "data": {"typing": True}},
+        "user": {"id": str(alice.id), "name": "Alice"},
+    }
+    assert await sockets["alice"].no_frame() and await sockets["carol"].no_frame()
+    refused = await sockets["carol"].call(
+        "events:channel",
+        {"channel_id": str(channel.id), "data": {"type": "typing", "data": {"typing": True}}},
+    )
+    assert refused["error"]["code"] == "forbidden"
+
+
+async def test_repeated_typing_is_throttled_but_stop_always_passes(sio, alice, bob, channel):
+    a, b = sio(), sio()
+    await a.connected(token_for(alice))
+    await b.connected(token_for(bob))
+    await b.call("user-join", {})
+    typing = {"channel_id": str(channel.id), "data": {"type": "typing", "data": {"typing": True}}}
+    for _ in range(3):
+        assert await a.call("events:channel", typing) == {}
+    stop = {"channel_id": str(channel.id), "data": {"type": "typing", "data": {"typing": False}}}
+    assert await a.call("events:channel", stop) == {}
+    received = [await b.next_event(), await b.next_event()]
+    assert [d["data"]["data"]["typing"] for _, d in received] == [True, False]
+    assert await b.no_frame()
+
+
+async def test_last_read_at_is_stored_for_members_only(sio, alice, make_user, channel):
+    socket = sio()
+    await socket.connected(token_for(alice))
+    ack = await socket.call(
+        "events:channel", {"channel_id": str(channel.id), "data": {"type": "last_read_at"}}
+    )
+    member = await database_sync_to_async(ChannelMember.objects.get)(channel=channel, user=alice)
+    assert member.last_read_at is not None
+    assert ack == {"last_read_at": member.last_read_at.isoformat().replace("+00:00", "Z")}
+    stranger = sio()
+    await stranger.connected(token_for(await database_sync_to_async(make_user)("dave")))
+    ack = await stranger.call(
+        "events:channel", {"channel_id": str(channel.id), "data": {"type": "last_read_at"}}
+    )
+    assert ack["error"]["code"] == "forbidden"
+
+
+async def test_heartbeat_writes_last_active_at_once_per_interval(sio, alice):
+    socket = sio()
+    await socket.connected(token_for(alice))
+    assert await socket.call("heartbeat", {}) == {}
+    await database_sync_to_async(alice.refresh_from_db)()
+    first = alice.last_active_at
+    assert first is not None
+    assert await socket.call("heartbeat", {}) == {}
+    await database_sync_to_async(alice.refresh_from_db)()
+    assert alice.last_active_at == first
+
+
+async def test_join_note_checks_read_access(sio, alice, bob):
+    note = await database_sync_to_async(Note.objects.create)(owner=alice, title="secret")
+    socket = sio()
+    await socket.connected(token_for(bob))
+    assert (await socket.call("join-note", {"note_id": str(note.id)}))["error"]["code"] == (
+        "forbidden"
+    )
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert (await socket.call("join-note", {"note_id": missing}))["error"]["code"] == "not_found"
+
+
+# --- limits, timers, kicks --------------------------------------------------------------------
+
+
+async def test_rate_limit_acks_then_disconnects_sustained_abuse(sio, alice, settings):
+    settings.CHORUS = {"EVENT_RATE": 0.01, "EVENT_BURST": 2, "RATE_LIMIT_DISCONNECT_AFTER": 3}
+    socket = sio()
+    await socket.connected(token_for(alice))
+    assert await socket.call("heartbeat", {}) == {}
+    assert await socket.call("heartbeat", {}) == {}
+    assert (await socket.call("heartbeat", {}))["error"]["code"] == "rate_limited"
+    assert (await socket.call("heartbeat", {}))["error"]["code"] == "rate_limited"
+    await socket.send('429["heartbeat",{}]')
+    name, data = await socket.next_event()
+    assert (name, data["code"]) == ("error", "rate_limited")
+    assert await socket.recv() == "41"
+    assert await socket.closed_with() == 4429
+
+
+async def test_max_sockets_per_user(sio, alice, settings):
+    settings.CHORUS = {"MAX_SOCKETS_PER_USER": 1}
+    await sio().connected(token_for(alice))
+    second = sio()
+    reply = await second.connect({"token": token_for(alice)})
+    assert json.loads(reply[1:])["data"] == {"code": "too_many_connections"}
+    assert await second.closed_with() == 4429
+
+
+async def test_ping_is_sent_and_a_missing_pong_closes(sio, alice, settings):
+    settings.CHORUS = {
+        "WEBSOCKET_PING_INTERVAL": 0.2,
+        "WEBSOCKET_PING_TIMEOUT": 0.2,
+        "SESSION_TTL": 5,
+    }
+    socket = sio()
+    await socket.connected(token_for(alice))
+    assert await socket.recv() == "2"
+    await socket.send("3")
+    assert await socket.recv() == "2"  # answered: pinged again, still open
+    assert await socket.closed_with() == 4408  # not answered: closed
+
+
+async def test_token_expiry_kicks_with_error_event(sio, alice):
+    socket = sio()
+    await socket.connected(token_for(alice, ttl_seconds=1))
+    name, data = await socket.next_event(timeout=3)
+    assert (name, data["code"]) == ("error", "token_expired")
+    assert await socket.recv() == "41"
+    assert await socket.closed_with() == 1000
+
+
+async def test_logout_kicks_only_that_tokens_sockets(sio, alice):
+    pair = database_sync_to_async(issue_token_pair)
+    first, second = await pair(alice), await pair(alice)
+    a, b = sio(), sio()
+    await a.connected(first["access"])
+    await b.connected(second["access"])
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {first['access']}")
+    response = await database_sync_to_async(client.post)("/api/auth/logout/", {}, format="json")
+    assert response.status_code == 200
+    name, data = await a.next_event()
+    assert (name, data["code"]) == ("error", "token_revoked")
+    assert await a.recv() == "41"
+    assert await b.call("heartbeat", {}) == {}
+
+
+async def test_revoke_all_kicks_every_socket_of_the_user(sio, alice, bob):
+    a1, a2, b = sio(), sio(), sio()
+    for socket, user in ((a1, alice), (a2, alice), (b, bob)):
+        await socket.connected(token_for(user))
+
+    def revoke():
+        with transaction.atomic():
+            revoke_all_tokens(alice)
+
+    await database_sync_to_async(revoke)()
+    for socket in (a1, a2):
+        name, data = await socket.next_event()
+        assert (name, data["code"]) == ("error", "token_revoked")
+    assert await b.call("heartbeat", {}) == {}
+
+
+async def test_membership_push_moves_live_sockets(sio, alice, bob, make_user):
+    channel = await database_sync_to_async(Channel.objects.create)(name="new", owner=alice)
+    socket = sio()
+    await socket.connected(token_for(bob))
+    await push.aadd_user_to_room(bob.id, push.channel_room(channel.id))
+    await asyncio.sleep(0.05)
+    await push.aemit_to_channel(channel.id, "events:channel", {"hello": 1})
+    assert await socket.next_event() == ("events:channel", {"hello": 1})
+    await push.aremove_user_from_room(
+        bob.id, push.channel_room(channel.id), notice=("events:channel", {"removed": True})
+    )
+    assert await socket.next_event() == ("events:channel", {"removed": True})
+    await push.aemit_to_channel(channel.id, "events:channel", {"hello": 2})
+    assert await socket.no_frame()
+
+
+async def test_presence_online_and_offline_reach_channel_members(sio, alice, bob, channel):
+    watcher = sio()
+    await watcher.connected(token_for(bob))
+    await watcher.call("user-join", {})
+    socket = sio()
+    await socket.connected(token_for(alice))
+    name, data = await watcher.next_event()
+    assert name == "events:channel" and data["data"]["type"] == "presence"
+    assert data["data"]["data"]["status"] == "online"
+    assert data["data"]["data"]["user_id"] == str(alice.id)
+    second = sio()
+    await second.connected(token_for(alice))
+    await second.close()  # not the last session: no event
+    assert await watcher.no_frame()
+    await socket.close()
+    name, data = await watcher.next_event()
+    assert data["data"]["data"]["status"] == "offline"
+    assert set(data["user"]) == {"id", "name"}
