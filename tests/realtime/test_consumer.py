@@ -126,7 +126,7 @@ async def test_refusal_forbidden_user(sio, alice, change):
 async def test_other_namespace_gets_connect_error(sio, alice):
     socket = sio()
     await socket.open()
-    await socket.send('40/admin,{"token":"%s"}' % token_for(alice))
+    await socket.send('40/admin,{"token":"' + token_for(alice) + '"}')
     frame = await socket.recv()
     assert frame == '44/admin,{"message":"Invalid namespace"}'
 
@@ -193,7 +193,7 @@ async def test_binary_attachments_are_rebuilt_before_the_handler(sio, alice):
     await socket.send("451-7" + json.dumps(["join-note", payload]))
     await socket.send(b"\x00\x01binary")
     frame = await socket.recv()
-    assert frame == '437[{"note_id":"%s"}]' % note.id
+    assert frame == '437[{"note_id":"' + str(note.id) + '"}]'
 
 
 async def test_typing_reaches_other_members_only(sio, alice, bob, make_user, channel):
