@@ -48,7 +48,10 @@ class User(AbstractUser):
     @classmethod
     def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
-        instance._loaded_access = instance.access_state()
+        # Only from loaded fields: reading a deferred one here queries, and that query's own
+        # from_db would do it again (RecursionError for any .only() / .defer() of User).
+        if all(name in field_names for name in ("is_active", "role", "password")):
+            instance._loaded_access = instance.access_state()
         return instance
 
     def access_state(self) -> tuple:

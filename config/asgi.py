@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from realtime.routing import websocket_application  # noqa: E402
+from realtime.shutdown import install_twisted_trigger, lifespan_app  # noqa: E402
 
 http_application = django_asgi_app
 if settings.SERVE_STATIC:
@@ -21,4 +22,7 @@ if settings.SERVE_STATIC:
 
     http_application = ASGIStaticFilesHandler(django_asgi_app)
 
-application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})
+application = ProtocolTypeRouter(
+    {"http": http_application, "websocket": websocket_application, "lifespan": lifespan_app}
+)
+install_twisted_trigger()

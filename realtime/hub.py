@@ -15,6 +15,12 @@ Layer messages the hub understands (all carry ``room``):
 - ``chorus.kick``  {code, message, jti}: disconnect local sockets in ``room`` (matching ``jti``).
 - ``chorus.join``  {target}: local sockets in ``room`` join room ``target``.
 - ``chorus.leave`` {target, frame}: they leave ``target`` (and get ``frame`` if given).
+- ``chorus.doc``   {kind, payload, origin, …}: a collaborative-document message, handed to the
+  handler registered with ``on_message`` (``realtime.documents``) unless ``origin`` is this
+  hub (the sender already applied it locally).
+
+Besides sockets, a room subscription can be held by a ``pin`` (a live document keeps its
+room subscribed while it has y-websocket clients, which are not Socket.IO connections).
 
 One hub per event loop; ``get_hub()`` returns it, starting it on first use.
 """
@@ -25,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -69,6 +76,10 @@ class Hub:
         self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._last_group_refresh = time.monotonic()
+        self._pins: dict[str, int] = {}
+        self._message_handlers: dict[str, Callable[[dict], Awaitable[None]]] = {}
+        #: Unique per hub: lets a process recognise (and skip) its own published messages.
+        self.token = uuid.uuid4().hex
         self.dropped_sends = 0
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -106,6 +117,30 @@ class Hub:
         """Add ``conn`` to ``room``; once this returns, broadcasts to the room reach it."""
         conn.rooms.add(room)
         self.rooms.setdefault(room, set()).add(conn)
+        await self._subscribe(room)
+
+    async def pin(self, room: str) -> None:
+        """Keep ``room`` subscribed without a socket in it (counted; undo with ``unpin``)."""
+        await self.start()
+        self._pins[room] = self._pins.get(room, 0) + 1
+        await self._subscribe(room)
+
+    def unpin(self, room: str) -> None:
+        count = self._pins.get(room, 0) - 1
+        if count > 0:
+            self._pins[room] = count
+            return
+        self._pins.pop(room, None)
+        if not self.rooms.get(room):
+            asyncio.get_running_loop().create_task(self._unsubscribe_if_empty(room))
+
+    def on_message(self, kind: str, handler: Callable[[dict], Awaitable[None]]) -> None:
+        """Route layer messages of type ``kind`` to ``handler``."""
+        self._message_handlers[kind] = handler
+
+    async def _subscribe(self, room: str) -> None:
+        if self.channel_name is None:
+            await self.start()
         if room not in self._subscribed:
             lock = self._room_locks.setdefault(room, asyncio.Lock())
             async with lock:
@@ -129,14 +164,14 @@ class Hub:
     async def _unsubscribe_if_empty(self, room: str) -> None:
         lock = self._room_locks.setdefault(room, asyncio.Lock())
         async with lock:
-            if self.rooms.get(room) or room not in self._subscribed:
+            if self.rooms.get(room) or self._pins.get(room) or room not in self._subscribed:
                 return
             self._subscribed.discard(room)
             try:
                 await self.layer.group_discard(room, self.channel_name)
             except Exception:  # the group expires on its own; never fail a disconnect
                 logger.warning("group_discard failed for a room", exc_info=True)
-        if not self.rooms.get(room) and not lock.locked():
+        if not self.rooms.get(room) and not self._pins.get(room) and not lock.locked():
             self._room_locks.pop(room, None)
 
     # --- sending ----------------------------------------------------------------------------
@@ -176,6 +211,8 @@ class Hub:
                     if message.get("frame"):
                         await conn.send_frame(message["frame"])
                     await conn.on_room_left(target)
+        elif kind in self._message_handlers and message.get("origin") != self.token:
+            await self._message_handlers[kind](message)
 
     async def _receive_loop(self) -> None:
         backoff = 0.1
@@ -212,6 +249,13 @@ class Hub:
         records = [conn.session_record() for conn in self.connections.values()]
         changes = await registry.refresh(records) if records else []
         changes += await registry.sweep()
+        groups: dict[str, list[str]] = {}
+        for conn in self.connections.values():
+            for room in conn.rooms:
+                if room.startswith("doc."):
+                    groups.setdefault(room, []).append(conn.sid)
+        for group, sids in groups.items():
+            await registry.join_group(group, sids)
         if changes and self.on_presence_change is not None:
             await self.on_presence_change(changes)
         expiry = getattr(self.layer, "group_expiry", 86400)

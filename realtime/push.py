@@ -100,6 +100,23 @@ async def aremove_user_from_room(
     await apublish(user_room(user_id), {"type": "chorus.leave", "target": room, "frame": frame})
 
 
+async def apublish_document_update(note_id: object, update: bytes, user_id: object = None) -> None:
+    """Apply a Yjs ``update`` made by the server (e.g. a REST content change) to the note's
+    live document on every instance, which relays it to its editors like any other edit."""
+    await apublish(
+        doc_room(note_id),
+        {
+            "type": "chorus.doc",
+            "kind": "update",
+            "payload": bytes(update),
+            "origin": "",
+            "sid": None,
+            "user_id": str(user_id) if user_id else None,
+            "note_id": str(note_id),
+        },
+    )
+
+
 # --- sync, after commit -----------------------------------------------------------------------
 
 
@@ -139,3 +156,7 @@ def remove_user_from_room(
     user_id: object, room: str, notice: tuple[str, Any] | None = None
 ) -> None:
     _after_commit(aremove_user_from_room, user_id, room, notice)
+
+
+def publish_document_update(note_id: object, update: bytes, user_id: object = None) -> None:
+    _after_commit(apublish_document_update, note_id, update, user_id)

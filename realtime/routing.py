@@ -5,9 +5,11 @@ from django.urls import path
 
 from .consumers import SocketIOConsumer
 from .middleware import JWTAuthMiddleware, OriginCheckMiddleware
+from .yjs_consumer import YjsConsumer
 
 websocket_urlpatterns = [
     path("ws/socket.io/", SocketIOConsumer.as_asgi()),
+    path("ws/yjs/<str:document_id>", YjsConsumer.as_asgi()),
 ]
 
 websocket_application = OriginCheckMiddleware(JWTAuthMiddleware(URLRouter(websocket_urlpatterns)))

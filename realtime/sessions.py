@@ -101,6 +101,18 @@ class SessionRegistry(ABC):
     async def get(self, sids: list[str]) -> list[SessionRecord]:
         """The records of the given sids that are still registered."""
 
+    @abstractmethod
+    async def join_group(self, group: str, sids: list[str]) -> None:
+        """Record (or refresh) ``sids`` as members of ``group`` until the session deadline."""
+
+    @abstractmethod
+    async def leave_group(self, group: str, sid: str) -> None:
+        """Drop ``sid`` from ``group``."""
+
+    @abstractmethod
+    async def group_members(self, group: str) -> list[str]:
+        """The sids of ``group`` whose membership has not expired, on every instance."""
+
     @staticmethod
     def deadline(now: float | None = None) -> float:
         return (now or time.time()) + realtime_settings.SESSION_TTL
@@ -114,6 +126,7 @@ class MemorySessionRegistry(SessionRegistry):
         self._records: dict[str, str] = {}  # sid -> record JSON
         self._deadlines: dict[str, float] = {}  # sid -> deadline
         self._by_user: dict[str, set[str]] = {}  # user id -> sids
+        self._groups: dict[str, dict[str, float]] = {}  # group -> sid -> deadline
 
     def _store(self, record: SessionRecord, deadline: float) -> int:
         self._records[record.sid] = record.to_json()
@@ -171,6 +184,28 @@ class MemorySessionRegistry(SessionRegistry):
                     seen = max(self._deadlines[s] for s in sids) - ttl
                     result[user_id] = Presence(len(sids), seen)
             return result
+
+    async def join_group(self, group: str, sids: list[str]) -> None:
+        deadline = self.deadline()
+        with self._lock:
+            members = self._groups.setdefault(group, {})
+            for sid in sids:
+                members[sid] = deadline
+
+    async def leave_group(self, group: str, sid: str) -> None:
+        with self._lock:
+            members = self._groups.get(group, {})
+            members.pop(sid, None)
+            if not members:
+                self._groups.pop(group, None)
+
+    async def group_members(self, group: str) -> list[str]:
+        now = time.time()
+        with self._lock:
+            members = self._groups.get(group, {})
+            for sid in [s for s, d in members.items() if d <= now]:
+                del members[sid]
+            return sorted(members)
 
     async def get(self, sids: list[str]) -> list[SessionRecord]:
         with self._lock:
@@ -304,6 +339,29 @@ class RedisSessionRegistry(SessionRegistry):
                 if live:
                     result[user_id] = Presence(len(live), max(live) - ttl)
         return result
+
+    def _group_key(self, group: str) -> str:
+        return f"{self.prefix}group:{group}"
+
+    async def join_group(self, group: str, sids: list[str]) -> None:
+        if not sids:
+            return
+        key, deadline = self._group_key(group), self.deadline()
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, dict.fromkeys(sids, deadline))
+            pipe.expire(key, int(realtime_settings.SESSION_TTL * 2) + 1)
+            await pipe.execute()
+
+    async def leave_group(self, group: str, sid: str) -> None:
+        await self.client.zrem(self._group_key(group), sid)
+
+    async def group_members(self, group: str) -> list[str]:
+        key = self._group_key(group)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, "-inf", time.time())
+            pipe.zrange(key, 0, -1)
+            _, members = await pipe.execute()
+        return sorted(m.decode() for m in members)
 
     async def get(self, sids: list[str]) -> list[SessionRecord]:
         if not sids:

@@ -201,3 +201,16 @@ def encode_awareness_update(entries: list[tuple[int, int, str]]) -> bytes:
         parts.append(write_var_uint(clock))
         parts.append(_write_var_string(state))
     return b"".join(parts)
+
+
+def decode_state_vector(data: bytes) -> dict[int, int]:
+    """A Yjs state vector (varUint count, then (client, clock) pairs) as ``{client: clock}``."""
+    count, pos = read_var_uint(data, 0)
+    if count > len(data):
+        raise DecodeError("state vector count exceeds its length")
+    vector: dict[int, int] = {}
+    for _ in range(count):
+        client, pos = read_var_uint(data, pos)
+        clock, pos = read_var_uint(data, pos)
+        vector[client] = clock
+    return vector

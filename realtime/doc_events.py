@@ -1,0 +1,173 @@
+"""Socket.IO ``ydoc:*`` events: collaborative documents over the event socket.
+
+Read access to join, write access to update; an update is applied to the server ``Doc``
+before anything is relayed (see ``realtime.documents``). Updates and awareness payloads are
+accepted as int lists (what Open WebUI's client sends) or binary attachments. The user id
+and name relayed to others are the authenticated user's, never the client's.
+
+Refusals: ``bad_request`` (bad id / payload / update, or an operation on a document the
+socket has not joined), ``forbidden`` (no read access to join, no write access to update),
+``not_found`` (no such note), ``too_large`` (update / awareness / document size limits).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+
+from . import push
+from .documents import SIO, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
+from .events import EventError, Payload, _note_access, on
+from .sessions import get_registry
+
+
+def _as_bytes(value: Any) -> bytes:
+    """An update given as bytes (binary attachment) or a list of ints 0..255."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, list):
+        try:
+            return bytes(value)
+        except (TypeError, ValueError):
+            raise ValueError("must be a list of integers 0..255") from None
+    raise ValueError("must be bytes or a list of integers 0..255")
+
+
+UpdateBytes = Annotated[bytes, BeforeValidator(_as_bytes)]
+
+
+class DocumentRef(Payload):
+    document_id: str = Field(max_length=200)
+
+
+class DocumentJoin(DocumentRef):
+    user_color: str | None = Field(default=None, max_length=32)
+
+
+class RenderedContent(Payload):
+    md: str | None = None
+    html: str | None = None
+    json_: dict | None = Field(default=None, alias="json")
+
+
+class UpdateData(Payload):
+    content: RenderedContent | None = None
+
+
+class DocumentUpdate(DocumentRef):
+    update: UpdateBytes
+    data: UpdateData | None = None
+
+
+class AwarenessUpdate(DocumentRef):
+    update: UpdateBytes
+
+
+def _joined(conn, document_id: str) -> tuple[str, DocumentRoom]:
+    try:
+        note_id = str(parse_document_id(document_id))
+    except DocError as error:
+        raise EventError(error.code, error.message) from None
+    room = conn.documents.get(note_id)
+    if room is None or conn.sid not in room.clients:
+        raise EventError("bad_request", "Join the document first (ydoc:document:join).")
+    return note_id, room
+
+
+async def _state(conn, room: DocumentRoom) -> dict:
+    registry = get_registry()
+    await registry.join_group(room.group, [conn.sid])
+    state = room.state_payload(await registry.group_members(room.group))
+    await conn.send_frame(push.event_frame("ydoc:document:state", state))
+    return state
+
+
+@on("ydoc:document:join", DocumentJoin)
+async def document_join(conn, payload: DocumentJoin) -> dict:
+    try:
+        note_id = parse_document_id(payload.document_id)
+        access = await _note_access(conn.user, note_id)
+        if access is None:
+            raise EventError("forbidden", "You may not read this note.")
+        room = await get_manager().open(note_id)
+    except DocError as error:
+        raise EventError(error.code, error.message) from None
+    room.clients[conn.sid] = DocClient(
+        key=conn.sid,
+        kind=SIO,
+        user_id=str(conn.user.pk),
+        user_name=conn.user.display_name,
+        writable=access == "write",
+        send=conn.send_frame,
+    )
+    conn.documents[str(note_id)] = room
+    await conn.join(room.group)
+    state = await _state(conn, room)
+    await push.aemit(
+        room.group,
+        "ydoc:user:joined",
+        {
+            "document_id": room.document_id,
+            "user_id": str(conn.user.pk),
+            "user_name": conn.user.display_name,
+            "user_color": payload.user_color,
+        },
+        skip_sid=conn.sid,
+    )
+    return state
+
+
+@on("ydoc:document:state", DocumentRef)
+async def document_state(conn, payload: DocumentRef) -> dict:
+    _, room = _joined(conn, payload.document_id)
+    return await _state(conn, room)
+
+
+@on("ydoc:document:update", DocumentUpdate)
+async def document_update(conn, payload: DocumentUpdate) -> dict:
+    _, room = _joined(conn, payload.document_id)
+    if not room.clients[conn.sid].writable:
+        raise EventError("forbidden", "You may not edit this note.")
+    content = None
+    if payload.data is not None and payload.data.content is not None:
+        content = payload.data.content.model_dump(by_alias=True, exclude_none=True)
+    try:
+        await room.apply(payload.update, conn.sid, str(conn.user.pk), content)
+    except DocError as error:
+        raise EventError(error.code, error.message) from None
+    return {}
+
+
+@on("ydoc:document:leave", DocumentRef)
+async def document_leave(conn, payload: DocumentRef) -> dict:
+    note_id, _ = _joined(conn, payload.document_id)
+    await leave_document(conn, note_id)
+    return {}
+
+
+@on("ydoc:awareness:update", AwarenessUpdate)
+async def awareness_update(conn, payload: AwarenessUpdate) -> dict:
+    _, room = _joined(conn, payload.document_id)
+    try:
+        await room.apply_awareness(payload.update, conn.sid, str(conn.user.pk))
+    except DocError as error:
+        raise EventError(error.code, error.message) from None
+    return {}
+
+
+async def leave_document(conn, note_id: str) -> None:
+    """Take ``conn`` out of a document (leave event or disconnect); tell the room."""
+    room = conn.documents.pop(note_id, None)
+    if room is None:
+        return
+    client = room.clients.get(conn.sid)
+    conn.leave(room.group)
+    await get_registry().leave_group(room.group, conn.sid)
+    await push.aemit(
+        room.group,
+        "ydoc:user:left",
+        {"document_id": room.document_id, "user_id": str(conn.user.pk)},
+    )
+    if client is not None:
+        await get_manager().leave(room, client)
