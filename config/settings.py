@@ -114,7 +114,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # Tests use a file (not :memory:) so a real daphne subprocess can share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(VAR_DIR / env.str("TEST_DATABASE_NAME", default="test.sqlite3"))
+    }
+elif "TEST_DATABASE_NAME" in env:
+    DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 
 # --- Redis: channel layer and cache -----------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

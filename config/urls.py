@@ -9,5 +9,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("accounts.urls")),
     path("api/", include("channels_app.urls")),
+    path("api/", include("notes.urls")),
     path("ws/socket.io/", socketio_polling),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 
@@ -32,6 +33,7 @@ class SioSocket:
         self.comm = WebsocketCommunicator(websocket_application, path, headers=headers or [])
         self.open_packet: dict | None = None
         self._ack_id = 0
+        self._skipped: list[str] = []  # frames read while waiting for an ack, in order
 
     async def open(self) -> dict:
         connected, _ = await self.comm.connect()
@@ -46,6 +48,8 @@ class SioSocket:
         await self.comm.send_input({"type": "websocket.receive", key: frame})
 
     async def recv(self, timeout: float = 2) -> str:
+        if self._skipped:
+            return self._skipped.pop(0)
         return await self.comm.receive_from(timeout)
 
     async def connect(self, auth: dict | None = None) -> str:
@@ -69,9 +73,10 @@ class SioSocket:
         await self.send(f"42{self._ack_id}{json.dumps(args)}")
         prefix = f"43{self._ack_id}["
         while True:
-            frame = await self.recv(timeout)
-            if frame.startswith(prefix):
+            frame = await self.comm.receive_from(timeout)
+            if isinstance(frame, str) and frame.startswith(prefix):
                 return json.loads(frame[len(prefix) - 1 :])[0]
+            self._skipped.append(frame)
 
     async def next_event(self, timeout: float = 2) -> tuple[str, object]:
         """The next EVENT frame as (name, first argument), skipping pings and acks."""
@@ -81,6 +86,20 @@ class SioSocket:
                 name, *args = json.loads(frame[2:])
                 return name, (args[0] if args else None)
 
+    async def no_event(self, name: str, within: float = 0.3, where=None) -> bool:
+        """True if no EVENT ``name`` (matching ``where(data)`` when given) arrives in time."""
+        deadline = asyncio.get_running_loop().time() + within
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            # receive_from() cancels the application on timeout; probe without it.
+            if not self._skipped and await self.comm.receive_nothing(min(0.05, left)):
+                continue
+            frame = await self.recv()
+            if isinstance(frame, str) and frame.startswith("42["):
+                event, *args = json.loads(frame[2:])
+                if event == name and (where is None or where(args[0] if args else None)):
+                    return False
+        return True
+
     async def closed_with(self, timeout: float = 2) -> int:
         """Read until the server closes; return the close code."""
         while True:
@@ -89,7 +108,7 @@ class SioSocket:
                 return output.get("code", 1000)
 
     async def no_frame(self, within: float = 0.3) -> bool:
-        return await self.comm.receive_nothing(within)
+        return not self._skipped and await self.comm.receive_nothing(within)
 
     async def close(self) -> None:
         await self.comm.disconnect()

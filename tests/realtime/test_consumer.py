@@ -220,7 +220,12 @@ async def test_typing_reaches_other_members_only(sio, alice, bob, make_user, cha
         "data": {"type": "typing", "data": {"typing": True}},
         "user": {"id": str(alice.id), "name": "Alice"},
     }
-    assert await sockets["alice"].no_frame() and await sockets["carol"].no_frame()
+
+    def is_typing(data) -> bool:
+        return data["data"]["type"] == "typing"
+
+    assert await sockets["alice"].no_event("events:channel", where=is_typing)
+    assert await sockets["carol"].no_event("events:channel", where=is_typing)
     refused = await sockets["carol"].call(
         "events:channel",
         {"channel_id": str(channel.id), "data": {"type": "typing", "data": {"typing": True}}},

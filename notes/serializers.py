@@ -1,0 +1,229 @@
+"""Notes API shapes: input serializers validate requests, output serializers are the contract.
+
+Output (the same dicts go into REST responses and ``note-events`` payloads):
+- user reference: ``{"id", "name"}`` — never a private profile field.
+- note: ``id, title, data, owner, access, has_yjs_state, document_id, created_at,
+  updated_at``; ``access`` is the caller's ("read" / "write") and is left out of
+  ``note-events`` (one event reaches readers and writers alike). ``yjs_state`` itself is
+  never sent: the live document is served by the socket endpoints.
+- grant: ``id, principal_type, principal ({"id", "name"} of the user or group, null for
+  everyone), permission, created_at, updated_at``.
+
+Timestamps are ISO 8601 in UTC with microseconds and a ``Z`` suffix. Input serializers turn
+every malformed request into a DRF ``ValidationError`` (400 ``bad_request``) before anything
+changes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib.auth.models import Group
+from rest_framework import serializers
+
+from accounts.models import User
+
+from .models import Note, NoteGrant, Permission, PrincipalType
+
+#: Longest ``title`` accepted (the column's length).
+MAX_TITLE_LENGTH = 500
+#: Keys kept in ``data.content``; any other key is dropped.
+CONTENT_KEYS = ("md", "html", "json")
+
+
+def iso(moment: datetime | None) -> str | None:
+    """``2025-01-02T03:04:05.000006Z``: UTC, always with microseconds."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def user_ref(user: User | None) -> dict | None:
+    """What a note payload says about a user: ``{"id", "name"}`` of the public profile."""
+    if user is None:
+        return None
+    profile = user.public_profile()
+    return {"id": profile["id"], "name": profile["name"]}
+
+
+class IsoDateTimeField(serializers.DateTimeField):
+    def to_representation(self, value: datetime | None) -> str | None:
+        return iso(value)
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+class NoteSerializer(serializers.ModelSerializer):
+    """A note as the caller sees it. Expects a note from ``services.note_queryset`` with
+    ``caller_access`` set (``services`` does both)."""
+
+    owner = serializers.SerializerMethodField()
+    access = serializers.CharField(source="caller_access", read_only=True, allow_null=True)
+    has_yjs_state = serializers.BooleanField(read_only=True)
+    document_id = serializers.CharField(read_only=True)
+    created_at = IsoDateTimeField(read_only=True)
+    updated_at = IsoDateTimeField(read_only=True)
+
+    class Meta:
+        model = Note
+        fields = [
+            "id",
+            "title",
+            "data",
+            "owner",
+            "access",
+            "has_yjs_state",
+            "document_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_owner(self, note: Note) -> dict | None:
+        return user_ref(note.owner)
+
+
+def note_event_payload(note: Note) -> dict[str, Any]:
+    """The ``note-events`` payload: the REST shape without the per-caller ``access``."""
+    payload = dict(NoteSerializer(note).data)
+    payload.pop("access", None)
+    return payload
+
+
+class GrantSerializer(serializers.ModelSerializer):
+    principal = serializers.SerializerMethodField()
+    created_at = IsoDateTimeField(read_only=True)
+    updated_at = IsoDateTimeField(read_only=True)
+
+    class Meta:
+        model = NoteGrant
+        fields = ["id", "principal_type", "principal", "permission", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_principal(self, grant: NoteGrant) -> dict | None:
+        if grant.principal_type == PrincipalType.USER:
+            return user_ref(grant.user)
+        if grant.principal_type == PrincipalType.GROUP:
+            return {"id": grant.group.pk, "name": grant.group.name}
+        return None
+
+
+# --- input ------------------------------------------------------------------------------------
+
+
+class StrictCharField(serializers.CharField):
+    """A string, never a number or boolean coerced into one."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class NoteContentSerializer(serializers.Serializer):
+    """``data.content``: the client-rendered copy. ``json`` is a ProseMirror document object
+    (checked further when it is applied to the Yjs document); ``md`` / ``html`` are strings."""
+
+    md = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    html = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    json = serializers.JSONField(required=False, allow_null=True)
+
+    def validate_json(self, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a ProseMirror document object or null.")
+        return value
+
+
+class NoteDataField(serializers.JSONField):
+    """``data``: a JSON object whose ``content``, when present, is a valid content object."""
+
+    def to_internal_value(self, value: Any) -> dict[str, Any]:
+        value = super().to_internal_value(value)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        if "content" in value:
+            if not isinstance(value["content"], dict):
+                raise serializers.ValidationError({"content": ["Must be a JSON object."]})
+            content = NoteContentSerializer(data=value["content"])
+            if not content.is_valid():
+                raise serializers.ValidationError({"content": content.errors})
+            value = {
+                **value,
+                "content": {
+                    k: content.validated_data[k]
+                    for k in CONTENT_KEYS
+                    if k in content.validated_data
+                },
+            }
+        return value
+
+
+class NoteCreateSerializer(serializers.Serializer):
+    title = StrictCharField(max_length=MAX_TITLE_LENGTH)
+    data = NoteDataField(required=False)
+
+
+class NoteUpdateSerializer(serializers.Serializer):
+    """PATCH: ``title`` and/or ``data``; at least one of them."""
+
+    title = StrictCharField(max_length=MAX_TITLE_LENGTH, required=False)
+    data = NoteDataField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError("Send title and/or data.")
+        return attrs
+
+
+class GrantCreateSerializer(serializers.Serializer):
+    """POST a grant. ``principal_id`` is a user id (uuid) for ``user``, a group id (integer)
+    for ``group``, and absent or null for ``everyone``. ``validated_data["principal"]`` is
+    the resolved ``User`` / ``Group`` (None for everyone)."""
+
+    principal_type = serializers.ChoiceField(choices=PrincipalType.choices)
+    principal_id = serializers.JSONField(required=False, allow_null=True)
+    permission = serializers.ChoiceField(choices=Permission.choices)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        kind, raw = attrs["principal_type"], attrs.get("principal_id")
+        if kind == PrincipalType.EVERYONE:
+            if raw is not None:
+                raise serializers.ValidationError(
+                    {"principal_id": ["Must be absent for principal_type everyone."]}
+                )
+            principal = None
+        elif raw is None:
+            raise serializers.ValidationError(
+                {"principal_id": [f"Required for principal_type {kind}."]}
+            )
+        elif kind == PrincipalType.USER:
+            principal = self._user(raw)
+        else:
+            principal = self._group(raw)
+        return {**attrs, "principal": principal}
+
+    @staticmethod
+    def _user(raw: Any) -> User:
+        try:
+            pk = serializers.UUIDField().to_internal_value(raw)
+        except serializers.ValidationError:
+            pk = None
+        user = User.objects.filter(pk=pk).first() if pk is not None else None
+        if user is None:
+            raise serializers.ValidationError({"principal_id": ["No such user."]})
+        return user
+
+    @staticmethod
+    def _group(raw: Any) -> Group:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raw = None
+        try:
+            pk = int(raw) if raw is not None else None
+        except ValueError:
+            pk = None
+        group = Group.objects.filter(pk=pk).first() if pk is not None else None
+        if group is None:
+            raise serializers.ValidationError({"principal_id": ["No such group."]})
+        return group

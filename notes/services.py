@@ -1,0 +1,339 @@
+"""Note and grant mutations: access checks, the live-document content rule, and the events.
+
+Contract (docs/notes.md has the tables):
+- ``note_access(user, note_id)`` resolves a note the user may *read* or raises 404: a note the
+  caller may not read is indistinguishable from one that does not exist. The level comes from
+  ``Note.access_for`` (the one decider); ``Note.objects.readable_by`` decides the list.
+- On a readable note a refused action is 403: writing needs ``write``; deleting the note and
+  changing grants need the owner or an admin; seeing grants needs ``write``.
+- Content: the Yjs state is the truth. A ``data.content`` with a ProseMirror ``json`` object is
+  applied to the stored Yjs state (``notes.yjs.content_change_update``) and the resulting Yjs
+  update is published to the live document on every instance. Content without ``json`` on a
+  note that has a Yjs state, or whose document is open in an editor, cannot be merged: 409
+  ``conflict``, nothing changes. On a note with neither it is simply stored.
+- Every successful change of an existing note emits ``note-events`` to ``note.<id>`` (after
+  commit, via ``realtime.push``): the note as the REST API shows it minus the per-caller
+  ``access``, or ``{"id", "deleted": true}`` on delete. A change that rolls back announces nothing.
+- Users who lose read access through a grant change are taken out of ``note.<id>``.
+
+Every mutation runs in one transaction holding the note's row lock, so concurrent REST changes
+and live-document saves (``notes.yjs.merge_save``) serialise on the same row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from pycrdt import XmlFragment
+from rest_framework import exceptions, status
+
+from accounts.models import Role, User
+from config.api_errors import Conflict
+from realtime import push
+from realtime.sessions import get_registry
+
+from .models import Note, NoteGrant, Permission, PrincipalType
+from .yjs import (
+    FRAGMENT,
+    ContentError,
+    content_change_update,
+    doc_from_state,
+    fragment_to_prosemirror,
+    seed_state,
+)
+
+#: The 409 message for content that cannot be merged into the collaborative document.
+UNMERGEABLE_CONTENT = (
+    "This note has a collaborative document: send data.content.json (ProseMirror JSON); "
+    "md/html alone cannot be merged into the collaborative document."
+)
+
+
+class BadRequest(exceptions.APIException):
+    """400 ``bad_request`` with a specific message (not a per-field validation error)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request is not valid."
+    default_code = "bad_request"
+
+
+def note_queryset() -> QuerySet[Note]:
+    """Notes as the API shows them: owner joined, ``yjs_state`` never loaded, plus a
+    ``has_yjs_state`` flag."""
+    return (
+        Note.objects.select_related("owner")
+        .defer("yjs_state")
+        .annotate(
+            has_yjs_state=ExpressionWrapper(Q(yjs_state__isnull=False), output_field=BooleanField())
+        )
+    )
+
+
+# --- access -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NoteAccess:
+    """The caller, a note they may read (from ``note_queryset``) and their level on it."""
+
+    user: User
+    note: Note
+    level: str
+
+    @property
+    def can_write(self) -> bool:
+        return self.level == Permission.WRITE
+
+    @property
+    def can_manage(self) -> bool:
+        """The owner or an admin: may delete the note and change its grants."""
+        return self.user.role == Role.ADMIN or self.note.owner_id == self.user.pk
+
+    def require_write(self) -> None:
+        if not self.can_write:
+            raise exceptions.PermissionDenied("You may read this note but not change it.")
+
+    def require_manage(self) -> None:
+        if not self.can_manage:
+            raise exceptions.PermissionDenied("Only the note's owner or an admin may do this.")
+
+
+def note_access(user: User, note_id: object) -> NoteAccess:
+    """The caller's access to a note they may read; 404 for a missing or unreadable note."""
+    note = note_queryset().filter(pk=note_id).first()
+    level = note.access_for(user) if note is not None else None
+    if note is None or level is None:
+        raise exceptions.NotFound("No such note.")
+    note.caller_access = level
+    return NoteAccess(user=user, note=note, level=level)
+
+
+def readable_notes(user: User) -> list[Note]:
+    """Notes the user may read, most recently updated first, each with ``caller_access``.
+
+    ``access_for`` answers owned notes (and every note for an admin) without a query; each
+    note shared with the caller costs one grant query.
+    """
+    notes = list(
+        note_queryset()
+        .filter(pk__in=Note.objects.readable_by(user).values("pk"))
+        .order_by("-updated_at", "-created_at")
+    )
+    for note in notes:
+        note.caller_access = note.access_for(user)
+    return notes
+
+
+def _lock(note_id: object, *fields: str) -> Note:
+    """The note's row, locked until the transaction ends (only ``fields`` loaded); 404 if it
+    was deleted since the access check."""
+    note = Note.objects.select_for_update().only("id", *fields).filter(pk=note_id).first()
+    if note is None:
+        raise exceptions.NotFound("No such note.")
+    return note
+
+
+def _reload(note_id: object, access: str | None = None) -> Note:
+    note = note_queryset().get(pk=note_id)
+    note.caller_access = access
+    return note
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def _announce(note: Note) -> None:
+    """Emit ``note-events`` with ``note`` (loaded by ``note_queryset``) after commit."""
+    from .serializers import note_event_payload
+
+    push.emit_to_note(note.pk, "note-events", note_event_payload(note))
+
+
+def _evict_if_no_access(note: Note, users: Iterable[User]) -> None:
+    """Take each of ``users`` who can no longer read ``note`` out of ``note.<id>`` on every
+    instance (after commit); each socket gets ``note-events`` ``{"id", "access": null}``.
+
+    Not ``doc.note.<id>``: a live document relays to its own editor list, which only the
+    realtime layer can change (see docs/notes.md, "Revoking access").
+    """
+    for user in users:
+        if note.access_for(user) is None:
+            push.remove_user_from_room(
+                user.pk,
+                push.note_room(note.pk),
+                notice=("note-events", {"id": str(note.pk), "access": None}),
+            )
+
+
+# --- notes ------------------------------------------------------------------------------------
+
+
+def create_note(user: User, title: str, data: dict[str, Any] | None = None) -> Note:
+    """Create a note owned by ``user``.
+
+    A ``data.content.json`` document seeds the Yjs state at once (so the collaborative document
+    and the REST copy start equal); JSON that is not a ProseMirror document is a 400.
+    """
+    data = dict(data or {})
+    pm_json = (data.get("content") or {}).get("json")
+    state = None
+    if isinstance(pm_json, dict):
+        try:
+            state = seed_state(pm_json)
+        except ContentError as error:
+            raise BadRequest(str(error)) from error
+    created = Note.objects.create(owner=user, title=title, data=data, yjs_state=state)
+    # No note-events: nobody can have joined ``note.<id>`` of a note that did not exist.
+    return _reload(created.pk, Permission.WRITE)
+
+
+def _same_content(state: bytes | None, pm_json: dict) -> bool:
+    """Whether the stored document already holds exactly ``pm_json``."""
+    if not state:
+        return False
+    try:
+        fragment = doc_from_state(state).get(FRAGMENT, type=XmlFragment)
+        return fragment_to_prosemirror(fragment) == pm_json
+    except Exception:  # an unreadable state is simply "different": the change replaces it
+        return False
+
+
+def document_is_open(note_id: object) -> bool:
+    """Whether a Socket.IO editor has the note's live document open on any instance (the
+    session registry's ``doc.note.<id>`` members). y-websocket clients are not registered
+    there; a document they alone hold open without a stored state is not detected."""
+
+    async def members() -> list[str]:
+        return await get_registry().group_members(push.doc_room(note_id))
+
+    return bool(async_to_sync(members)())
+
+
+def update_note(
+    access: NoteAccess, *, title: str | None = None, data: dict[str, Any] | None = None
+) -> Note:
+    """Change the title and/or merge ``data`` into the note (needs write access).
+
+    ``data`` keys are merged shallowly into ``note.data``; ``data.content`` ({md, html, json})
+    replaces the stored content as a whole and follows the content rule (module docstring).
+    Raises 403 (reader), 409 (content without json on a note with a Yjs state or an open
+    document), 400 (json that is not a ProseMirror document). Nothing changes when it raises.
+    """
+    access.require_write()
+    note_id = access.note.pk
+    update: bytes | None = None
+    with transaction.atomic():
+        locked = _lock(note_id, "data", "yjs_state")
+        fields = ["updated_at"]
+        if title is not None:
+            locked.title = title
+            fields.append("title")
+        if data is not None:
+            merged = {**(locked.data or {}), **{k: v for k, v in data.items() if k != "content"}}
+            if "content" in data:
+                content = data["content"]
+                pm_json = content.get("json")
+                state = bytes(locked.yjs_state) if locked.yjs_state else None
+                if isinstance(pm_json, dict):
+                    if not _same_content(state, pm_json):
+                        try:
+                            update = content_change_update(note_id, pm_json)
+                        except ContentError as error:
+                            raise BadRequest(str(error)) from error
+                elif state or document_is_open(note_id):
+                    raise Conflict(UNMERGEABLE_CONTENT)
+                merged["content"] = content
+            locked.data = merged
+            fields.append("data")
+        locked.save(update_fields=fields)
+        if update is not None:
+            push.publish_document_update(note_id, update, access.user.pk)
+        note = _reload(note_id, access.level)
+        _announce(note)
+    return note
+
+
+def delete_note(access: NoteAccess) -> None:
+    """Delete the note (owner or admin); emits ``{"id", "deleted": true}``."""
+    access.require_manage()
+    note_id = access.note.pk
+    with transaction.atomic():
+        Note.objects.filter(pk=note_id).delete()
+        push.emit_to_note(note_id, "note-events", {"id": str(note_id), "deleted": True})
+
+
+# --- grants -----------------------------------------------------------------------------------
+
+
+def grants_of(access: NoteAccess) -> QuerySet[NoteGrant]:
+    """The note's grants, oldest first; visible to writers (owner and admins included)."""
+    if not access.can_write:
+        raise exceptions.PermissionDenied("Only those who may write this note see its grants.")
+    return access.note.grants.select_related("user", "group").order_by("created_at", "id")
+
+
+def upsert_grant(
+    access: NoteAccess,
+    principal_type: str,
+    principal: User | Group | None,
+    permission: str,
+) -> tuple[NoteGrant, bool]:
+    """Grant ``permission`` to a principal (owner or admin); ``(grant, created)``.
+
+    A principal holds at most one grant per note: granting again changes its permission.
+    A downgrade from write to read keeps read, so nobody is evicted here.
+    """
+    access.require_manage()
+    note = access.note
+    if principal_type == PrincipalType.USER and principal.pk == note.owner_id:
+        raise exceptions.ValidationError(
+            {"principal_id": ["The owner always has write access; no grant is needed."]}
+        )
+    lookup = {
+        "principal_type": principal_type,
+        "user": principal if principal_type == PrincipalType.USER else None,
+        "group": principal if principal_type == PrincipalType.GROUP else None,
+    }
+    with transaction.atomic():
+        _lock(note.pk)  # one grant change per note at a time
+        grant = NoteGrant.objects.filter(note=note, **lookup).first()
+        created = grant is None
+        if created:
+            grant = NoteGrant.objects.create(note=note, permission=permission, **lookup)
+        elif grant.permission != permission:
+            grant.permission = permission
+            grant.save(update_fields=["permission", "updated_at"])
+        else:
+            return grant, False
+        _announce(_reload(note.pk))
+    return grant, created
+
+
+def delete_grant(access: NoteAccess, grant_id: object) -> None:
+    """Remove a grant (owner or admin); 404 if it is not one of this note's grants.
+
+    Users left without read access (the user of a user grant, members of a group) are taken
+    out of ``note.<id>``. Removing the ``everyone`` grant cannot list its users; their open
+    sockets keep the room until they leave.
+    """
+    access.require_manage()
+    note = access.note
+    with transaction.atomic():
+        _lock(note.pk)
+        grant = (
+            NoteGrant.objects.select_related("user", "group").filter(note=note, pk=grant_id).first()
+        )
+        if grant is None:
+            raise exceptions.NotFound("No such grant on this note.")
+        grant.delete()
+        if grant.principal_type == PrincipalType.USER:
+            _evict_if_no_access(note, [grant.user])
+        elif grant.principal_type == PrincipalType.GROUP:
+            _evict_if_no_access(note, grant.group.user_set.all())
+        _announce(_reload(note.pk))

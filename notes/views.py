@@ -1,0 +1,95 @@
+"""Notes REST endpoints: thin views over ``notes.services`` (see docs/notes.md).
+
+Every view resolves the note with ``services.note_access`` (404 when the caller may not read
+it), validates the body with an input serializer, calls one service and renders the result
+with an output serializer.
+"""
+
+from __future__ import annotations
+
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+from .serializers import (
+    GrantCreateSerializer,
+    GrantSerializer,
+    NoteCreateSerializer,
+    NoteSerializer,
+    NoteUpdateSerializer,
+)
+
+
+class NoteListView(APIView):
+    """GET: notes I can read, most recently updated first. POST {title, data?}: create one."""
+
+    def get(self, request: Request) -> Response:
+        notes = services.readable_notes(request.user)
+        return Response(NoteSerializer(notes, many=True).data)
+
+    def post(self, request: Request) -> Response:
+        body = NoteCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        note = services.create_note(
+            request.user, body.validated_data["title"], body.validated_data.get("data")
+        )
+        return Response(NoteSerializer(note).data, status=status.HTTP_201_CREATED)
+
+
+class NoteDetailView(APIView):
+    """GET (read), PATCH {title?, data?} (write), DELETE (owner or admin) one note."""
+
+    def get(self, request: Request, note_id) -> Response:
+        access = services.note_access(request.user, note_id)
+        return Response(NoteSerializer(access.note).data)
+
+    def patch(self, request: Request, note_id) -> Response:
+        access = services.note_access(request.user, note_id)
+        access.require_write()
+        body = NoteUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        note = services.update_note(
+            access,
+            title=body.validated_data.get("title"),
+            data=body.validated_data.get("data"),
+        )
+        return Response(NoteSerializer(note).data)
+
+    def delete(self, request: Request, note_id) -> Response:
+        services.delete_note(services.note_access(request.user, note_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GrantListView(APIView):
+    """GET: the note's grants (writers). POST {principal_type, principal_id?, permission}:
+    grant or change a principal's permission (owner or admin); 201 new, 200 changed."""
+
+    def get(self, request: Request, note_id) -> Response:
+        access = services.note_access(request.user, note_id)
+        return Response(GrantSerializer(services.grants_of(access), many=True).data)
+
+    def post(self, request: Request, note_id) -> Response:
+        access = services.note_access(request.user, note_id)
+        access.require_manage()
+        body = GrantCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        grant, created = services.upsert_grant(
+            access,
+            body.validated_data["principal_type"],
+            body.validated_data["principal"],
+            body.validated_data["permission"],
+        )
+        return Response(
+            GrantSerializer(grant).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class GrantDetailView(APIView):
+    """DELETE: remove one grant (owner or admin)."""
+
+    def delete(self, request: Request, note_id, grant_id) -> Response:
+        services.delete_grant(services.note_access(request.user, note_id), grant_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

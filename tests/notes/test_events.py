@@ -1,0 +1,170 @@
+"""What REST changes publish on the channel layer: Yjs updates for live editors, note-events,
+note-room evictions — after commit only."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from pycrdt import Doc, XmlFragment
+
+from notes import services
+from notes.yjs import FRAGMENT, fragment_to_prosemirror
+from tests.notes.helpers import grant, pm_doc
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PRIVATE_VALUES = ("private bio", "carol's private bio", "carol-secret", "date_of_birth")
+
+
+def test_json_patch_publishes_the_yjs_update_to_live_editors(
+    auth_api, bob, note, tap, django_capture_on_commit_callbacks
+):
+    grant(note, "write", user=bob)
+    before = bytes(note.yjs_state)
+    live = tap(f"doc.note.{note.pk}")
+    new = pm_doc("rewritten", "by REST")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = auth_api(bob).patch(
+            f"/api/notes/{note.pk}/", {"data": {"content": {"json": new}}}
+        )
+    assert response.status_code == 200, response.content
+
+    message = live.receive()
+    assert message["type"] == "chorus.doc"
+    assert message["kind"] == "update"
+    assert message["note_id"] == str(note.pk)
+    assert message["user_id"] == str(bob.pk)
+    assert isinstance(message["payload"], bytes)
+    editor = Doc()
+    editor.apply_update(before)
+    editor.apply_update(message["payload"])
+    assert fragment_to_prosemirror(editor.get(FRAGMENT, type=XmlFragment)) == new
+    assert live.nothing()
+
+
+def test_every_patch_is_a_separate_update_that_composes(auth_api, alice, note, tap):
+    live = tap(f"doc.note.{note.pk}")
+    editor = Doc()
+    editor.apply_update(bytes(note.yjs_state))
+    client = auth_api(alice)
+    for text in ("one", "two"):
+        response = client.patch(
+            f"/api/notes/{note.pk}/", {"data": {"content": {"json": pm_doc(text)}}}
+        )
+        assert response.status_code == 200
+        editor.apply_update(live.receive()["payload"])
+        assert fragment_to_prosemirror(editor.get(FRAGMENT, type=XmlFragment)) == pm_doc(text)
+
+
+def test_patch_emits_note_events_with_the_public_note(auth_api, alice, carol, note, tap):
+    grant(note, "write", user=carol)
+    room = tap(f"note.{note.pk}")
+    response = auth_api(carol).patch(f"/api/notes/{note.pk}/", {"title": "renamed"})
+    assert response.status_code == 200
+
+    name, payload, frame = room.event()
+    assert name == "note-events"
+    assert payload["id"] == str(note.pk)
+    assert payload["title"] == "renamed"
+    assert payload["owner"] == {"id": str(alice.pk), "name": "Alice"}
+    assert payload["document_id"] == f"note:{note.pk}"
+    assert payload["data"] == response.json()["data"]
+    assert payload["updated_at"] == response.json()["updated_at"]
+    assert "access" not in payload
+    assert "yjs_state" not in payload
+    for value in PRIVATE_VALUES:
+        assert value not in frame
+    assert room.nothing()
+
+
+def test_title_only_patch_publishes_no_document_update(auth_api, alice, note, tap):
+    live = tap(f"doc.note.{note.pk}")
+    assert auth_api(alice).patch(f"/api/notes/{note.pk}/", {"title": "t"}).status_code == 200
+    assert live.nothing()
+
+
+def test_delete_emits_note_events(auth_api, alice, note, tap):
+    room = tap(f"note.{note.pk}")
+    assert auth_api(alice).delete(f"/api/notes/{note.pk}/").status_code == 204
+    name, payload, _ = room.event()
+    assert (name, payload) == ("note-events", {"id": str(note.pk), "deleted": True})
+
+
+def test_refused_changes_emit_nothing(auth_api, alice, bob, note, tap):
+    grant(note, "read", user=bob)
+    listeners = tap(f"note.{note.pk}", f"doc.note.{note.pk}")
+    url = f"/api/notes/{note.pk}/"
+    assert auth_api(alice).patch(url, {"data": {"content": {"md": "md only"}}}).status_code == 409
+    bad_json = {"data": {"content": {"json": {"type": "paragraph"}}}}
+    assert auth_api(alice).patch(url, bad_json).status_code == 400
+    assert auth_api(bob).patch(url, {"title": "x"}).status_code == 403
+    assert auth_api(bob).delete(url).status_code == 403
+    assert listeners.nothing()
+
+
+def test_a_rolled_back_transaction_emits_nothing(alice, note, tap):
+    listeners = tap(f"note.{note.pk}", f"doc.note.{note.pk}")
+    access = services.note_access(alice, note.pk)
+    before = bytes(note.yjs_state)
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        services.update_note(access, title="never", data={"content": {"json": pm_doc("never")}})
+        raise Abort
+
+    assert listeners.nothing()
+    note.refresh_from_db()
+    assert note.title == "plan"
+    assert bytes(note.yjs_state) == before
+
+
+def test_grant_changes_emit_note_events(auth_api, alice, carol, note, tap):
+    room = tap(f"note.{note.pk}")
+    body = {"principal_type": "user", "principal_id": str(carol.pk), "permission": "read"}
+    created = auth_api(alice).post(f"/api/notes/{note.pk}/grants/", body)
+    assert created.status_code == 201
+    name, payload, _ = room.event()
+    assert name == "note-events"
+    assert payload["id"] == str(note.pk)
+
+    assert auth_api(alice).post(f"/api/notes/{note.pk}/grants/", body).status_code == 200
+    assert room.nothing()  # same permission again: nothing changed, nothing announced
+
+    changed = auth_api(alice).post(f"/api/notes/{note.pk}/grants/", {**body, "permission": "write"})
+    assert changed.status_code == 200
+    assert room.event()[0] == "note-events"
+
+    grant_id = created.json()["id"]
+    assert auth_api(alice).delete(f"/api/notes/{note.pk}/grants/{grant_id}/").status_code == 204
+    assert room.event()[0] == "note-events"
+
+
+def test_unsharing_takes_users_without_access_out_of_the_note_rooms(
+    auth_api, alice, bob, carol, make_user, note, team, tap
+):
+    dave = make_user("dave")
+    carols = grant(note, "read", user=carol)
+    team_grant = grant(note, "write", group=team)
+    for member in (bob, dave, alice):
+        member.groups.add(team)
+    grant(note, "read", user=bob)  # bob keeps read through his own grant
+    users = {u.pk: tap(f"user.{u.pk}") for u in (alice, bob, carol, dave)}
+    client = auth_api(alice)
+
+    def left(user) -> None:
+        message = users[user.pk].receive()
+        assert message["type"] == "chorus.leave"
+        assert message["target"] == f"note.{note.pk}"
+        assert message["frame"] == f'42["note-events",{{"id":"{note.pk}","access":null}}]'
+        assert users[user.pk].nothing()
+
+    assert client.delete(f"/api/notes/{note.pk}/grants/{carols.pk}/").status_code == 204
+    left(carol)
+
+    assert client.delete(f"/api/notes/{note.pk}/grants/{team_grant.pk}/").status_code == 204
+    left(dave)
+    for keeps_access in (alice, bob):
+        assert users[keeps_access.pk].nothing()
