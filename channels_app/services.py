@@ -218,8 +218,11 @@ def _member_data(membership: ChannelMember) -> dict:
     return dict(MemberSerializer(membership).data)
 
 
-def _join_room(user_id: object, channel_id: object) -> None:
-    push.add_user_to_room(user_id, push.channel_room(channel_id))
+def _join_room(user_id: object, channel_id: object, notice: dict | None = None) -> None:
+    """The user's sockets join the room, then get ``notice`` (see push.add_user_to_room)."""
+    push.add_user_to_room(
+        user_id, push.channel_room(channel_id), notice=(EVENT, notice) if notice else None
+    )
 
 
 def _leave_room(user_id: object, channel_id: object, notice: dict | None = None) -> None:
@@ -271,9 +274,12 @@ def create_channel(
                 ChannelMember(channel=channel, user=user, role=MemberRole.MEMBER)
                 for user in members
             )
+            # Nobody's sockets are in the new room yet: each member hears of it as a notice
+            # sent after their join (a room emit could overtake the joins).
+            created = channel_event(channel.pk, "channel:created", _channel_data(channel.pk),
+                                    creator)
             for user in (creator, *members):
-                _join_room(user.pk, channel.pk)
-            _emit(channel.pk, "channel:created", _channel_data(channel.pk), creator)
+                _join_room(user.pk, channel.pk, created)
     except IntegrityError:
         if key is None:
             raise
@@ -300,10 +306,16 @@ def update_channel(access: ChannelAccess, changes: dict) -> Channel:
         elif unarchived:
             channel.archived_at = None
         channel.save()
-        if unarchived:
+        update = channel_event(channel.pk, "channel:update", _channel_data(channel.pk),
+                               access.user)
+        if unarchived:  # sockets come back into the room and are told after joining
             for user_id in _active_member_ids(channel.pk):
-                _join_room(user_id, channel.pk)
-        _emit(channel.pk, "channel:update", _channel_data(channel.pk), access.user)
+                _join_room(user_id, channel.pk, update)
+        elif archived is True:  # sockets leave the room (no typing, no events) and are told
+            for user_id in _active_member_ids(channel.pk):
+                _leave_room(user_id, channel.pk, update)
+        else:
+            push.emit_to_channel(channel.pk, EVENT, update)
     return channel
 
 
@@ -386,8 +398,12 @@ def add_member(access: ChannelAccess, user: User, role: str) -> ChannelMember:
             membership.is_muted = membership.is_pinned = False
             membership.last_read_at = None
             membership.save()
-        _join_room(user.pk, access.channel.pk)
+        # Members already in the room first; then the new member joins and is told, so it
+        # gets member:add exactly once whatever the order of delivery across instances.
         _emit(access.channel.pk, "member:add", _member_data(membership), access.user)
+        _join_room(user.pk, access.channel.pk,
+                   channel_event(access.channel.pk, "member:add", _member_data(membership),
+                                 access.user))
     return membership
 
 

@@ -7,6 +7,8 @@ per-field messages under ``fields``.
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -28,6 +30,11 @@ _GENERIC_CODES = {
 
 
 def exception_handler(exc, context):
+    # Django's own exceptions carry no ``detail``: use DRF's equivalents (DRF maps them too).
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -49,3 +56,13 @@ class Conflict(exceptions.APIException):
     status_code = 409
     default_detail = "The request conflicts with the current state."
     default_code = "conflict"
+
+
+def not_found(request, exception=None):
+    """Django's 404 handler: the API's JSON shape under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": {"code": "not_found", "message": "Not found."}},
+                            status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)

@@ -12,3 +12,5 @@ urlpatterns = [
     path("api/", include("notes.urls")),
     path("ws/socket.io/", socketio_polling),
 ]
+
+handler404 = "config.api_errors.not_found"

@@ -13,7 +13,8 @@ layer's ``group_expiry`` can lapse them, and reports presence changes.
 Layer messages the hub understands (all carry ``room``):
 - ``chorus.emit``  {frame, skip}: write ``frame`` to local sockets in ``room`` except sid ``skip``.
 - ``chorus.kick``  {code, message, jti}: disconnect local sockets in ``room`` (matching ``jti``).
-- ``chorus.join``  {target}: local sockets in ``room`` join room ``target``.
+- ``chorus.join``  {target, frame}: local sockets in ``room`` join room ``target`` (and then
+  get ``frame`` if given: a notice that cannot be lost to the join's race).
 - ``chorus.leave`` {target, frame}: they leave ``target`` (and get ``frame`` if given).
 - ``chorus.doc``   {kind, payload, origin, …}: a collaborative-document message, handed to the
   handler registered with ``on_message`` (``realtime.documents``) unless ``origin`` is this
@@ -203,6 +204,8 @@ class Hub:
         elif kind == "chorus.join":
             for conn in tuple(self.rooms.get(room, ())):
                 await self.join(conn, message["target"])
+                if message.get("frame"):
+                    await conn.send_frame(message["frame"])
         elif kind == "chorus.leave":
             target = message["target"]
             for conn in tuple(self.rooms.get(room, ())):

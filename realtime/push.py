@@ -87,9 +87,14 @@ async def adisconnect_token(
     )
 
 
-async def aadd_user_to_room(user_id: object, room: str) -> None:
-    """Put every live socket of the user into ``room`` on every instance."""
-    await apublish(user_room(user_id), {"type": "chorus.join", "target": room})
+async def aadd_user_to_room(
+    user_id: object, room: str, notice: tuple[str, Any] | None = None
+) -> None:
+    """Put every live socket of the user into ``room`` on every instance; each then gets
+    event ``notice`` if given. Use the notice (not a room emit) to tell the joining user: a
+    room emit published right after may reach an instance before its join completes."""
+    frame = event_frame(*notice) if notice else None
+    await apublish(user_room(user_id), {"type": "chorus.join", "target": room, "frame": frame})
 
 
 async def aremove_user_from_room(
@@ -148,8 +153,9 @@ def disconnect_token(
     _after_commit(adisconnect_token, user_id, jti, code, message)
 
 
-def add_user_to_room(user_id: object, room: str) -> None:
-    _after_commit(aadd_user_to_room, user_id, room)
+def add_user_to_room(user_id: object, room: str,
+                     notice: tuple[str, Any] | None = None) -> None:
+    _after_commit(aadd_user_to_room, user_id, room, notice)
 
 
 def remove_user_from_room(
