@@ -266,6 +266,7 @@ def delete_note(access: NoteAccess) -> None:
     with transaction.atomic():
         Note.objects.filter(pk=note_id).delete()
         push.emit_to_note(note_id, "note-events", {"id": str(note_id), "deleted": True})
+        push.document_access_changed(note_id)  # live editors of a deleted note are let go
 
 
 # --- grants -----------------------------------------------------------------------------------
@@ -312,6 +313,7 @@ def upsert_grant(
         else:
             return grant, False
         _announce(_reload(note.pk))
+        push.document_access_changed(note.pk)  # live editors re-check (write may become read)
     return grant, created
 
 
@@ -337,3 +339,4 @@ def delete_grant(access: NoteAccess, grant_id: object) -> None:
         elif grant.principal_type == PrincipalType.GROUP:
             _evict_if_no_access(note, grant.group.user_set.all())
         _announce(_reload(note.pk))
+        push.document_access_changed(note.pk)  # live editors re-check, everyone grant included

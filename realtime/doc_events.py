@@ -93,6 +93,21 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
         room = await get_manager().open(note_id)
     except DocError as error:
         raise EventError(error.code, error.message) from None
+
+    async def revoke() -> None:
+        """Access to the note is gone: say so, then leave the document."""
+        await conn.send_frame(
+            push.event_frame(
+                "error",
+                {
+                    "code": "forbidden",
+                    "message": "Your access to this note was removed.",
+                    "document_id": room.document_id,
+                },
+            )
+        )
+        await leave_document(conn, str(note_id))
+
     room.clients[conn.sid] = DocClient(
         key=conn.sid,
         kind=SIO,
@@ -100,6 +115,7 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
         user_name=conn.user.display_name,
         writable=access == "write",
         send=conn.send_frame,
+        revoke=revoke,
     )
     conn.documents[str(note_id)] = room
     await conn.join(room.group)

@@ -70,7 +70,8 @@ def parse_document_id(raw: str) -> uuid.UUID:
 class DocClient:
     """One local editor: a Socket.IO socket (``sio``) or a y-websocket connection (``yws``).
 
-    ``send`` takes a text frame (sio) or bytes (yws) and must never raise.
+    ``send`` takes a text frame (sio) or bytes (yws) and must never raise; ``revoke`` ends
+    the client's editing when its read access is gone (see ``DocumentRoom.recheck_access``).
     """
 
     key: str
@@ -79,6 +80,7 @@ class DocClient:
     user_name: str
     writable: bool
     send: Callable[[str | bytes], Awaitable[None]]
+    revoke: Callable[[], Awaitable[None]] | None = None
     awareness_ids: set[int] = field(default_factory=set)
 
 
@@ -318,12 +320,35 @@ class DocumentRoom:
         self.doc.apply_update(missing)
         await self.relay_update(missing, None, None)
 
+    async def recheck_access(self) -> None:
+        """Re-read every local editor's access: write may become read (updates refused from
+        then on); an editor with no read access left is revoked."""
+        access = await database_sync_to_async(_access_by_user)(
+            self.note_id, {client.user_id for client in self.clients.values()}
+        )
+        for client in tuple(self.clients.values()):
+            level = access.get(client.user_id)
+            client.writable = level == "write"
+            if level is None and client.revoke is not None:
+                await client.revoke()
+
     def state_payload(self, sessions: list[str]) -> dict:
         return {
             "document_id": self.document_id,
             "state": list(self.doc.get_update()),
             "sessions": sessions,
         }
+
+
+def _access_by_user(note_id: str, user_ids: set[str]) -> dict[str, str | None]:
+    """``{user id: "write" | "read" | None}`` for one note (None for all if it is gone)."""
+    from accounts.models import User
+    from notes.models import Note
+
+    note = Note.objects.filter(pk=note_id).first()
+    if note is None:
+        return {}
+    return {str(user.pk): note.access_for(user) for user in User.objects.filter(pk__in=user_ids)}
 
 
 class DocumentManager:
@@ -399,6 +424,8 @@ class DocumentManager:
                 await room.apply_awareness(
                     message["payload"], message.get("sid"), message.get("user_id"), publish=False
                 )
+            elif message["kind"] == "access":
+                await room.recheck_access()
         except DocError as error:
             logger.warning(
                 "Dropped a relayed %s for note %s: %s", message["kind"], room.note_id, error.message

@@ -122,6 +122,23 @@ async def apublish_document_update(note_id: object, update: bytes, user_id: obje
     )
 
 
+async def apublish_document_access_changed(note_id: object) -> None:
+    """Grants (or the note itself) changed: every instance re-checks the access of the note's
+    live editors — write becomes read, lost access disconnects the editor from the document."""
+    await apublish(
+        doc_room(note_id),
+        {
+            "type": "chorus.doc",
+            "kind": "access",
+            "payload": b"",
+            "origin": "",
+            "sid": None,
+            "user_id": None,
+            "note_id": str(note_id),
+        },
+    )
+
+
 # --- sync, after commit -----------------------------------------------------------------------
 
 
@@ -153,8 +170,7 @@ def disconnect_token(
     _after_commit(adisconnect_token, user_id, jti, code, message)
 
 
-def add_user_to_room(user_id: object, room: str,
-                     notice: tuple[str, Any] | None = None) -> None:
+def add_user_to_room(user_id: object, room: str, notice: tuple[str, Any] | None = None) -> None:
     _after_commit(aadd_user_to_room, user_id, room, notice)
 
 
@@ -166,3 +182,7 @@ def remove_user_from_room(
 
 def publish_document_update(note_id: object, update: bytes, user_id: object = None) -> None:
     _after_commit(apublish_document_update, note_id, update, user_id)
+
+
+def document_access_changed(note_id: object) -> None:
+    _after_commit(apublish_document_access_changed, note_id)

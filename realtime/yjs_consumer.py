@@ -79,6 +79,7 @@ class YjsConsumer(LeanConsumer):
             user_name=self.user.display_name,
             writable=access == "write",
             send=self._send_bytes,
+            revoke=self._revoked,
         )
         self.room.clients[self.sid] = self.client
         await get_hub().join(self, push.user_room(self.user.pk))
@@ -142,6 +143,12 @@ class YjsConsumer(LeanConsumer):
             if awareness is not None:
                 await self._send_bytes(yprotocol.encode_awareness(awareness))
         # MESSAGE_AUTH from a client means nothing here.
+
+    async def _revoked(self) -> None:
+        await self.close(CLOSE_FORBIDDEN, "access revoked")
+
+    async def _revoked(self) -> None:
+        await self.close(CLOSE_FORBIDDEN, "access revoked")
 
     async def _send_bytes(self, data: str | bytes) -> None:
         if self.closed:

@@ -390,3 +390,42 @@ async def test_yws_bad_and_oversized_frames_close(note, alice, settings):
     await comm.receive_from()
     await comm.send_to(bytes_data=yprotocol.encode_sync_update(b"\x00" * (70 * 1024)))
     assert (await comm.receive_output())["code"] == 1009
+
+
+async def test_grant_changes_reach_live_editors(sio, note, alice, bob):
+    """Write downgraded to read refuses updates; no access left lets the editor go."""
+    from rest_framework.test import APIClient
+
+    socket, doc, _ = await editor(sio, bob, note)
+    comm = await yws(note, bob)
+    await comm.receive_from()  # step 1
+    owner = APIClient()
+    owner.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_access_token(alice)}")
+    grant = await database_sync_to_async(NoteGrant.objects.get)(note=note, user=bob)
+    url = f"/api/notes/{note.id}/grants/"
+    response = await database_sync_to_async(owner.post)(
+        url,
+        {"principal_type": "user", "principal_id": str(bob.id), "permission": "read"},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+
+    async def downgraded() -> bool:
+        ack = await socket.call(
+            "ydoc:document:update",
+            {"document_id": f"note:{note.id}", "update": list(edit(Doc(), "x"))},
+        )
+        return ack.get("error", {}).get("code") == "forbidden"
+
+    await until(downgraded)
+    response = await database_sync_to_async(owner.delete)(f"{url}{grant.id}/")
+    assert response.status_code == 204
+    name, data = await socket.next_event()
+    while name != "error":  # skip the note's own events until the revoke arrives
+        name, data = await socket.next_event()
+    assert data["code"] == "forbidden" and data["document_id"] == f"note:{note.id}"
+    ack = await socket.call("ydoc:document:state", {"document_id": f"note:{note.id}"})
+    assert ack["error"]["code"] == "bad_request"  # no longer joined
+    while (output := await comm.receive_output())["type"] != "websocket.close":
+        pass
+    assert output["code"] == 4403
