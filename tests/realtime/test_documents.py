@@ -396,7 +396,7 @@ async def test_grant_changes_reach_live_editors(sio, note, alice, bob):
     """Write downgraded to read refuses updates; no access left lets the editor go."""
     from rest_framework.test import APIClient
 
-    socket, doc, _ = await editor(sio, bob, note)
+    socket, _doc, _ = await editor(sio, bob, note)
     comm = await yws(note, bob)
     await comm.receive_from()  # step 1
     owner = APIClient()
