@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_TTL": 60.0,
     # How often each process looks for expired sessions (to announce "offline"). Seconds.
     "SESSION_SWEEP_INTERVAL": 5.0,
+    # Each process re-adds its room subscriptions this often (and before the layer's
+    # group_expiry), so rooms heal within this time after a Redis restart. Seconds.
+    "GROUP_REFRESH_INTERVAL": 60.0,
     # User.last_active_at is written at most once per interval per user, across all instances.
     "LAST_ACTIVE_WRITE_INTERVAL": 60.0,
     # Per-socket token bucket for client events: sustained rate (events/s) and burst size.

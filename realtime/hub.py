@@ -261,8 +261,11 @@ class Hub:
             await registry.join_group(group, sids)
         if changes and self.on_presence_change is not None:
             await self.on_presence_change(changes)
+        # Re-add subscriptions before group_expiry lapses them, and often enough that a Redis
+        # restart (which forgets groups) heals quickly.
         expiry = getattr(self.layer, "group_expiry", 86400)
-        if time.monotonic() - self._last_group_refresh > expiry / 2:
+        every = min(expiry / 2, realtime_settings.GROUP_REFRESH_INTERVAL)
+        if time.monotonic() - self._last_group_refresh > every:
             self._last_group_refresh = time.monotonic()
             for room in tuple(self._subscribed):
                 await self.layer.group_add(room, self.channel_name)

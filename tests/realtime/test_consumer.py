@@ -406,3 +406,20 @@ async def test_presence_online_and_offline_reach_channel_members(sio, alice, bob
     name, data = await watcher.next_event()
     assert data["data"]["data"]["status"] == "offline"
     assert set(data["user"]) == {"id", "name"}
+
+
+async def test_lapsed_group_membership_is_restored_by_the_keeper(sio, alice, bob, settings):
+    """A group the layer forgot (group_expiry, a Redis restart) is re-added by the keeper."""
+    from realtime.hub import get_hub
+
+    settings.CHORUS = {"GROUP_REFRESH_INTERVAL": 0}
+    socket = sio()
+    await socket.connected(token_for(bob))
+    hub = get_hub()
+    room = push.user_room(bob.id)
+    await hub.layer.group_discard(room, hub.channel_name)  # the layer forgets the group
+    await push.aemit_to_user(bob.id, "events", {"n": 1})
+    assert await socket.no_event("events")
+    await hub.keep()
+    await push.aemit_to_user(bob.id, "events", {"n": 2})
+    assert await socket.next_event() == ("events", {"n": 2})
