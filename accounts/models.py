@@ -66,6 +66,10 @@ class User(AbstractUser):
     def display_name(self) -> str:
         return self.name or self.username
 
+    def ref(self) -> dict:
+        """How payloads name a user: ``{"id", "name"}`` (public)."""
+        return {"id": str(self.id), "name": self.display_name}
+
     def public_profile(self) -> dict:
         """What other users (and socket sessions) may know of this user."""
         return {"id": str(self.id), "name": self.display_name, "role": self.role}

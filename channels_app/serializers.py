@@ -15,12 +15,13 @@ changes; those that need the channel take it from ``context["channel"]``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
 
 from accounts.models import Role, User
+from config.formats import iso
 
 from .models import Channel, ChannelMember, ChannelType, MemberRole, Message
 
@@ -34,18 +35,9 @@ MAX_PAGE_SIZE = 200
 TOP_LEVEL = "null"
 
 
-def iso(moment: datetime | None) -> str | None:
-    """``2025-01-02T03:04:05.000006Z``: UTC, always with microseconds."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def user_ref(user: User | None) -> dict | None:
     """What a channel payload says about a user: ``{"id", "name"}`` (None for a deleted user)."""
-    if user is None:
-        return None
-    return {"id": str(user.pk), "name": user.display_name}
+    return user.ref() if user is not None else None
 
 
 class IsoDateTimeField(serializers.DateTimeField):

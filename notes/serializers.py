@@ -16,13 +16,14 @@ changes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 
 from accounts.models import User
+from config.formats import iso
 
 from .models import Note, NoteGrant, Permission, PrincipalType
 
@@ -32,19 +33,9 @@ MAX_TITLE_LENGTH = 500
 CONTENT_KEYS = ("md", "html", "json")
 
 
-def iso(moment: datetime | None) -> str | None:
-    """``2025-01-02T03:04:05.000006Z``: UTC, always with microseconds."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def user_ref(user: User | None) -> dict | None:
     """What a note payload says about a user: ``{"id", "name"}`` of the public profile."""
-    if user is None:
-        return None
-    profile = user.public_profile()
-    return {"id": profile["id"], "name": profile["name"]}
+    return user.ref() if user is not None else None
 
 
 class IsoDateTimeField(serializers.DateTimeField):

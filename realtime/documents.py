@@ -148,25 +148,34 @@ class DocumentRoom:
             )
 
     async def relay_update(self, update: bytes, origin: str | None, user_id: str | None) -> None:
+        """Send a document update to every local editor except ``origin``."""
+        payload = {"document_id": self.document_id, "user_id": user_id, "socket_id": origin}
+        await self._broadcast(
+            origin, "ydoc:document:update", payload, update, yprotocol.encode_sync_update
+        )
+
+    async def _broadcast(
+        self,
+        origin: str | None,
+        event: str,
+        payload: dict,
+        data: bytes,
+        encode_binary: Callable[[bytes], bytes],
+    ) -> None:
+        """Write ``data`` to every local editor except ``origin``: Socket.IO editors get event
+        ``event`` with ``payload`` (whose ``"update"`` becomes the int list of ``data``),
+        y-websocket editors get ``encode_binary(data)``. Each frame is built once, lazily."""
         frames: dict[str, str | bytes] = {}
         for client in tuple(self.clients.values()):
             if client.key == origin:
                 continue
             frame = frames.get(client.kind)
             if frame is None:
-                frame = frames[client.kind] = (
-                    push.event_frame(
-                        "ydoc:document:update",
-                        {
-                            "document_id": self.document_id,
-                            "user_id": user_id,
-                            "update": list(update),
-                            "socket_id": origin,
-                        },
-                    )
-                    if client.kind == SIO
-                    else yprotocol.encode_sync_update(update)
-                )
+                if client.kind == SIO:
+                    frame = push.event_frame(event, {**payload, "update": list(data)})
+                else:
+                    frame = encode_binary(data)
+                frames[client.kind] = frame
             await client.send(frame)
 
     # --- awareness --------------------------------------------------------------------------
@@ -192,25 +201,10 @@ class DocumentRoom:
                 self.awareness[client_id] = (clock, state)
             if sender is not None:
                 sender.awareness_ids.add(client_id)
-        frames: dict[str, str | bytes] = {}
-        for client in tuple(self.clients.values()):
-            if client.key == origin:
-                continue
-            frame = frames.get(client.kind)
-            if frame is None:
-                frame = frames[client.kind] = (
-                    push.event_frame(
-                        "ydoc:awareness:update",
-                        {
-                            "document_id": self.document_id,
-                            "user_id": user_id,
-                            "update": list(update),
-                        },
-                    )
-                    if client.kind == SIO
-                    else yprotocol.encode_awareness(update)
-                )
-            await client.send(frame)
+        payload = {"document_id": self.document_id, "user_id": user_id}
+        await self._broadcast(
+            origin, "ydoc:awareness:update", payload, update, yprotocol.encode_awareness
+        )
         if publish:
             await get_hub().publish(
                 self.group,

@@ -25,6 +25,7 @@ from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from accounts.tokens import TokenRejected, ValidatedToken, validate_access_token
+from config.formats import iso
 
 from . import push
 from .conf import realtime_settings
@@ -129,10 +130,6 @@ async def dispatch(conn, name: str, args: list) -> Any:
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 @database_sync_to_async
@@ -289,7 +286,7 @@ def _mark_read(user_id, channel_id) -> datetime:
 async def channel_event(conn, payload: ChannelEvent) -> dict:
     kind = payload.data.type
     if kind == "last_read_at":
-        return {"last_read_at": _iso(await _mark_read(conn.user.pk, payload.channel_id))}
+        return {"last_read_at": iso(await _mark_read(conn.user.pk, payload.channel_id))}
     if payload.data.data is None:
         raise EventError("bad_request", "Invalid payload: data.data: typing is required")
     channel_id = await _require_member(conn, payload.channel_id)

@@ -12,6 +12,7 @@ from django.db import transaction
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import Role, User
+from config.formats import iso
 from accounts.tokens import issue_access_token, issue_token_pair, revoke_all_tokens
 from channels_app.models import Channel, ChannelMember
 from notes.models import Note
@@ -256,7 +257,7 @@ async def test_last_read_at_is_stored_for_members_only(sio, alice, make_user, ch
     )
     member = await database_sync_to_async(ChannelMember.objects.get)(channel=channel, user=alice)
     assert member.last_read_at is not None
-    assert ack == {"last_read_at": member.last_read_at.isoformat().replace("+00:00", "Z")}
+    assert ack == {"last_read_at": iso(member.last_read_at)}
     stranger = sio()
     await stranger.connected(token_for(await database_sync_to_async(make_user)("dave")))
     ack = await stranger.call(
