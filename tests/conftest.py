@@ -47,11 +47,33 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def delete_chorus_keys(redis_url: str) -> None:
+    """Delete every ``chorus:*`` key (layer, cache, sessions); nothing else is touched."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match="chorus:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
+
+
+def _forget_chorus_state() -> None:
+    """Empty the cache; on Redis only Chorus's keys (never FLUSHDB a shared Redis)."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        delete_chorus_keys(url)
+    else:
+        cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    cache.clear()
+    _forget_chorus_state()
     yield
-    cache.clear()
+    _forget_chorus_state()
 
 
 @pytest.fixture
