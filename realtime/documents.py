@@ -384,7 +384,12 @@ class DocumentManager:
             state = await database_sync_to_async(load_state)(note_id)
         except Note.DoesNotExist:
             raise DocError("not_found", "No such note.") from None
-        room = DocumentRoom(note_id, state)
+        try:
+            room = DocumentRoom(note_id, state)
+        except ValueError:
+            # Never build (and so never save) a document over a state we could not read.
+            logger.error("Note %s: the stored Yjs state cannot be read; left untouched", note_id)
+            raise DocError("internal_error", "The stored document cannot be read.") from None
         room.on_saved = self._unload_if_idle
         await get_hub().pin(room.group)
         return room

@@ -84,3 +84,29 @@ def test_environment_sets_secret_database_and_realtime_knobs(tmp_path):
 def test_secret_key_file_is_git_ignored():
     ignored = subprocess.run(["git", "check-ignore", "-q", "var/secret_key"], cwd=ROOT)
     assert ignored.returncode == 0
+
+
+def run_check_services(**env) -> subprocess.CompletedProcess:
+    full = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "scripts/check_services.py"],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_services_gate_fails_when_postgres_and_redis_are_unreachable():
+    result = run_check_services(
+        DATABASE_URL="postgres://postgres@127.0.0.1:1/test", REDIS_URL="redis://127.0.0.1:1/0"
+    )
+    assert result.returncode == 1
+    assert "PostgreSQL" in result.stdout and "Redis" in result.stdout
+
+
+@pytest.mark.services
+def test_services_gate_passes_with_the_real_services(database_url, redis_url):
+    result = run_check_services(DATABASE_URL=database_url, REDIS_URL=redis_url)
+    assert result.returncode == 0, result.stdout

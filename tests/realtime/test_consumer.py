@@ -12,9 +12,9 @@ from django.db import transaction
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import Role, User
-from config.formats import iso
 from accounts.tokens import issue_access_token, issue_token_pair, revoke_all_tokens
 from channels_app.models import Channel, ChannelMember
+from config.formats import iso
 from notes.models import Note
 from realtime import push
 
@@ -424,3 +424,61 @@ async def test_lapsed_group_membership_is_restored_by_the_keeper(sio, alice, bob
     await hub.keep()
     await push.aemit_to_user(bob.id, "events", {"n": 2})
     assert await socket.next_event() == ("events", {"n": 2})
+
+
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [(None, True), (b"http://localhost:3000", True), (b"https://evil.example", False)],
+)
+async def test_origin_check(sio, alice, origin, accepted, caplog):
+    headers = [(b"origin", origin)] if origin else []
+    socket = sio(headers=headers)
+    connected, code = await socket.comm.connect()
+    assert connected is accepted
+    if not accepted:
+        assert code == 4403
+        assert "origin" in caplog.text and "evil.example" in caplog.text
+
+
+async def test_cors_allowed_origin_is_accepted(sio, settings):
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    socket = sio(headers=[(b"origin", b"https://app.example.com")])
+    connected, _ = await socket.comm.connect()
+    assert connected
+
+
+async def test_role_set_to_pending_kicks_the_users_sockets(sio, alice):
+    socket = sio()
+    await socket.connected(token_for(alice))
+
+    def demote():
+        with transaction.atomic():
+            user = User.objects.get(pk=alice.pk)
+            user.role = Role.PENDING
+            user.save()
+
+    await database_sync_to_async(demote)()
+    name, data = await socket.next_event()
+    assert (name, data["code"]) == ("error", "token_revoked")
+    assert await socket.recv() == "41"
+
+
+async def test_sync_push_api_reaches_sockets_after_commit(sio, alice):
+    socket = sio()
+    await socket.connected(token_for(alice))
+
+    def from_a_view():
+        with transaction.atomic():
+            push.emit_to_user(alice.id, "events", {"data": {"type": "hello"}})
+            assert socket.comm.output_queue.empty()  # nothing before the commit
+
+    await database_sync_to_async(from_a_view)()
+    assert await socket.next_event() == ("events", {"data": {"type": "hello"}})
+
+    def rolled_back():
+        with pytest.raises(RuntimeError), transaction.atomic():
+            push.emit_to_user(alice.id, "events", {"data": {"type": "never"}})
+            raise RuntimeError
+
+    await database_sync_to_async(rolled_back)()
+    assert await socket.no_event("events")

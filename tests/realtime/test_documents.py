@@ -429,3 +429,23 @@ async def test_grant_changes_reach_live_editors(sio, note, alice, bob):
     while (output := await comm.receive_output())["type"] != "websocket.close":
         pass
     assert output["code"] == 4403
+
+
+async def test_concurrent_joins_share_one_load(note):
+    from realtime.documents import get_manager
+
+    rooms = await asyncio.gather(*(get_manager().open(note.id) for _ in range(8)))
+    assert len({id(room) for room in rooms}) == 1
+
+
+async def test_unreadable_stored_state_fails_the_join_and_is_never_overwritten(sio, note, alice):
+    garbage = b"\xff\x01garbage"
+    await database_sync_to_async(Note.objects.filter(pk=note.id).update)(yjs_state=garbage)
+    socket = sio()
+    await socket.connected(issue_access_token(alice))
+    ack = await socket.call("ydoc:document:join", {"document_id": f"note:{note.id}"})
+    assert ack["error"]["code"] == "internal_error"
+    manager = _managers[asyncio.get_running_loop()]
+    assert str(note.id) not in manager.rooms
+    stored_note = await database_sync_to_async(Note.objects.get)(pk=note.id)
+    assert bytes(stored_note.yjs_state) == garbage
