@@ -18,7 +18,7 @@ from pydantic import BeforeValidator, Field
 
 from . import push
 from .documents import SIO, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
-from .events import EventError, Payload, _note_access, on
+from .events import EventError, Payload, note_access, on
 from .sessions import get_registry
 
 
@@ -87,7 +87,7 @@ async def _state(conn, room: DocumentRoom) -> dict:
 async def document_join(conn, payload: DocumentJoin) -> dict:
     try:
         note_id = parse_document_id(payload.document_id)
-        access = await _note_access(conn.user, note_id)
+        access = await note_access(conn.user, note_id)
         if access is None:
             raise EventError("forbidden", "You may not read this note.")
         room = await get_manager().open(note_id)

@@ -251,7 +251,8 @@ async def join_channels(conn, payload: JoinChannels) -> dict:
 
 
 @database_sync_to_async
-def _note_access(user, note_id) -> str | None:
+def note_access(user, note_id) -> str | None:
+    """``"write"``, ``"read"`` or None for ``user`` on the note; ``not_found`` if it is gone."""
     from notes.models import Note
 
     note = Note.objects.filter(pk=note_id).first()
@@ -263,7 +264,7 @@ def _note_access(user, note_id) -> str | None:
 @on("join-note", JoinNote)
 async def join_note(conn, payload: JoinNote) -> dict:
     await _revalidate(conn, payload.auth)
-    if await _note_access(conn.user, payload.note_id) is None:
+    if await note_access(conn.user, payload.note_id) is None:
         raise EventError("forbidden", "You may not read this note.")
     await conn.join(push.note_room(payload.note_id))
     return {"note_id": str(payload.note_id)}

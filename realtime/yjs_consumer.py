@@ -32,7 +32,7 @@ from .consumers import (
     LeanConsumer,
 )
 from .documents import YWS, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
-from .events import _note_access
+from .events import EventError, note_access
 from .hub import get_hub
 from .protocol_errors import DecodeError
 
@@ -58,11 +58,10 @@ class YjsConsumer(LeanConsumer):
         self.user, self.jti = token.user, token.jti
         try:
             note_id = parse_document_id(self.scope["url_route"]["kwargs"]["document_id"])
-            access = await _note_access(self.user, note_id)
-        except Exception as error:  # a bad id, or a note that does not exist
-            code = getattr(error, "code", "")
-            close = CLOSE_BAD_REQUEST if code == "bad_request" else CLOSE_FORBIDDEN
-            await self.close(close, code or "forbidden")
+            access = await note_access(self.user, note_id)
+        except (DocError, EventError) as error:  # a bad id, or no such note (not revealed)
+            close = CLOSE_BAD_REQUEST if error.code == "bad_request" else CLOSE_FORBIDDEN
+            await self.close(close, error.code)
             return
         if access is None:
             await self.close(CLOSE_FORBIDDEN, "forbidden")
