@@ -300,18 +300,23 @@ class SocketIOConsumer(LeanConsumer):
             return
         registry = get_registry()
         user_id = str(validated.user.pk)
-        if await registry.count(user_id) >= realtime_settings.MAX_SOCKETS_PER_USER:
+        self.user = validated.user
+        self.sid = secrets.token_urlsafe(15)
+        # Add first, then compare: the count is atomic, so concurrent connects on any instance
+        # can never exceed the limit (a refused socket takes its record back out).
+        sessions = await registry.add(self.session_record())
+        if sessions > realtime_settings.MAX_SOCKETS_PER_USER:
+            await registry.remove(self.sid, user_id)
+            self.user = None
             await self._refuse_connect("Too many open sockets.", "too_many_connections")
             await self.close(CLOSE_RATE_LIMITED, "too many connections")
             return
         self._cancel("connect")
-        self.user = validated.user
-        self.sid = secrets.token_urlsafe(15)
         self.adopt_token(validated)
         hub = get_hub()
         await hub.register(self)
         await hub.join(self, push.user_room(user_id))
-        if await registry.add(self.session_record()):
+        if sessions == 1:
             await announce([Change(user_id, True, self.session_record())])
         await self.send_frame(engineio.encode_message(socketio.encode_connect({"sid": self.sid})))
 

@@ -73,8 +73,9 @@ class SessionRegistry(ABC):
     that is unknown (removing twice is harmless)."""
 
     @abstractmethod
-    async def add(self, record: SessionRecord) -> bool:
-        """Store ``record``; True when it is the user's only live session anywhere."""
+    async def add(self, record: SessionRecord) -> int:
+        """Store ``record``; returns the user's live sessions anywhere, this one included
+        (1: the user just came online). Decided atomically across instances."""
 
     @abstractmethod
     async def remove(self, sid: str, user_id: str) -> bool:
@@ -145,9 +146,10 @@ class MemorySessionRegistry(SessionRegistry):
             self._by_user.pop(user_id, None)
         return len(sids)
 
-    async def add(self, record: SessionRecord) -> bool:
+    async def add(self, record: SessionRecord) -> int:
         with self._lock:
-            return self._store(record, self.deadline()) == 1
+            self._store(record, self.deadline())
+            return len(self._by_user[record.user_id])
 
     async def remove(self, sid: str, user_id: str) -> bool:
         with self._lock:
@@ -293,9 +295,9 @@ class RedisSessionRegistry(SessionRegistry):
     def _user_key(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}"
 
-    async def add(self, record: SessionRecord) -> bool:
+    async def add(self, record: SessionRecord) -> int:
         keys = [self._records, self._deadlines, self._user_key(record.user_id)]
-        return await self._add(keys, [record.sid, record.to_json(), self.deadline()]) == 1
+        return int(await self._add(keys, [record.sid, record.to_json(), self.deadline()]))
 
     async def remove(self, sid: str, user_id: str) -> bool:
         keys = [self._records, self._deadlines, self._user_key(user_id)]

@@ -482,3 +482,14 @@ async def test_sync_push_api_reaches_sockets_after_commit(sio, alice):
 
     await database_sync_to_async(rolled_back)()
     assert await socket.no_event("events")
+
+
+async def test_concurrent_connects_never_exceed_the_socket_limit(sio, alice, settings):
+    settings.CHORUS = {"MAX_SOCKETS_PER_USER": 2}
+    sockets = [sio() for _ in range(6)]
+    for socket in sockets:
+        await socket.open()
+    replies = await asyncio.gather(*(s.connect({"token": token_for(alice)}) for s in sockets))
+    accepted = [r for r in replies if r.startswith('0{"sid"')]
+    refused = [json.loads(r[1:])["data"]["code"] for r in replies if r.startswith("4")]
+    assert len(accepted) == 2 and refused == ["too_many_connections"] * 4
