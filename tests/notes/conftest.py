@@ -62,5 +62,13 @@ def _fresh_realtime_state():
 
 @pytest.fixture
 def tap():
-    """``tap(*groups)`` -> a Tap subscribed to those groups."""
-    return lambda *groups: Tap().subscribe(*groups)
+    """``tap(*groups)`` -> a Tap subscribed to those groups (closed after the test)."""
+    taps: list[Tap] = []
+
+    def make(*groups: str) -> Tap:
+        taps.append(Tap().subscribe(*groups))
+        return taps[-1]
+
+    yield make
+    for made in taps:
+        made.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from pycrdt import XmlFragment
 
@@ -39,22 +38,30 @@ def grant(note: Note, permission: str = "read", *, user=None, group=None) -> Not
 
 
 class Tap:
-    """A channel subscribed to layer groups, read synchronously."""
+    """A channel subscribed to layer groups, read synchronously.
+
+    All of its layer calls run on one private event loop: channels-redis (and the in-memory
+    layer) bind a channel's receive buffer to the loop that first reads it.
+    """
 
     def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
         self.layer = get_channel_layer()
-        self.name = async_to_sync(self.layer.new_channel)()
+        self.name = self.loop.run_until_complete(self.layer.new_channel())
 
     def subscribe(self, *groups: str) -> Tap:
         for group in groups:
-            async_to_sync(self.layer.group_add)(group, self.name)
+            self.loop.run_until_complete(self.layer.group_add(group, self.name))
         return self
 
-    def receive(self, timeout: float = 1.0) -> dict:
-        async def get() -> dict:
-            return await asyncio.wait_for(self.layer.receive(self.name), timeout)
+    def close(self) -> None:
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
 
-        return async_to_sync(get)()
+    def receive(self, timeout: float = 1.0) -> dict:
+        return self.loop.run_until_complete(
+            asyncio.wait_for(self.layer.receive(self.name), timeout)
+        )
 
     def nothing(self, within: float = 0.2) -> bool:
         try:

@@ -108,7 +108,15 @@ def test_md_only_content_is_stored_when_there_is_no_yjs_state(auth_api, alice, p
 
 def test_md_only_content_is_409_while_the_document_is_open(auth_api, alice, plain_note):
     """No stored state yet, but an editor has the live document open: md cannot be merged."""
-    async_to_sync(get_registry().join_group)(f"doc.note.{plain_note.pk}", ["editor-sid"])
+    group = f"doc.note.{plain_note.pk}"
+
+    async def editor_joins() -> None:  # the registry is per event loop on Redis
+        await get_registry().join_group(group, ["editor-sid"])
+
+    async def editor_leaves() -> None:
+        await get_registry().leave_group(group, "editor-sid")
+
+    async_to_sync(editor_joins)()
     response = auth_api(alice).patch(
         f"/api/notes/{plain_note.pk}/", {"data": {"content": {"md": "new"}}}
     )
@@ -116,7 +124,7 @@ def test_md_only_content_is_409_while_the_document_is_open(auth_api, alice, plai
     plain_note.refresh_from_db()
     assert plain_note.data == {"content": {"md": "old"}}
 
-    async_to_sync(get_registry().leave_group)(f"doc.note.{plain_note.pk}", "editor-sid")
+    async_to_sync(editor_leaves)()
     response = auth_api(alice).patch(
         f"/api/notes/{plain_note.pk}/", {"data": {"content": {"md": "new"}}}
     )
