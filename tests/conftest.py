@@ -11,11 +11,13 @@ import os
 import uuid
 
 import pytest
+from channels.layers import channel_layers
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.models import Role, User
 from accounts.tokens import issue_token_pair
+from realtime.sessions import reset_memory_registry
 
 PASSWORD = "correct horse battery staple"
 
@@ -67,6 +69,17 @@ def _forget_chorus_state() -> None:
         delete_chorus_keys(url)
     else:
         cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_realtime_state():
+    """Channel layers bind to an event loop (each async test has its own) and the in-process
+    session registry must not leak between tests: every test starts with fresh ones."""
+    channel_layers.backends.clear()
+    reset_memory_registry()
+    yield
+    channel_layers.backends.clear()
+    reset_memory_registry()
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import channel_layers, get_channel_layer
+from channels.layers import get_channel_layer
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -152,7 +152,5 @@ def decode_frame(frame: str) -> tuple[str, object]:
 
 @pytest.fixture
 def listen() -> Callable[..., LayerListener]:
-    """``listen("channel.<id>", ...)`` -> a LayerListener on a fresh in-memory layer."""
-    channel_layers.backends.clear()
-    yield lambda *groups: LayerListener().subscribe(*groups)
-    channel_layers.backends.clear()
+    """``listen("channel.<id>", ...)`` -> a LayerListener (layers are fresh for every test)."""
+    return lambda *groups: LayerListener().subscribe(*groups)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from channels.layers import channel_layers
 from django.contrib.auth.models import Group
 
 from accounts.models import Role
 from notes.models import Note
 from notes.yjs import seed_state
-from realtime.sessions import reset_memory_registry
 from tests.notes.helpers import Tap, pm_doc
 
 
@@ -47,17 +45,6 @@ def plain_note(alice) -> Note:
 
 
 # --- realtime state ----------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _fresh_realtime_state():
-    """The in-memory layer binds to an event loop (every test gets a new one), and the
-    in-process session registry must not leak between tests."""
-    channel_layers.backends.clear()
-    reset_memory_registry()
-    yield
-    channel_layers.backends.clear()
-    reset_memory_registry()
 
 
 @pytest.fixture

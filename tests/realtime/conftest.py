@@ -7,23 +7,11 @@ import contextlib
 import json
 
 import pytest
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 
 from realtime.routing import websocket_application
-from realtime.sessions import reset_memory_registry
 
 SIO_PATH = "/ws/socket.io/?EIO=4&transport=websocket"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_realtime_state():
-    """The in-memory layer binds to an event loop, and sessions must not leak between tests."""
-    channel_layers.backends.clear()
-    reset_memory_registry()
-    yield
-    channel_layers.backends.clear()
-    reset_memory_registry()
 
 
 class SioSocket:
