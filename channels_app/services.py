@@ -276,8 +276,9 @@ def create_channel(
             )
             # Nobody's sockets are in the new room yet: each member hears of it as a notice
             # sent after their join (a room emit could overtake the joins).
-            created = channel_event(channel.pk, "channel:created", _channel_data(channel.pk),
-                                    creator)
+            created = channel_event(
+                channel.pk, "channel:created", _channel_data(channel.pk), creator
+            )
             for user in (creator, *members):
                 _join_room(user.pk, channel.pk, created)
     except IntegrityError:
@@ -306,8 +307,7 @@ def update_channel(access: ChannelAccess, changes: dict) -> Channel:
         elif unarchived:
             channel.archived_at = None
         channel.save()
-        update = channel_event(channel.pk, "channel:update", _channel_data(channel.pk),
-                               access.user)
+        update = channel_event(channel.pk, "channel:update", _channel_data(channel.pk), access.user)
         if unarchived:  # sockets come back into the room and are told after joining
             for user_id in _active_member_ids(channel.pk):
                 _join_room(user_id, channel.pk, update)
@@ -401,9 +401,11 @@ def add_member(access: ChannelAccess, user: User, role: str) -> ChannelMember:
         # Members already in the room first; then the new member joins and is told, so it
         # gets member:add exactly once whatever the order of delivery across instances.
         _emit(access.channel.pk, "member:add", _member_data(membership), access.user)
-        _join_room(user.pk, access.channel.pk,
-                   channel_event(access.channel.pk, "member:add", _member_data(membership),
-                                 access.user))
+        _join_room(
+            user.pk,
+            access.channel.pk,
+            channel_event(access.channel.pk, "member:add", _member_data(membership), access.user),
+        )
     return membership
 
 

@@ -61,8 +61,7 @@ class Conflict(exceptions.APIException):
 def not_found(request, exception=None):
     """Django's 404 handler: the API's JSON shape under /api/, Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"error": {"code": "not_found", "message": "Not found."}},
-                            status=404)
+        return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
