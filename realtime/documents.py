@@ -43,6 +43,8 @@ from .protocol_errors import DecodeError
 logger = logging.getLogger("chorus.realtime.documents")
 
 SIO, YWS = "sio", "yws"
+#: A Yjs update with no items and no deletions.
+EMPTY_UPDATE = b"\x00\x00"
 
 
 class DocError(Exception):
@@ -128,6 +130,8 @@ class DocumentRoom:
             self.doc.apply_update(update)
         except ValueError:
             raise DocError("bad_request", "The update is not a valid Yjs update.") from None
+        if update == EMPTY_UPDATE:
+            return  # e.g. a y-websocket client's first sync reply: nothing to relay or save
         self.size += len(update)
         if content is not None:
             self.content = content
@@ -372,9 +376,27 @@ class DocumentManager:
         else:
             self.rooms[key] = room
             future.set_result(room)
-            return room
         finally:
             self._loading.pop(key, None)
+        await self._request_sync(room)
+        return room
+
+    async def _request_sync(self, room: DocumentRoom) -> None:
+        """Ask the instances that have the document open for what they hold beyond the stored
+        state (edits inside their save debounce). They answer this hub's channel directly
+        with an ordinary update, which reaches the local editors as a relay."""
+        hub = get_hub()
+        await hub.publish(
+            room.group,
+            {
+                "type": "chorus.doc",
+                "kind": "sync",
+                "payload": room.doc.get_state(),
+                "origin": hub.token,
+                "reply_to": hub.channel_name,
+                "note_id": room.note_id,
+            },
+        )
 
     async def _load(self, note_id: str) -> DocumentRoom:
         from notes.models import Note
@@ -423,12 +445,34 @@ class DocumentManager:
                 await room.apply_awareness(
                     message["payload"], message.get("sid"), message.get("user_id"), publish=False
                 )
+            elif message["kind"] == "sync":
+                await self._answer_sync(room, message)
             elif message["kind"] == "access":
                 await room.recheck_access()
         except DocError as error:
             logger.warning(
                 "Dropped a relayed %s for note %s: %s", message["kind"], room.note_id, error.message
             )
+
+    async def _answer_sync(self, room: DocumentRoom, message: dict) -> None:
+        """Send the asking instance what its freshly loaded document lacks."""
+        missing = room.doc.get_update(message["payload"])
+        if missing == EMPTY_UPDATE or not message.get("reply_to"):
+            return
+        hub = get_hub()
+        await hub.layer.send(
+            message["reply_to"],
+            {
+                "type": "chorus.doc",
+                "kind": "update",
+                "payload": missing,
+                "origin": hub.token,
+                "sid": None,
+                "user_id": None,
+                "note_id": room.note_id,
+                "room": room.group,
+            },
+        )
 
     async def flush_all(self) -> int:
         """Save every dirty document now (graceful shutdown); returns how many failed."""

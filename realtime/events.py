@@ -203,6 +203,16 @@ async def _join_channels(conn) -> list[str]:
     channel_ids = await _member_channel_ids(conn.user.pk)
     for channel_id in channel_ids:
         await conn.join(push.channel_room(channel_id))
+    if channel_ids:
+        # A removal (or archive, or delete) that commits while we read sends its leave to
+        # this socket's hub, which may handle it before the joins above and find nothing to
+        # leave. Re-read after joining and leave what is no longer ours: the socket never
+        # stays in the room of a channel it lost.
+        current = set(await _member_channel_ids(conn.user.pk))
+        for channel_id in channel_ids:
+            if channel_id not in current:
+                conn.leave(push.channel_room(channel_id))
+        channel_ids = [channel_id for channel_id in channel_ids if channel_id in current]
     return channel_ids
 
 
