@@ -23,10 +23,41 @@ async def flush_documents() -> None:
             logger.error("%d document(s) could not be saved at shutdown", failed)
 
 
+def _tolerate_daphne_connection_entries() -> None:
+    """Work around daphne 4.2.3: ``Server.kill_all_applications`` reads
+    ``details["application_instance"]`` for every connection, but the entry of an HTTP
+    connection upgraded to a WebSocket has none. The KeyError aborts the shutdown step, no
+    application is cancelled, and the interpreter crashes at exit (SIGSEGV) whenever a
+    WebSocket is open. Same behaviour, skipping entries without an application instance."""
+    from daphne.server import Server
+
+    if getattr(Server.kill_all_applications, "chorus_tolerant", False):
+        return
+    from twisted.internet import defer
+
+    def kill_all_applications(self):
+        instances = [
+            details["application_instance"]
+            for details in list(self.connections.values())
+            if "application_instance" in details and not details["application_instance"].done()
+        ]
+        for instance in instances:
+            instance.cancel()
+        logger.info("Killed %i pending application instances", len(instances))
+        waiting = defer.Deferred.fromFuture(asyncio.gather(*instances))
+        waiting.addErrback(lambda failure: None)
+        return waiting
+
+    kill_all_applications.chorus_tolerant = True
+    Server.kill_all_applications = kill_all_applications
+
+
 def install_twisted_trigger() -> None:
     """Under daphne, flush documents before the reactor shuts down (no-op elsewhere)."""
     if "twisted.internet.reactor" not in sys.modules:
         return
+    if "daphne.server" in sys.modules:
+        _tolerate_daphne_connection_entries()
     from twisted.internet import defer, reactor
 
     def before_shutdown():

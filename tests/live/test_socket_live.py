@@ -322,3 +322,12 @@ async def test_join_note_checks_read_access(server, clients, alice, bob, carol):
 
     bad = await reader.call("join-note", {"note_id": "not-a-uuid"})
     assert bad["error"]["code"] == "bad_request"
+
+
+async def test_sigterm_with_open_sockets_exits_cleanly(server, clients, alice):
+    """daphne 4.2.3 crashed (SIGSEGV) on SIGTERM with a WebSocket open; realtime.shutdown
+    works around it. A clean exit is what process supervisors see on every deploy."""
+    client = await clients(server, "alice").connect(await access(alice))
+    assert await client.call("heartbeat", {}) == {}
+    server.stop()
+    assert server.process.returncode == 0
