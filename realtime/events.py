@@ -303,15 +303,12 @@ async def channel_event(conn, payload: ChannelEvent) -> dict:
     channel_id = await _require_member(conn, payload.channel_id)
     typing = payload.data.data.typing
     if typing_gate.allow(str(conn.user.pk), channel_id, typing):
+        relayed: dict = {"channel_id": channel_id}
+        if payload.message_id is not None:  # typing in a thread
+            relayed["message_id"] = str(payload.message_id)
+        relayed["data"] = {"type": "typing", "data": {"typing": typing}}
+        relayed["user"] = conn.user.ref()
         await push.aemit(
-            push.channel_room(channel_id),
-            "events:channel",
-            {
-                "channel_id": channel_id,
-                "message_id": str(payload.message_id) if payload.message_id else None,
-                "data": {"type": "typing", "data": {"typing": typing}},
-                "user": {"id": str(conn.user.pk), "name": conn.user.display_name},
-            },
-            skip_sid=conn.sid,
+            push.channel_room(channel_id), "events:channel", relayed, skip_sid=conn.sid
         )
     return {}

@@ -217,7 +217,6 @@ async def test_typing_reaches_other_members_only(sio, alice, bob, make_user, cha
     assert name == "events:channel"
     assert data == {
         "channel_id": str(channel.id),
-        "message_id": None,
         "data": {"type": "typing", "data": {"typing": True}},
         "user": {"id": str(alice.id), "name": "Alice"},
     }
