@@ -164,3 +164,13 @@ def clean_redis(redis_url: str) -> str:
     """``REDIS_URL`` with every ``chorus:*`` key deleted (nothing else is touched)."""
     delete_chorus_keys(redis_url)
     return redis_url
+
+
+@pytest.fixture
+async def ypeers(servers):
+    """A pool of Yjs peers (``tests.live.doc_peers``) closed before the servers stop."""
+    from tests.live.doc_peers import PeerPool
+
+    pool = PeerPool()
+    yield pool
+    await pool.close_all()

@@ -491,3 +491,20 @@ async def converged(*peers: YPeer | SioPeer | Doc, timeout: float = 5.0) -> dict
         views = [(peer, content(_doc_of(peer)), state_vector(_doc_of(peer))) for peer in peers]
         raise AssertionError(f"peers did not converge within {timeout}s: {views!r}") from None
     return content(_doc_of(peers[0]))
+
+
+# --- shared by the live document tests ------------------------------------------------------
+
+
+async def sio_peer(clients, server, user, note_id, name: str) -> SioPeer:
+    """A Socket.IO client of ``user`` that joined the note's document."""
+    from tests.live.harness import access
+
+    peer = SioPeer(await clients(server, name).connect(await access(user)), note_id)
+    await peer.join()
+    return peer
+
+
+def sorted_parts(text: str) -> list[str]:
+    """The ``;``-separated parts of a test text, sorted (order-free comparison)."""
+    return sorted(part for part in text.split(";") if part)

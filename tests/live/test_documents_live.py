@@ -23,7 +23,6 @@ from pycrdt import Doc
 
 from notes.models import Note
 from tests.live.doc_peers import (
-    PeerPool,
     SioPeer,
     add_paragraph,
     append_text,
@@ -35,6 +34,8 @@ from tests.live.doc_peers import (
     paragraphs,
     prosemirror,
     refused_close_code,
+    sio_peer,
+    sorted_parts,
     state_vector,
     stays,
     stored_data,
@@ -88,25 +89,6 @@ def make_note(people):
         return create_note(people.owner, [people.writer], [people.reader], data)
 
     return make
-
-
-@pytest.fixture
-async def ypeers(servers):
-    """``ypeers(server, note_id, token, doc=None, name=...)`` -> an unstarted ``YPeer``."""
-    pool = PeerPool()
-    yield pool
-    await pool.close_all()
-
-
-async def sio_peer(clients, server, user, note_id, name: str) -> SioPeer:
-    """A Socket.IO client of ``user`` that joined the note's document."""
-    peer = SioPeer(await clients(server, name).connect(await access(user)), note_id)
-    await peer.join()
-    return peer
-
-
-def sorted_parts(text: str) -> list[str]:
-    return sorted(part for part in text.split(";") if part)
 
 
 # --- 1. two y-websocket peers --------------------------------------------------------------------

@@ -18,8 +18,6 @@ from pycrdt import Doc
 
 from notes.models import Note
 from tests.live.doc_peers import (
-    PeerPool,
-    SioPeer,
     add_paragraph,
     append_text,
     content,
@@ -27,6 +25,8 @@ from tests.live.doc_peers import (
     covers,
     create_note,
     paragraphs,
+    sio_peer,
+    sorted_parts,
     state_vector,
     stored_state,
     text_of,
@@ -64,23 +64,6 @@ def instance(servers, clean_redis):
     return start
 
 
-@pytest.fixture
-async def ypeers(servers):
-    pool = PeerPool()
-    yield pool
-    await pool.close_all()
-
-
-async def sio_peer(clients, server, user, note_id, name: str) -> SioPeer:
-    peer = SioPeer(await clients(server, name).connect(await access(user)), note_id)
-    await peer.join()
-    return peer
-
-
-def parts(text: str) -> list[str]:
-    return sorted(part for part in text.split(";") if part)
-
-
 # --- 9. one document, three peers, two instances -------------------------------------------------
 
 
@@ -102,7 +85,7 @@ async def test_peers_on_both_instances_converge_and_every_edit_is_stored(
         await s_b.edit(lambda doc, r=round_: append_text(doc, f"s{r};"))
     view = await converged(y_a, s_b, y_b)
     expected = sorted(f"{who}{r}" for who in "abs" for r in range(3))
-    assert parts(view["text"]) == expected
+    assert sorted_parts(view["text"]) == expected
     assert sorted(paragraphs(y_a.doc)) == sorted(f"{who}{r}" for who in "bs" for r in range(3))
     vector = state_vector(y_a.doc)
 
@@ -187,7 +170,7 @@ async def test_saves_from_both_instances_in_any_order_keep_every_edit(
     await on[second].leave()
     stored = await until_stored(note.id, lambda doc: covers(state_vector(doc), own))
 
-    assert parts(text_of(stored)) == sorted(["A0", "A1", "B1", f"{second}2"])
+    assert sorted_parts(text_of(stored)) == sorted(["A0", "A1", "B1", f"{second}2"])
     assert sorted(paragraphs(stored)) == sorted(["A early", "A late", "B late", f"{second} after"])
     for peer in on.values():  # every edit each peer made itself is stored
         mine = peer.doc.client_id
