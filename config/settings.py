@@ -98,13 +98,21 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-# Under ASGI every ORM call runs in a worker thread; persistent connections would pile up per
-# thread, so CONN_MAX_AGE stays 0 (a connection per request / per database_sync_to_async
-# call). PostgreSQL at scale: put PgBouncer in front.
+# Under ASGI, ORM calls run in worker threads that come and go (one per HTTP request context),
+# so persistent connections (CONN_MAX_AGE > 0) would leak per thread: CONN_MAX_AGE stays 0.
+# On PostgreSQL, Django's native connection pool (psycopg_pool) makes the per-call "connect"
+# a pool checkout instead of a new server connection; sockets' database_sync_to_async calls
+# all use it. SQLite opens a file per call, which is cheap.
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'chorus.sqlite3'}"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+        "timeout": 10,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock up front so
     # two writers queue (busy timeout) instead of failing with "database is locked".

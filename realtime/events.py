@@ -16,11 +16,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from channels.db import database_sync_to_async
-from django.core.cache import cache
+from django.db.models import Q
 from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -235,22 +235,47 @@ async def user_join(conn, payload: UserJoin) -> dict:
     return conn.user.public_profile()
 
 
+class LastActiveGate:
+    """Per process: a user's ``last_active_at`` write is attempted at most once per
+    ``LAST_ACTIVE_WRITE_INTERVAL``, so most heartbeats never leave memory."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self) -> None:
+        self._next: dict[str, float] = {}
+
+    def due(self, user_id: str) -> bool:
+        now = time.monotonic()
+        if self._next.get(user_id, 0.0) > now:
+            return False
+        if len(self._next) >= self.MAX_ENTRIES:
+            self._next = {k: v for k, v in self._next.items() if v > now}
+        self._next[user_id] = now + realtime_settings.LAST_ACTIVE_WRITE_INTERVAL
+        return True
+
+
+last_active_gate = LastActiveGate()
+
+
 @database_sync_to_async
-def _write_last_active(user_id) -> bool:
-    """Write ``last_active_at`` unless it was written within the interval (any instance)."""
+def _write_last_active(user_id: str) -> bool:
+    """Write ``last_active_at`` unless the stored value is within the interval. The condition
+    is part of the UPDATE, so across all instances a user gets at most one write per
+    interval (the database decides; no lock, no extra round trip)."""
     from accounts.models import User
 
-    interval = realtime_settings.LAST_ACTIVE_WRITE_INTERVAL
-    if not cache.add(f"chorus:last_active:{user_id}", 1, timeout=interval):
-        return False
-    User.objects.filter(pk=user_id).update(last_active_at=timezone.now())
-    return True
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=realtime_settings.LAST_ACTIVE_WRITE_INTERVAL)
+    stale = Q(last_active_at__isnull=True) | Q(last_active_at__lte=cutoff)
+    return bool(User.objects.filter(stale, pk=user_id).update(last_active_at=now))
 
 
 @on("heartbeat", Heartbeat)
 async def heartbeat(conn, payload: Heartbeat) -> dict:
     conn.last_seen = time.time()
-    await _write_last_active(conn.user.pk)
+    user_id = str(conn.user.pk)
+    if last_active_gate.due(user_id):
+        await _write_last_active(user_id)
     return {}
 
 

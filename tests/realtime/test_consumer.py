@@ -495,3 +495,16 @@ async def test_concurrent_connects_never_exceed_the_socket_limit(sio, alice, set
     accepted = [r for r in replies if r.startswith('0{"sid"')]
     refused = [json.loads(r[1:])["data"]["code"] for r in replies if r.startswith("4")]
     assert len(accepted) == 2 and refused == ["too_many_connections"] * 4
+
+
+async def test_heartbeat_write_is_bounded_by_the_database_across_instances(sio, alice):
+    """Another instance wrote last_active_at a moment ago: this one's due write is a no-op."""
+    from django.utils import timezone
+
+    recent = timezone.now()
+    await database_sync_to_async(User.objects.filter(pk=alice.pk).update)(last_active_at=recent)
+    socket = sio()
+    await socket.connected(token_for(alice))
+    assert await socket.call("heartbeat", {}) == {}
+    await database_sync_to_async(alice.refresh_from_db)()
+    assert alice.last_active_at == recent
