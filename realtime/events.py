@@ -333,7 +333,6 @@ async def channel_event(conn, payload: ChannelEvent) -> dict:
             relayed["message_id"] = str(payload.message_id)
         relayed["data"] = {"type": "typing", "data": {"typing": typing}}
         relayed["user"] = conn.user.ref()
-        await push.aemit(
-            push.channel_room(channel_id), "events:channel", relayed, skip_sid=conn.sid
-        )
+        # Typing is ephemeral: the ack does not wait for the layer (no Redis round trip).
+        push.emit_soon(push.channel_room(channel_id), "events:channel", relayed, skip_sid=conn.sid)
     return {}

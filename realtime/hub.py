@@ -82,6 +82,9 @@ class Hub:
         #: Unique per hub: lets a process recognise (and skip) its own published messages.
         self.token = uuid.uuid4().hex
         self.dropped_sends = 0
+        #: Ephemeral messages waiting to be published (``publish_soon``), oldest first.
+        self._outbox: asyncio.Queue | None = None
+        self.dropped_publishes = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -180,6 +183,37 @@ class Hub:
     async def publish(self, room: str, message: dict) -> None:
         """Send a hub message to every process with a socket in ``room``."""
         await self.layer.group_send(room, {**message, "room": room})
+
+    #: Ephemeral messages that may wait in the outbox; beyond this they are dropped (counted).
+    OUTBOX_SIZE = 10_000
+
+    def publish_soon(self, room: str, message: dict) -> None:
+        """Queue a hub message for publishing without waiting for the layer — for ephemeral
+        events (typing) whose sender must not pay a layer round trip. One task publishes the
+        outbox in order, so a socket's messages keep their order. When the outbox is full the
+        message is dropped, counted in ``dropped_publishes`` and logged."""
+        if self._outbox is None:
+            self._outbox = asyncio.Queue(self.OUTBOX_SIZE)
+            self._tasks.append(asyncio.create_task(self._drain_outbox(), name="chorus-outbox"))
+        try:
+            self._outbox.put_nowait((room, message))
+        except asyncio.QueueFull:
+            self.dropped_publishes += 1
+            if self.dropped_publishes % 1000 == 1:
+                logger.warning(
+                    "hub outbox full: %d ephemeral messages dropped so far", self.dropped_publishes
+                )
+
+    async def _drain_outbox(self) -> None:
+        while True:
+            room, message = await self._outbox.get()
+            try:
+                await self.publish(room, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.dropped_publishes += 1
+                logger.warning("publishing an ephemeral message failed", exc_info=True)
 
     async def deliver(self, room: str, frame: str, skip: str | None = None) -> None:
         """Write ``frame`` to the local sockets of ``room`` (except sid ``skip``)."""

@@ -57,6 +57,15 @@ async def aemit(room: str, event: str, data: Any, *, skip_sid: str | None = None
     )
 
 
+def emit_soon(room: str, event: str, data: Any, *, skip_sid: str | None = None) -> None:
+    """Like ``aemit`` but without waiting for the channel layer (call from the event loop):
+    for ephemeral events such as typing. Best effort: see ``Hub.publish_soon``."""
+    from .hub import get_hub
+
+    frame = event_frame(event, data)
+    get_hub().publish_soon(room, {"type": "chorus.emit", "frame": frame, "skip": skip_sid})
+
+
 async def aemit_to_user(user_id: object, event: str, data: Any) -> None:
     await aemit(user_room(user_id), event, data)
 

@@ -508,3 +508,19 @@ async def test_heartbeat_write_is_bounded_by_the_database_across_instances(sio, 
     assert await socket.call("heartbeat", {}) == {}
     await database_sync_to_async(alice.refresh_from_db)()
     assert alice.last_active_at == recent
+
+
+async def test_ephemeral_outbox_keeps_order_and_counts_drops(sio, alice, caplog):
+    from realtime.hub import get_hub
+
+    socket = sio()
+    await socket.connected(token_for(alice))
+    hub = get_hub()
+    hub.OUTBOX_SIZE = 3  # this hub's outbox is created on first use with this bound
+    for n in range(5):  # no await in between: the outbox cannot drain meanwhile
+        push.emit_soon(push.user_room(alice.id), "events", {"n": n})
+    assert hub.dropped_publishes == 2
+    assert "outbox full" in caplog.text
+    received = [await socket.next_event() for _ in range(3)]
+    assert received == [("events", {"n": 0}), ("events", {"n": 1}), ("events", {"n": 2})]
+    assert await socket.no_event("events")
