@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "DOC_MAX_UPDATE_BYTES": 1_000_000,
     "DOC_MAX_AWARENESS_BYTES": 64_000,
     "DOC_MAX_BYTES": 10_000_000,
+    # Under daphne, write broadcast frames (framed once) straight to each connection's
+    # transport. Off: every frame goes through the ASGI send path.
+    "FAST_BROADCAST": True,
     # A process-unique name for this server instance; "" means hostname:pid.
     "INSTANCE_ID": "",
 }

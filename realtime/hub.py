@@ -41,6 +41,7 @@ from channels.layers import get_channel_layer
 
 from .conf import realtime_settings
 from .sessions import Change, SessionRecord, get_registry
+from .wsframe import SharedFrame
 
 logger = logging.getLogger("chorus.realtime.hub")
 
@@ -54,6 +55,11 @@ class Connection(Protocol):
     rooms: set[str]
 
     async def send_frame(self, frame: str) -> None: ...
+
+    def write_now(self, shared: SharedFrame) -> bool:
+        """Write a broadcast frame synchronously if the server allows it; False: use
+        ``send_frame`` instead."""
+        ...
 
     async def kick(self, code: str, message: str) -> None: ...
 
@@ -217,11 +223,13 @@ class Hub:
 
     async def deliver(self, room: str, frame: str, skip: str | None = None) -> None:
         """Write ``frame`` to the local sockets of ``room`` (except sid ``skip``)."""
+        shared = SharedFrame(frame)  # framed once, for every local socket that can take bytes
         for conn in tuple(self.rooms.get(room, ())):
             if conn.sid == skip:
                 continue
             try:
-                await conn.send_frame(frame)
+                if not conn.write_now(shared):
+                    await conn.send_frame(frame)
             except Exception:  # one broken socket never stops the room
                 self.dropped_sends += 1
                 logger.debug("send to a socket failed", exc_info=True)

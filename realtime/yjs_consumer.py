@@ -162,6 +162,9 @@ class YjsConsumer(LeanConsumer):
     async def send_frame(self, frame: str) -> None:
         """Socket.IO text frames broadcast to the user's room do not apply here."""
 
+    def write_now(self, shared) -> bool:
+        return True  # nothing to write: see send_frame
+
     async def kick(self, code: str, message: str) -> None:
         await self.close(CLOSE_UNAUTHORIZED, code)
 

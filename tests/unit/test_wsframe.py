@@ -1,0 +1,20 @@
+"""The broadcast frame encoder against the websockets library's own framing."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.frames import Frame, Opcode
+
+from realtime.wsframe import SharedFrame, text_frame
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 1_000_000])
+def test_text_frame_matches_websockets(size):
+    payload = b"x" * size
+    assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+def test_shared_frame_encodes_utf8_once():
+    shared = SharedFrame('42["e","é"]')
+    assert shared.wire is shared.wire
+    assert shared.wire == Frame(Opcode.TEXT, '42["e","é"]'.encode()).serialize(mask=False)
