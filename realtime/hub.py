@@ -99,7 +99,7 @@ class Hub:
             if self.channel_name is not None:
                 return
             self.channel_name = await self.layer.new_channel("chorus.hub.")
-            self._tasks = [
+            self._tasks += [
                 asyncio.create_task(self._receive_loop(), name="chorus-hub-receive"),
                 asyncio.create_task(self._keeper_loop(), name="chorus-hub-keeper"),
             ]
