@@ -1,0 +1,1 @@
+"""The benchmark harness (``bench/run``); see docs/benchmarks.md."""
