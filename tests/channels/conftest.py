@@ -25,6 +25,22 @@ PRIVATE_KEYS = {"bio", "gender", "date_of_birth", "profile_image_url", "email", 
 PRIVATE_STRINGS = ("SECRET-", "1990-04-05", "@private.example")
 
 
+#: Every message payload (REST and events) has exactly these keys (docs/channels.md).
+MESSAGE_KEYS = {
+    "id",
+    "channel_id",
+    "parent_id",
+    "author",
+    "content",
+    "data",
+    "created_at",
+    "edited_at",
+    "deleted_at",
+    "reactions",
+    "reply_count",
+}
+
+
 @pytest.fixture
 def person(make_user) -> Callable[..., User]:
     """``person("carol")`` -> a user whose private fields are all set to recognisable values."""

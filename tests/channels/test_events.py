@@ -13,24 +13,11 @@ from django.db import transaction
 
 from channels_app import services
 from channels_app.permissions import channel_access
+from tests.channels.conftest import MESSAGE_KEYS
 
 from .conftest import assert_no_private_data, decode_frame
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-MESSAGE_KEYS = {
-    "id",
-    "channel_id",
-    "parent_id",
-    "author",
-    "content",
-    "data",
-    "created_at",
-    "edited_at",
-    "deleted_at",
-    "reactions",
-    "reply_count",
-}
 
 
 def room(kind: str, obj) -> str:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import Role
 from channels_app.models import ChannelMember, Message, Reaction
+from tests.channels.conftest import MESSAGE_KEYS
 
 pytestmark = pytest.mark.django_db
 
@@ -35,19 +36,7 @@ def test_post_returns_full_message_shape(client_of, channel, member):
     response = client_of(member).post(messages_url(channel), {"content": "hello", "data": {"k": 1}})
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {
-        "id",
-        "channel_id",
-        "parent_id",
-        "author",
-        "content",
-        "data",
-        "created_at",
-        "edited_at",
-        "deleted_at",
-        "reactions",
-        "reply_count",
-    }
+    assert set(body) == MESSAGE_KEYS
     assert body["channel_id"] == channel["id"]
     assert body["parent_id"] is None
     assert body["author"] == {"id": str(member.pk), "name": "Mike"}
