@@ -10,10 +10,11 @@ Every run issues fresh access tokens (long-lived: the bench never refreshes) and
 notes' Yjs state so each run edits documents of the same size.
 
 It also installs the write counter (see ``WRITE_LOG_SQL``): an ``AFTER UPDATE`` trigger on
-``accounts_user`` and ``notes_note`` that appends (table, row id, time) to
-``bench_write_log``. The harness counts database writes from that table — the same way on
-SQLite and PostgreSQL, per row, with timestamps (so "at most one write per user per interval"
-is checked per user, not on averages). The trigger exists only in the bench database.
+``accounts_user`` and ``notes_note`` that appends (table, row id, time, and for users the
+stored ``last_active_at``) to ``bench_write_log``. The harness counts database writes from
+that table — the same way on SQLite and PostgreSQL, per row, with timestamps (so "at most one
+write per user per interval" is checked per user, not on averages). The trigger exists only
+in the bench database.
 
 Usage: python bench/setup_data.py --users 1000 --solo 100 --docs 50 --editors 4 --out FILE
 """
@@ -48,29 +49,40 @@ TOKEN_TTL = 7 * 24 * 3600
 
 WRITE_LOG_SQL = {
     "sqlite": [
-        "CREATE TABLE IF NOT EXISTS bench_write_log (tbl TEXT, row_id TEXT, at REAL)",
-        *[
-            f"""CREATE TRIGGER IF NOT EXISTS bench_log_{table} AFTER UPDATE ON {table}
-                BEGIN INSERT INTO bench_write_log
-                VALUES ('{table}', NEW.id, (julianday('now') - 2440587.5) * 86400.0); END"""
-            for table in ("accounts_user", "notes_note")
-        ],
+        "DROP TRIGGER IF EXISTS bench_log_accounts_user",
+        "DROP TRIGGER IF EXISTS bench_log_notes_note",
+        "DROP TABLE IF EXISTS bench_write_log",
+        "CREATE TABLE bench_write_log (tbl TEXT, row_id TEXT, at REAL, val REAL)",
+        # val: the stored last_active_at (the application's clock, which its throttle uses)
+        """CREATE TRIGGER bench_log_accounts_user AFTER UPDATE ON accounts_user
+           BEGIN INSERT INTO bench_write_log VALUES (
+             'accounts_user', NEW.id, (julianday('now') - 2440587.5) * 86400.0,
+             (julianday(NEW.last_active_at) - 2440587.5) * 86400.0); END""",
+        """CREATE TRIGGER bench_log_notes_note AFTER UPDATE ON notes_note
+           BEGIN INSERT INTO bench_write_log VALUES (
+             'notes_note', NEW.id, (julianday('now') - 2440587.5) * 86400.0, NULL); END""",
     ],
     "postgresql": [
-        "CREATE TABLE IF NOT EXISTS bench_write_log (tbl text, row_id text, at double precision)",
-        """CREATE OR REPLACE FUNCTION bench_log_write() RETURNS trigger AS $$
-           BEGIN
-             INSERT INTO bench_write_log
-             VALUES (TG_TABLE_NAME, NEW.id::text, extract(epoch from clock_timestamp()));
-             RETURN NULL;
-           END $$ LANGUAGE plpgsql""",
+        "DROP TRIGGER IF EXISTS bench_log_accounts_user ON accounts_user",
+        "DROP TRIGGER IF EXISTS bench_log_notes_note ON notes_note",
+        "DROP TABLE IF EXISTS bench_write_log",
+        "CREATE TABLE bench_write_log (tbl text, row_id text, at double precision, "
+        "val double precision)",
         *[
-            f"""DO $$ BEGIN
-                  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'bench_log_{table}') THEN
-                    CREATE TRIGGER bench_log_{table} AFTER UPDATE ON {table}
-                    FOR EACH ROW EXECUTE FUNCTION bench_log_write();
-                  END IF;
-                END $$"""
+            f"""CREATE OR REPLACE FUNCTION bench_log_{table}() RETURNS trigger AS $$
+                BEGIN
+                  INSERT INTO bench_write_log VALUES (
+                    '{table}', NEW.id::text, extract(epoch from clock_timestamp()), {val});
+                  RETURN NULL;
+                END $$ LANGUAGE plpgsql"""
+            for table, val in (
+                ("accounts_user", "extract(epoch from NEW.last_active_at)"),
+                ("notes_note", "NULL"),
+            )
+        ],
+        *[
+            f"""CREATE TRIGGER bench_log_{table} AFTER UPDATE ON {table}
+                FOR EACH ROW EXECUTE FUNCTION bench_log_{table}()"""
             for table in ("accounts_user", "notes_note")
         ],
     ],

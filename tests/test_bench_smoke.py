@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -46,31 +47,39 @@ def test_quick_run_has_every_row_and_no_loss(tmp_path: Path) -> None:
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "JWT_SIGNING_KEY")
     }
-    proc = subprocess.run(
+    # Own process group: on a timeout the whole run (servers, load generators) is killed, and
+    # the harness's children also die with it (PR_SET_PDEATHSIG).
+    proc = subprocess.Popen(
         [
             str(ROOT / "bench" / "run"),
             "--quick",
-            "--quiet-wait",
-            "0",  # a smoke run must not wait for an idle machine
             "--only",
             "chorus-daphne",
             "--var-dir",
             str(tmp_path / "var"),
             "--results-dir",
             str(tmp_path / "results"),
+            "--quiet-wait",
+            "0",  # never wait for the machine to be idle: a smoke run measures nothing
         ],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=False,
+        start_new_session=True,
     )
-    output = proc.stdout + "\n--- stderr ---\n" + proc.stderr
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"bench/run --quick took over 120 s:\n{stdout}\n{stderr}")
+    output = stdout + "\n--- stderr ---\n" + stderr
     assert proc.returncode == 0, output
-    assert "LOSS" not in proc.stdout and "INVALID" not in proc.stdout, output
+    assert "LOSS" not in stdout and "INVALID" not in stdout, output
 
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    rows = [line for line in stdout.splitlines() if line.startswith("| ")]
     for expected in EXPECTED_ROWS:
         matching = [row for row in rows if row.startswith(f"| {expected}")]
         assert matching, f"row {expected!r} missing:\n{output}"
