@@ -9,8 +9,9 @@ states, and the debounced saves. A document's life, in order:
   behind and nothing is ever saved from it;
 - change: ``apply`` — an update is applied to the server ``Doc`` first (malformed → refused,
   neither stored nor relayed), then relayed to every local editor except its sender, encoded
-  once per frame type, and published once to the other instances (``chorus.doc`` messages,
-  which they apply to their own ``Doc``);
+  once per frame type, and queued once for the other instances (``chorus.doc`` messages,
+  which they apply to their own ``Doc``; published in order by the hub's outbox, so the
+  sender never waits for the layer, and not at all on a single-process layer);
 - store: ``save`` — trailing debounce ``DOC_SAVE_DEBOUNCE`` with ceiling ``DOC_SAVE_MAX_WAIT``;
   merges into the stored state under a row lock (``notes.yjs.merge_save``); a failed save is
   logged, retried with backoff and keeps the document dirty and in memory;
@@ -138,7 +139,7 @@ class DocumentRoom:
         self.schedule_save()
         await self.relay_update(update, origin, user_id)
         if publish:
-            await get_hub().publish(
+            get_hub().publish_to_peers(
                 self.group,
                 {
                     "type": "chorus.doc",
@@ -210,7 +211,7 @@ class DocumentRoom:
             origin, "ydoc:awareness:update", payload, update, yprotocol.encode_awareness
         )
         if publish:
-            await get_hub().publish(
+            get_hub().publish_to_peers(
                 self.group,
                 {
                     "type": "chorus.doc",
@@ -386,6 +387,8 @@ class DocumentManager:
         state (edits inside their save debounce). They answer this hub's channel directly
         with an ordinary update, which reaches the local editors as a relay."""
         hub = get_hub()
+        if hub.single_process:
+            return  # no other instance can hold the document
         await hub.publish(
             room.group,
             {

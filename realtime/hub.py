@@ -29,6 +29,7 @@ One hub per event loop; ``get_hub()`` returns it, starting it on first use.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -37,7 +38,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from .conf import realtime_settings
 from .sessions import Change, SessionRecord, get_registry
@@ -88,9 +89,15 @@ class Hub:
         #: Unique per hub: lets a process recognise (and skip) its own published messages.
         self.token = uuid.uuid4().hex
         self.dropped_sends = 0
-        #: Ephemeral messages waiting to be published (``publish_soon``), oldest first.
-        self._outbox: asyncio.Queue | None = None
+        #: Messages waiting to be published (``publish_soon``, ``publish_to_peers``), oldest
+        #: first, each with whether it may be dropped when the outbox is full.
+        self._outbox: collections.deque[tuple[str, dict, bool]] = collections.deque()
+        self._outbox_ready = asyncio.Event()
+        self._outbox_task: asyncio.Task | None = None
         self.dropped_publishes = 0
+        #: True on a process-local layer (in-memory): no other process can receive anything,
+        #: so messages meant only for other instances are not sent at all.
+        self.single_process = isinstance(self.layer, InMemoryChannelLayer)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -198,28 +205,44 @@ class Hub:
         events (typing) whose sender must not pay a layer round trip. One task publishes the
         outbox in order, so a socket's messages keep their order. When the outbox is full the
         message is dropped, counted in ``dropped_publishes`` and logged."""
-        if self._outbox is None:
-            self._outbox = asyncio.Queue(self.OUTBOX_SIZE)
-            self._tasks.append(asyncio.create_task(self._drain_outbox(), name="chorus-outbox"))
-        try:
-            self._outbox.put_nowait((room, message))
-        except asyncio.QueueFull:
+        if len(self._outbox) >= self.OUTBOX_SIZE:
             self.dropped_publishes += 1
             if self.dropped_publishes % 1000 == 1:
                 logger.warning(
                     "hub outbox full: %d ephemeral messages dropped so far", self.dropped_publishes
                 )
+            return
+        self._enqueue(room, message, droppable=True)
+
+    def publish_to_peers(self, room: str, message: dict) -> None:
+        """Queue a message that only OTHER processes' hubs act on (a document update they
+        relay to their own editors): published in order through the outbox, never dropped
+        for space, and not sent at all on a single-process layer."""
+        if not self.single_process:
+            self._enqueue(room, message, droppable=False)
+
+    def _enqueue(self, room: str, message: dict, droppable: bool) -> None:
+        if self._outbox_task is None or self._outbox_task.done():
+            self._outbox_task = asyncio.create_task(self._drain_outbox(), name="chorus-outbox")
+            self._tasks.append(self._outbox_task)
+        self._outbox.append((room, message, droppable))
+        self._outbox_ready.set()
 
     async def _drain_outbox(self) -> None:
         while True:
-            room, message = await self._outbox.get()
+            if not self._outbox:
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            room, message, droppable = self._outbox.popleft()
             try:
                 await self.publish(room, message)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.dropped_publishes += 1
-                logger.warning("publishing an ephemeral message failed", exc_info=True)
+                level = logging.WARNING if droppable else logging.ERROR
+                logger.log(level, "publishing a %s failed", message.get("type"), exc_info=True)
 
     async def deliver(self, room: str, frame: str, skip: str | None = None) -> None:
         """Write ``frame`` to the local sockets of ``room`` (except sid ``skip``)."""

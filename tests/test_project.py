@@ -48,7 +48,7 @@ def settings_in_subprocess(tmp_path, **env) -> dict:
 def test_embedded_default_is_sqlite_in_memory_layer_and_generated_secret(tmp_path):
     first = settings_in_subprocess(tmp_path)
     assert first["db"] == "django.db.backends.sqlite3"
-    assert first["layer"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert first["layer"]["BACKEND"] == "realtime.layers.ProcessChannelLayer"
     assert first["cache"].endswith("LocMemCache")
     assert first["conn_max_age"] == 0
     assert len(first["secret"]) >= 50

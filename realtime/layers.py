@@ -1,0 +1,45 @@
+"""The embedded default's channel layer: Channels' in-memory layer with its housekeeping
+bounded.
+
+``channels.layers.InMemoryChannelLayer`` walks every channel and every group membership to
+expire stale entries on each ``receive`` and each ``group_send`` — measured at 39% of the
+server's samples when documents relay a few thousand updates a second (docs/benchmarks.md).
+Chorus's hub keeps one layer channel per process, so that walk buys nothing per message: here
+it runs at most once per ``EXPIRY_SWEEP_INTERVAL`` seconds. Expiry semantics are unchanged
+(``expiry`` and ``group_expiry`` still apply, up to a sweep interval later), and
+``group_send`` delivers without a task per member.
+"""
+
+from __future__ import annotations
+
+import time
+
+from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer
+
+
+class ProcessChannelLayer(InMemoryChannelLayer):
+    """One process's in-memory layer; see the module docstring."""
+
+    #: Seconds between two expiry sweeps.
+    EXPIRY_SWEEP_INTERVAL = 1.0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._next_sweep = 0.0
+
+    def _clean_expired(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.EXPIRY_SWEEP_INTERVAL
+            super()._clean_expired()
+
+    async def group_send(self, group: str, message: dict) -> None:
+        assert isinstance(message, dict), "Message is not a dict"
+        self.require_valid_group_name(group)
+        self._clean_expired()
+        for channel in tuple(self.groups.get(group, ())):
+            try:
+                await self.send(channel, message)
+            except ChannelFull:
+                pass  # as Channels' own layer: a full channel misses a group message
