@@ -8,7 +8,8 @@ after the user's last "revoke all". It returns a ``ValidatedToken`` or raises
 ``TokenRejected`` carrying one of the codes of docs/protocol.md §4.
 
 Revoked ``jti`` values live in the database (``RevokedToken``) and are read through the
-Django cache (Redis when ``REDIS_URL`` is set), so a check costs no query most of the time.
+Django cache (Redis when ``REDIS_URL`` is set); on a cache miss the revocation is read in the
+same query as the user, so validating a token costs one query, or none for the revocation.
 
 Token timestamps are whole seconds: a token whose ``iat`` falls in the same second as (or
 before) a revoke-all is refused, so issuing waits for the next second when needed.
@@ -24,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
@@ -85,18 +87,30 @@ def validate_access_token(raw: str | None) -> ValidatedToken:
     issued_at, expires_at = token.get("iat"), token.get("exp")
     if not (isinstance(jti, str) and user_id and isinstance(issued_at, int | float)):
         raise TokenRejected("invalid_token", "Token is missing required claims.")
-    if is_jti_revoked(jti):
+    cached = cache.get(_REVOKED_CACHE_KEY.format(jti))
+    if cached:
         raise TokenRejected("token_revoked", "Token has been revoked.")
-    user = _check_user(user_id, int(issued_at))
+    user = _check_user(user_id, int(issued_at), jti=jti if cached is None else None)
     return ValidatedToken(user=user, jti=jti, issued_at=int(issued_at), expires_at=int(expires_at))
 
 
-def _check_user(user_id: object, issued_at: int) -> User:
-    """The token's user if it may still use tokens issued at ``issued_at``."""
+def _check_user(user_id: object, issued_at: int, jti: str | None = None) -> User:
+    """The token's user if it may still use tokens issued at ``issued_at``. With ``jti``, the
+    revocation list is read in the same query (a cache miss costs one query, not two)."""
     try:
-        user = User.objects.filter(pk=uuid.UUID(str(user_id))).first()
+        users = User.objects.filter(pk=uuid.UUID(str(user_id)))
     except ValueError:
         raise TokenRejected("invalid_token", "Token is invalid.") from None
+    if jti is not None:
+        revocation = RevokedToken.objects.filter(jti=jti).values("expires_at")[:1]
+        users = users.annotate(jti_revoked_until=Subquery(revocation))
+    user = users.first()
+    if jti is not None:
+        revoked = (
+            is_jti_revoked(jti) if user is None else _cache_revocation(jti, user.jti_revoked_until)
+        )
+        if revoked:
+            raise TokenRejected("token_revoked", "Token has been revoked.")
     if user is None:
         raise TokenRejected("forbidden", "User no longer exists.")
     if not user.is_active:
@@ -115,10 +129,16 @@ def is_jti_revoked(jti: str) -> bool:
     if cached is not None:
         return bool(cached)
     revoked = RevokedToken.objects.filter(jti=jti).values_list("expires_at", flat=True).first()
-    if revoked is None:
+    return _cache_revocation(jti, revoked)
+
+
+def _cache_revocation(jti: str, revoked_until: datetime | None) -> bool:
+    """Cache the revocation state read from the database; True if ``jti`` is revoked."""
+    key = _REVOKED_CACHE_KEY.format(jti)
+    if revoked_until is None:
         cache.set(key, 0, settings.JWT_REVOCATION_CACHE_TTL)
         return False
-    cache.set(key, 1, max(1, int((revoked - timezone.now()).total_seconds())))
+    cache.set(key, 1, max(1, int((revoked_until - timezone.now()).total_seconds())))
     return True
 
 

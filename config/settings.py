@@ -170,7 +170,14 @@ else:
             "CONFIG": {"capacity": CHANNEL_LAYER_CAPACITY, "expiry": 60, "group_expiry": 86400},
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Django's default MAX_ENTRIES (300) would cull the cached "not revoked" answer of every
+    # live token beyond the 300th; entries are a few hundred bytes.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": env.int("LOCAL_CACHE_MAX_ENTRIES", default=100_000)},
+        }
+    }
 
 # --- Auth and tokens --------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -25,7 +25,6 @@ before every handler; ``LeanConsumer`` skips it (see its docstring for why that 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import secrets
@@ -34,17 +33,17 @@ import time
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from accounts.tokens import TokenRejected, ValidatedToken, validate_access_token
+from accounts.tokens import TokenRejected, ValidatedToken
 
-from . import engineio, events, push, socketio
+from . import daphne_io, engineio, events, push, socketio, wsframe
 from .conf import realtime_settings
+from .db import validate_token
 from .doc_events import leave_document
 from .hub import get_hub
-from .presence import announce
+from .presence import announce_soon
 from .protocol_errors import DecodeError
 from .ratelimit import TokenBucket
 from .sessions import Change, SessionRecord, get_registry
@@ -66,32 +65,44 @@ def instance_id() -> str:
     return realtime_settings.INSTANCE_ID or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def daphne_protocol(send):
-    """daphne's WebSocket protocol behind an ASGI ``send`` (``partial(handle_reply, protocol)``),
-    when broadcasts may be written to it directly (``FAST_BROADCAST``); else None."""
-    if not realtime_settings.FAST_BROADCAST or not isinstance(send, functools.partial):
-        return None
-    protocol = send.args[0] if send.args else None
-    if all(hasattr(protocol, name) for name in ("transport", "state", "STATE_OPEN", "sendMessage")):
-        return protocol
-    return None
-
-
-@database_sync_to_async
-def _validate(raw: str | None) -> ValidatedToken:
-    return validate_access_token(raw)
-
-
 class LeanConsumer(AsyncWebsocketConsumer):
     """Channels plumbing shared by Chorus's consumers.
 
     No per-socket channel-layer channel (the process hub does all layer I/O), and no
     ``aclose_old_connections()`` before each handler: these consumers never touch the ORM
-    themselves; every query runs inside ``database_sync_to_async``, which closes old
-    connections on its own.
+    themselves; every query runs on the realtime ORM thread (``realtime.db.orm``).
     """
 
     channel_layer_alias = "__chorus_hub_only__"
+    #: daphne's protocol when frames may be written to its transport (``realtime.daphne_io``).
+    _direct = None
+
+    async def websocket_connect(self, message):
+        self._direct = daphne_io.daphne_protocol(self.base_send)
+        await super().websocket_connect(message)
+
+    async def send_wire(self, text: str | None = None, data: bytes | None = None) -> None:
+        """Send one text (``text``) or binary (``data``) message. Under daphne the frame is
+        built here and written to the transport at once (``realtime.daphne_io``); elsewhere,
+        and before the handshake completes, it goes through the ASGI ``send``."""
+        if self._direct is not None:
+            wire = wsframe.text_frame(text.encode()) if data is None else wsframe.binary_frame(data)
+            if daphne_io.write(self._direct, wire):
+                return
+        if data is None:
+            await self.base_send({"type": "websocket.send", "text": text})
+        else:
+            await self.base_send({"type": "websocket.send", "bytes": data})
+
+    def write_now(self, shared: SharedFrame) -> bool:
+        """The broadcast path: write a frame built once for many sockets (``SharedFrame``)
+        straight to this connection's transport. False where the server is not daphne
+        (uvicorn, the test communicator): use ``send_frame``."""
+        if self._direct is None:
+            return False
+        if not self.closed:
+            daphne_io.write(self._direct, shared.wire)
+        return True
 
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)
@@ -123,7 +134,6 @@ class SocketIOConsumer(LeanConsumer):
         self._pending_binary: tuple[socketio.Packet, list[bytes]] | None = None
         self._bucket = TokenBucket(realtime_settings.EVENT_RATE, realtime_settings.EVENT_BURST)
         self._rate_refusals = 0
-        self._transport_protocol = daphne_protocol(self.base_send)
         await self.accept()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         if query.get("EIO") != ["4"] or query.get("transport", ["websocket"]) != ["websocket"]:
@@ -162,7 +172,7 @@ class SocketIOConsumer(LeanConsumer):
         record = self.session_record(user)
         try:
             if await get_registry().remove(self.sid, str(user.pk)):
-                await announce([Change(str(user.pk), False, record)])
+                announce_soon(Change(str(user.pk), False, record))
         except Exception:  # the session expires on its own (SESSION_TTL)
             logger.exception("Could not remove a session from the registry")
 
@@ -300,7 +310,7 @@ class SocketIOConsumer(LeanConsumer):
         auth = packet.data if isinstance(packet.data, dict) else {}
         try:
             if auth.get("token") is not None:
-                validated = await _validate(auth.get("token"))
+                validated = await validate_token(auth.get("token"))
             elif self.scope.get("token") is not None:
                 validated = self.scope["token"]
             else:
@@ -330,9 +340,9 @@ class SocketIOConsumer(LeanConsumer):
         hub = get_hub()
         await hub.register(self)
         await hub.join(self, push.user_room(user_id))
-        if sessions == 1:
-            await announce([Change(user_id, True, self.session_record())])
         await self.send_frame(engineio.encode_message(socketio.encode_connect({"sid": self.sid})))
+        if sessions == 1:
+            announce_soon(Change(user_id, True, self.session_record()))
 
     def adopt_token(self, validated: ValidatedToken) -> None:
         """Bind the socket to ``validated``: its jti (for logout kicks) and its expiry."""
@@ -366,20 +376,7 @@ class SocketIOConsumer(LeanConsumer):
 
     async def send_frame(self, frame: str) -> None:
         if not self.closed:
-            await self.base_send({"type": "websocket.send", "text": frame})
-
-    def write_now(self, shared: SharedFrame) -> bool:
-        """The broadcast fast path: under daphne, write the pre-built frame bytes straight to
-        the connection's transport (one framing pass per broadcast instead of one coroutine,
-        one UTF-8 encode and one autobahn framing pass per recipient). Frames keep their order:
-        every write, fast or not, goes to the same transport synchronously. False where the
-        server is not daphne (uvicorn, the test communicator): use ``send_frame``."""
-        protocol = self._transport_protocol
-        if protocol is None:
-            return False
-        if not self.closed and protocol.state == protocol.STATE_OPEN:
-            protocol.transport.write(shared.wire)
-        return True
+            await self.send_wire(text=frame)
 
     async def join(self, room: str) -> None:
         await get_hub().join(self, room)

@@ -33,11 +33,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from channels.db import database_sync_to_async
 from pycrdt import Doc
 
 from . import push, yprotocol
 from .conf import realtime_settings
+from .db import orm
 from .hub import get_hub
 from .protocol_errors import DecodeError
 
@@ -281,7 +281,7 @@ class DocumentRoom:
             state, content = self.doc.get_update(), self.content
             dirty_since, self.dirty_since, self.content = self.dirty_since, None, None
             try:
-                merged = await database_sync_to_async(merge_save)(self.note_id, state, content)
+                merged = await orm(merge_save)(self.note_id, state, content)
             except Note.DoesNotExist:
                 logger.warning(
                     "Note %s was deleted while open; its edits are dropped", self.note_id
@@ -322,7 +322,7 @@ class DocumentRoom:
     async def recheck_access(self) -> None:
         """Re-read every local editor's access: write may become read (updates refused from
         then on); an editor with no read access left is revoked."""
-        access = await database_sync_to_async(_access_by_user)(
+        access = await orm(_access_by_user)(
             self.note_id, {client.user_id for client in self.clients.values()}
         )
         for client in tuple(self.clients.values()):
@@ -406,7 +406,7 @@ class DocumentManager:
         from notes.yjs import load_state
 
         try:
-            state = await database_sync_to_async(load_state)(note_id)
+            state = await orm(load_state)(note_id)
         except Note.DoesNotExist:
             raise DocError("not_found", "No such note.") from None
         try:

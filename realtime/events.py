@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from channels.db import database_sync_to_async
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from accounts.tokens import TokenRejected, ValidatedToken, validate_access_token
+from accounts.tokens import TokenRejected
 from config.formats import iso
 
 from . import push
 from .conf import realtime_settings
+from .db import orm, validate_token
 
 
 class EventError(Exception):
@@ -132,17 +132,12 @@ async def dispatch(conn, name: str, args: list) -> Any:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-@database_sync_to_async
-def _validate(raw: str) -> ValidatedToken:
-    return validate_access_token(raw)
-
-
 async def _revalidate(conn, auth: Auth | None) -> None:
     """Re-check the token a client presents again; it must be the socket's own user's."""
     if auth is None:
         return
     try:
-        validated = await _validate(auth.token)
+        validated = await validate_token(auth.token)
     except TokenRejected as rejected:
         code = "forbidden" if rejected.status == 403 else "unauthorized"
         raise EventError(code, rejected.message) from None
@@ -151,7 +146,7 @@ async def _revalidate(conn, auth: Auth | None) -> None:
     conn.adopt_token(validated)
 
 
-@database_sync_to_async
+@orm
 def _member_channel_ids(user_id) -> list[str]:
     from channels_app.models import ChannelMember
 
@@ -163,7 +158,7 @@ def _member_channel_ids(user_id) -> list[str]:
     ]
 
 
-@database_sync_to_async
+@orm
 def _is_member(user_id, channel_id) -> bool:
     from channels_app.models import ChannelMember
 
@@ -257,7 +252,7 @@ class LastActiveGate:
 last_active_gate = LastActiveGate()
 
 
-@database_sync_to_async
+@orm
 def _write_last_active(user_id: str) -> bool:
     """Write ``last_active_at`` unless the stored value is within the interval. The condition
     is part of the UPDATE, so across all instances a user gets at most one write per
@@ -285,7 +280,7 @@ async def join_channels(conn, payload: JoinChannels) -> dict:
     return {"channels": await _join_channels(conn)}
 
 
-@database_sync_to_async
+@orm
 def note_access(user, note_id) -> str | None:
     """``"write"``, ``"read"`` or None for ``user`` on the note; ``not_found`` if it is gone."""
     from notes.models import Note
@@ -305,7 +300,7 @@ async def join_note(conn, payload: JoinNote) -> dict:
     return {"note_id": str(payload.note_id)}
 
 
-@database_sync_to_async
+@orm
 def _mark_read(user_id, channel_id) -> datetime:
     from channels_app.models import ChannelMember
 

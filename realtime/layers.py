@@ -12,6 +12,7 @@ it runs at most once per ``EXPIRY_SWEEP_INTERVAL`` seconds. Expiry semantics are
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from channels.exceptions import ChannelFull
@@ -39,7 +40,6 @@ class ProcessChannelLayer(InMemoryChannelLayer):
         self.require_valid_group_name(group)
         self._clean_expired()
         for channel in tuple(self.groups.get(group, ())):
-            try:
+            # As Channels' own layer: a full channel misses a group message.
+            with contextlib.suppress(ChannelFull):
                 await self.send(channel, message)
-            except ChannelFull:
-                pass  # as Channels' own layer: a full channel misses a group message

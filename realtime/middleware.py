@@ -18,13 +18,14 @@ import logging
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlparse
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
 from accounts.authentication import bearer_token
-from accounts.tokens import TokenRejected, validate_access_token
+from accounts.tokens import TokenRejected
+
+from .db import validate_token
 
 logger = logging.getLogger("chorus.realtime.auth")
 
@@ -81,11 +82,10 @@ def token_from_scope(scope: dict) -> str | None:
     return None
 
 
-@database_sync_to_async
-def authenticate(raw: str | None):
+async def authenticate(raw: str | None):
     """(user, ValidatedToken, None) or (AnonymousUser, None, TokenRejected)."""
     try:
-        validated = validate_access_token(raw)
+        validated = await validate_token(raw)
     except TokenRejected as rejected:
         return AnonymousUser(), None, rejected
     return validated.user, validated, None

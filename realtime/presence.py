@@ -2,39 +2,54 @@
 when their first session anywhere opens and when their last one closes or expires.
 
 The payload is public only: user id, name, status, ``last_active_at``.
+
+Sockets announce through ``announce_soon``: the change is queued and one task per event loop
+announces everything queued so far with one database round trip for the whole batch, after
+the socket's CONNECT reply has gone out. A connect storm of N users costs a handful of queries,
+not N, and no socket waits for its own announcement. Changes are announced in the order they
+were queued.
 """
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
+import asyncio
+import logging
+import weakref
 
 from . import push
+from .db import orm
 from .sessions import Change
 
+logger = logging.getLogger("chorus.realtime.presence")
 
-@database_sync_to_async
-def _channels_and_last_active(user_id: str) -> tuple[list[str], str | None]:
+
+@orm
+def _audience(user_ids: list[str]) -> tuple[dict[str, list[str]], dict[str, str | None]]:
+    """Each user's active channel ids and stored ``last_active_at`` (ISO 8601 or None)."""
     from accounts.models import User
     from channels_app.models import ChannelMember
 
-    channel_ids = [
-        str(cid)
-        for cid in ChannelMember.objects.filter(user_id=user_id, is_active=True).values_list(
-            "channel_id", flat=True
-        )
-    ]
-    last_active = User.objects.filter(pk=user_id).values_list("last_active_at", flat=True).first()
-    return channel_ids, last_active.isoformat() if last_active else None
+    channels: dict[str, list[str]] = {user_id: [] for user_id in user_ids}
+    memberships = ChannelMember.objects.filter(user_id__in=user_ids, is_active=True)
+    for user_id, channel_id in memberships.values_list("user_id", "channel_id"):
+        channels[str(user_id)].append(str(channel_id))
+    last_active = {
+        str(pk): value.isoformat() if value else None
+        for pk, value in User.objects.filter(pk__in=user_ids).values_list("pk", "last_active_at")
+    }
+    return channels, last_active
 
 
 async def announce(changes: list[Change]) -> None:
     """Tell each affected user's channels that the user came online or went offline."""
+    if not changes:
+        return
+    channels, last_active = await _audience(list({change.user_id for change in changes}))
     for change in changes:
-        channel_ids, last_active_at = await _channels_and_last_active(change.user_id)
         user = change.record.user
-        for channel_id in channel_ids:
-            await push.aemit_to_channel(
-                channel_id,
+        for channel_id in channels.get(change.user_id, ()):
+            await push.aemit(
+                push.channel_room(channel_id),
                 "events:channel",
                 {
                     "channel_id": channel_id,
@@ -43,9 +58,43 @@ async def announce(changes: list[Change]) -> None:
                         "data": {
                             "user_id": change.user_id,
                             "status": "online" if change.online else "offline",
-                            "last_active_at": last_active_at,
+                            "last_active_at": last_active.get(change.user_id),
                         },
                     },
                     "user": {"id": user.get("id"), "name": user.get("name")},
                 },
+                skip_sid=change.record.sid,  # the socket that came online need not hear it
             )
+
+
+class _Announcer:
+    """One event loop's queue of presence changes and the task that announces them."""
+
+    def __init__(self) -> None:
+        self.queue: list[Change] = []
+        self.task: asyncio.Task | None = None
+
+    def add(self, change: Change) -> None:
+        self.queue.append(change)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while self.queue:
+            batch, self.queue = self.queue, []
+            try:
+                await announce(batch)
+            except Exception:
+                logger.exception("announcing %d presence changes failed", len(batch))
+
+
+_announcers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def announce_soon(change: Change) -> None:
+    """Queue ``change`` for the next batch announcement (call from the event loop)."""
+    loop = asyncio.get_running_loop()
+    announcer = _announcers.get(loop)
+    if announcer is None:
+        announcer = _announcers[loop] = _Announcer()
+    announcer.add(change)

@@ -146,14 +146,11 @@ class YjsConsumer(LeanConsumer):
     async def _revoked(self) -> None:
         await self.close(CLOSE_FORBIDDEN, "access revoked")
 
-    async def _revoked(self) -> None:
-        await self.close(CLOSE_FORBIDDEN, "access revoked")
-
     async def _send_bytes(self, data: str | bytes) -> None:
         if self.closed:
             return
         try:
-            await self.base_send({"type": "websocket.send", "bytes": data})
+            await self.send_wire(data=data)
         except Exception:  # a send never raises into the room
             logger.debug("y-websocket send failed", exc_info=True)
 

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Role, User
 from accounts.tokens import issue_token_pair
+from realtime.db import close_connections
 from realtime.sessions import reset_memory_registry
 
 PASSWORD = "correct horse battery staple"
@@ -80,6 +81,7 @@ def _fresh_realtime_state():
     yield
     channel_layers.backends.clear()
     reset_memory_registry()
+    close_connections()  # the realtime ORM thread's connection: flushes and drops need it gone
 
 
 @pytest.fixture(autouse=True)

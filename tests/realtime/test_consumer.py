@@ -411,6 +411,40 @@ async def test_presence_online_and_offline_reach_channel_members(sio, alice, bob
     assert set(data["user"]) == {"id", "name"}
 
 
+async def test_presence_of_a_connect_burst_is_announced_once_per_user(sio, make_user, bob, channel):
+    """Sockets that connect together are announced in batches: once per user, with the
+    stored last_active_at."""
+    from django.utils import timezone
+
+    seen = timezone.now() - timedelta(minutes=5)
+
+    def members(count):
+        users = [make_user(f"burst-{n}", last_active_at=seen) for n in range(count)]
+        for user in users:
+            ChannelMember.objects.create(channel=channel, user=user)
+        return users
+
+    users = await database_sync_to_async(members)(6)
+    watcher = sio()
+    await watcher.connected(token_for(bob))
+    await watcher.call("user-join", {})
+    sockets = [sio() for _ in users]
+    for socket in sockets:
+        await socket.open()
+    replies = await asyncio.gather(
+        *(
+            socket.connect({"token": token_for(user)})
+            for socket, user in zip(sockets, users, strict=True)
+        )
+    )
+    assert all(reply.startswith("0{") for reply in replies)
+    announced = [(await watcher.next_event())[1]["data"]["data"] for _ in users]
+    assert sorted(entry["user_id"] for entry in announced) == sorted(str(u.id) for u in users)
+    assert {entry["status"] for entry in announced} == {"online"}
+    assert {entry["last_active_at"] for entry in announced} == {seen.isoformat()}
+    assert await watcher.no_event("events:channel")
+
+
 async def test_lapsed_group_membership_is_restored_by_the_keeper(sio, alice, bob, settings):
     """A group the layer forgot (group_expiry, a Redis restart) is re-added by the keeper."""
     from realtime.hub import get_hub

@@ -1,0 +1,61 @@
+"""Writing WebSocket frames straight to daphne's TCP transport (``FAST_BROADCAST``).
+
+Under daphne an ASGI ``websocket.send`` costs a message dict, daphne's reply dispatch and an
+autobahn framing pass, and Twisted's asyncio reactor then registers the socket for writing,
+waits a loop turn, sends, and unregisters it: two ``epoll_ctl`` calls and two selector-key
+rebuilds per frame (a third of the server's profile in the broadcast benchmark). Chorus frames
+the bytes itself (``realtime.wsframe``) and ``write`` sends them at once when the transport
+has nothing queued — as uvicorn's transport does — handing only an unsent remainder (or the
+whole frame, when something is queued or the send fails) to Twisted, which keeps the order.
+
+Relies on attributes of ``twisted.internet.tcp.Connection`` (``socket``, ``dataBuffer``,
+``offset``, ``_tempDataBuffer``); ``tests/live`` runs every socket test through it under a
+real daphne, so a Twisted upgrade that changes them fails there. Anything that is not a plain
+TCP transport (TLS, a test communicator, uvicorn) takes the ordinary path.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .conf import realtime_settings
+
+
+def daphne_protocol(send):
+    """daphne's WebSocket protocol behind an ASGI ``send`` (``partial(handle_reply, protocol)``)
+    when frames may be written to its transport directly (``FAST_BROADCAST``); else None."""
+    if not realtime_settings.FAST_BROADCAST or not isinstance(send, functools.partial):
+        return None
+    protocol = send.args[0] if send.args else None
+    if not all(hasattr(protocol, name) for name in ("transport", "state", "STATE_OPEN")):
+        return None
+    return protocol
+
+
+def _queue_is_empty(transport) -> bool:
+    return not transport._tempDataBuffer and transport.offset >= len(transport.dataBuffer)
+
+
+def write(protocol, data: bytes) -> bool:
+    """Write ``data`` (whole frames) to an open protocol's transport; False if it is not open
+    (nothing written)."""
+    if protocol.state != protocol.STATE_OPEN:
+        return False
+    transport = protocol.transport
+    sock = getattr(transport, "socket", None)
+    if (
+        sock is not None
+        and hasattr(transport, "_tempDataBuffer")
+        and transport.connected
+        and not transport.disconnecting
+        and _queue_is_empty(transport)
+    ):
+        try:
+            sent = sock.send(data)
+        except OSError:  # full (EAGAIN) or failing: Twisted's own path retries or reports it
+            sent = 0
+        if sent == len(data):
+            return True
+        data = data[sent:]
+    transport.write(data)
+    return True
