@@ -13,6 +13,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from realtime.daphne_io import defer_autobahn_config_log  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
 from realtime.shutdown import install_twisted_trigger, lifespan_app  # noqa: E402
 
@@ -26,3 +27,4 @@ application = ProtocolTypeRouter(
     {"http": http_application, "websocket": websocket_application, "lifespan": lifespan_app}
 )
 install_twisted_trigger()
+defer_autobahn_config_log()

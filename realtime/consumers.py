@@ -25,6 +25,7 @@ before every handler; ``LeanConsumer`` skips it (see its docstring for why that 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -35,6 +36,7 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.utils import await_many_dispatch
 
 from accounts.tokens import TokenRejected, ValidatedToken
 
@@ -73,9 +75,17 @@ class LeanConsumer(AsyncWebsocketConsumer):
     themselves; every query runs on the realtime ORM thread (``realtime.db.orm``).
     """
 
-    channel_layer_alias = "__chorus_hub_only__"
     #: daphne's protocol when frames may be written to its transport (``realtime.daphne_io``).
     _direct = None
+
+    async def __call__(self, scope, receive, send):
+        """Channels' consumer entry point minus the channel layer lookup: these consumers
+        never have a layer channel of their own."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch([receive], self.dispatch)
 
     async def websocket_connect(self, message):
         self._direct = daphne_io.daphne_protocol(self.base_send)

@@ -1,4 +1,5 @@
-"""Writing WebSocket frames straight to daphne's TCP transport (``FAST_BROADCAST``).
+"""Writing WebSocket frames straight to daphne's TCP transport (``FAST_BROADCAST``), and the
+one autobahn habit that costs every new connection (``defer_autobahn_config_log``).
 
 Under daphne an ASGI ``websocket.send`` costs a message dict, daphne's reply dispatch and an
 autobahn framing pass, and Twisted's asyncio reactor then registers the socket for writing,
@@ -10,13 +11,15 @@ whole frame, when something is queued or the send fails) to Twisted, which keeps
 
 Relies on attributes of ``twisted.internet.tcp.Connection`` (``socket``, ``dataBuffer``,
 ``offset``, ``_tempDataBuffer``); ``tests/live`` runs every socket test through it under a
-real daphne, so a Twisted upgrade that changes them fails there. Anything that is not a plain
+real daphne (``test_large_frames_to_a_slow_reader_arrive_whole_and_in_order`` forces partial
+sends and queued frames), so a Twisted upgrade that changes them fails there. Anything that is not a plain
 TCP transport (TLS, a test communicator, uvicorn) takes the ordinary path.
 """
 
 from __future__ import annotations
 
 import functools
+import pprint
 
 from .conf import realtime_settings
 
@@ -59,3 +62,28 @@ def write(protocol, data: bytes) -> bool:
         data = data[sent:]
     transport.write(data)
     return True
+
+
+class _Pformat:
+    """``pprint.pformat(value)``, computed only if the log line is actually rendered."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return pprint.pformat(self.value)
+
+
+def defer_autobahn_config_log() -> None:
+    """autobahn (under daphne) pretty-prints its ~60 protocol options for a debug log line on
+    every new WebSocket connection, whatever the log level — 9% of the server's main thread
+    while sockets connect (docs/benchmarks.md). Make that text lazy: rendered (identically)
+    only when debug logging is on."""
+    try:
+        from autobahn.websocket import protocol
+    except ImportError:  # not running under daphne
+        return
+    if getattr(protocol, "pformat", None) is pprint.pformat:
+        protocol.pformat = _Pformat

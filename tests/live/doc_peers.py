@@ -271,7 +271,10 @@ class YPeer:
         """Connect, run the Provider and wait for the initial sync (both ways, unless
         ``barrier`` is false: then only until the server's step 2 arrived)."""
         self.ws = await ws_connect(
-            yjs_url(self.server, self.note_id, self.token), ping_interval=None, open_timeout=5
+            yjs_url(self.server, self.note_id, self.token),
+            ping_interval=None,
+            open_timeout=5,
+            max_size=16 * 2**20,  # as the server's limit: documents may exceed 1 MiB
         )
         self.channel = WsChannel(self.ws, f"/ws/yjs/note:{self.note_id}")
         self._task = asyncio.create_task(self._run(), name=f"ypeer-{self.name}")

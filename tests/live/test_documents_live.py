@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from types import SimpleNamespace
 
 import pytest
 from channels.db import database_sync_to_async
-from pycrdt import Doc
+from pycrdt import Doc, YMessageType, handle_sync_message
+from websockets.asyncio.client import connect as ws_connect
 
 from notes.models import Note
 from tests.live.doc_peers import (
@@ -44,6 +46,7 @@ from tests.live.doc_peers import (
     stored_state,
     text_of,
     until_stored,
+    yjs_url,
 )
 from tests.live.harness import access, eventually
 
@@ -232,6 +235,40 @@ async def test_late_joiners_on_either_endpoint_receive_the_full_state(
     assert len(ack["sessions"]) == 2  # the Socket.IO sockets in the document room
     state_event = await late_sio.client.wait_for("ydoc:document:state")
     assert state_event["state"] == ack["state"]
+
+
+async def test_large_frames_to_a_slow_reader_arrive_whole_and_in_order(
+    servers, ypeers, people, make_note
+):
+    """A reader that stops reading makes the server's socket buffer fill: Chorus's direct
+    write (realtime/daphne_io.py) then sends part of a frame and Twisted queues the rest, and
+    every later frame must queue behind it. Read afterwards, every message decodes and the
+    reader's document equals the writer's."""
+    server = servers("daphne", **FAST_SAVES)
+    note = await make_note()
+    writer = await ypeers(server, note.id, await access(people.owner), name="writer").start()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small TCP window
+    sock.connect(("127.0.0.1", server.port))
+    slow = await ws_connect(
+        yjs_url(server, note.id, await access(people.writer)),
+        sock=sock,
+        ping_interval=None,
+        max_size=16 * 2**20,
+        max_queue=1,  # the client stops reading its socket after one unread message
+    )
+    for index in range(8):  # 7.2 MB in a burst: more than the kernel's buffers hold
+        append_text(writer.doc, f"{index}:" + "x" * 900_000)  # one ~900 KB update each
+        append_text(writer.doc, f"small {index};")  # right behind it on the same socket
+    await writer.barrier(timeout=60)
+    doc = Doc()
+    async with asyncio.timeout(60):
+        while text_of(doc) != text_of(writer.doc):
+            message = await slow.recv()
+            if message[0] == YMessageType.SYNC:
+                handle_sync_message(message[1:], doc)
+    assert text_of(doc).count("x" * 900_000) == 8
+    await slow.close()
 
 
 # --- 5. server-side seeding ----------------------------------------------------------------------
