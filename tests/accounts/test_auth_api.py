@@ -9,6 +9,7 @@ import jwt
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import RevokedToken, Role
@@ -238,6 +239,28 @@ def test_revoked_jti_is_refused_even_when_cached_as_valid(auth_api, login, alice
     assert client.get("/api/users/me/").status_code == 200  # caches "not revoked"
     assert client.post("/api/auth/logout/", {}, format="json").status_code == 200
     refused(auth_api, pair["access"], 401, "token_revoked")
+
+
+def test_revocation_known_only_to_the_database_is_read_and_then_cached(
+    auth_api, login, alice, django_assert_num_queries
+):
+    """Another process revoked the token (its cache is not ours): the user query reads the
+    revocation list too, and the answer is cached — "revoked" as well as "not revoked"."""
+    from django.core.cache import cache
+
+    revoked, kept = login(alice)["access"], login(alice)["access"]
+    claims = claims_of(revoked)
+    RevokedToken.objects.create(
+        jti=claims["jti"], user=alice, expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    cache.clear()
+    with django_assert_num_queries(1):
+        refused(auth_api, revoked, 401, "token_revoked")
+    with django_assert_num_queries(0):
+        refused(auth_api, revoked, 401, "token_revoked")
+    with django_assert_num_queries(1):  # the user; the revocation list in the same statement
+        assert auth_api(kept).get("/api/users/me/").status_code == 200
+    assert cache.get(f"chorus:jti:{claims_of(kept)['jti']}") == 0
 
 
 def test_revoke_all_voids_every_token_and_allows_a_new_login(api, auth_api, login, alice):
