@@ -63,8 +63,11 @@ CLOSE_RATE_LIMITED = 4429
 _DISCONNECT_FRAME = engineio.encode_message(socketio.encode_disconnect())
 
 
+_HOSTNAME = socket.gethostname()
+
+
 def instance_id() -> str:
-    return realtime_settings.INSTANCE_ID or f"{socket.gethostname()}:{os.getpid()}"
+    return realtime_settings.INSTANCE_ID or f"{_HOSTNAME}:{os.getpid()}"
 
 
 class LeanConsumer(AsyncWebsocketConsumer):

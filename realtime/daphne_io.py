@@ -12,8 +12,8 @@ whole frame, when something is queued or the send fails) to Twisted, which keeps
 Relies on attributes of ``twisted.internet.tcp.Connection`` (``socket``, ``dataBuffer``,
 ``offset``, ``_tempDataBuffer``); ``tests/live`` runs every socket test through it under a
 real daphne (``test_large_frames_to_a_slow_reader_arrive_whole_and_in_order`` forces partial
-sends and queued frames), so a Twisted upgrade that changes them fails there. Anything that is not a plain
-TCP transport (TLS, a test communicator, uvicorn) takes the ordinary path.
+sends and queued frames), so a Twisted upgrade that changes them fails there. Anything that is
+not a plain TCP transport (TLS, a test communicator, uvicorn) takes the ordinary path.
 """
 
 from __future__ import annotations
