@@ -53,11 +53,14 @@ WRITE_LOG_SQL = {
         "DROP TRIGGER IF EXISTS bench_log_notes_note",
         "DROP TABLE IF EXISTS bench_write_log",
         "CREATE TABLE bench_write_log (tbl TEXT, row_id TEXT, at REAL, val REAL)",
-        # val: the stored last_active_at (the application's clock, which its throttle uses)
+        # val: the stored last_active_at (the application's clock, which its throttle uses),
+        # to the microsecond: whole epoch seconds plus the text's fraction. (julianday() is a
+        # double of ~2.46e6 days, ~40 us apart: two writes 5.000001 s apart read as 4.99997.)
         """CREATE TRIGGER bench_log_accounts_user AFTER UPDATE ON accounts_user
            BEGIN INSERT INTO bench_write_log VALUES (
              'accounts_user', NEW.id, (julianday('now') - 2440587.5) * 86400.0,
-             (julianday(NEW.last_active_at) - 2440587.5) * 86400.0); END""",
+             CAST(strftime('%s', substr(NEW.last_active_at, 1, 19)) AS INTEGER)
+               + CAST(substr(NEW.last_active_at, 20) AS REAL)); END""",
         """CREATE TRIGGER bench_log_notes_note AFTER UPDATE ON notes_note
            BEGIN INSERT INTO bench_write_log VALUES (
              'notes_note', NEW.id, (julianday('now') - 2440587.5) * 86400.0, NULL); END""",

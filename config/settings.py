@@ -101,8 +101,8 @@ TEMPLATES = [
 # Under ASGI, ORM calls run in worker threads that come and go (one per HTTP request context),
 # so persistent connections (CONN_MAX_AGE > 0) would leak per thread: CONN_MAX_AGE stays 0.
 # On PostgreSQL, Django's native connection pool (psycopg_pool) makes the per-call "connect"
-# a pool checkout instead of a new server connection; sockets' database_sync_to_async calls
-# all use it. SQLite opens a file per call, which is cheap.
+# a pool checkout instead of a new server connection. Socket code does not open per call at
+# all: realtime/db.py runs it on one thread that keeps one connection open.
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'chorus.sqlite3'}"),
 }

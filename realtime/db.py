@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -66,7 +66,7 @@ def _call(function: Callable[..., R], args: tuple, kwargs: dict) -> R:
         _tidy()
 
 
-def orm(function: Callable[P, R]) -> Callable[P, asyncio.Future[R]]:
+def orm(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """Run ``function`` (sync, may use the ORM) on the realtime ORM thread; awaitable."""
 
     @functools.wraps(function)
