@@ -28,8 +28,8 @@ def available() -> bool:
 
 
 class Recorder:
-    def __init__(self, pid: int, out: Path, rate: int = 100) -> None:
-        self.pid, self.out, self.rate = pid, out, rate
+    def __init__(self, pid: int, out: Path, rate: int = 100, gil: bool = False) -> None:
+        self.pid, self.out, self.rate, self.gil = pid, out, rate, gil
         self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Recorder:
@@ -45,6 +45,7 @@ class Recorder:
             "raw",
             "-t",
             "--nonblocking",
+            *(["--gil"] if self.gil else []),
             "-o",
             str(self.out),
             stdout=asyncio.subprocess.DEVNULL,

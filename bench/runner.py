@@ -98,6 +98,7 @@ class Config:
     doc_save_debounce: float = 2.0
     doc_save_max_wait: float = 10.0
     settle_s: float = 1.0  # pause before reading RSS or the write log after a phase
+    profile_gil: bool = False  # --profile-gil: sample only the thread holding the GIL
 
     @classmethod
     def make(cls, quick: bool) -> Config:
@@ -560,7 +561,7 @@ async def measured(ctx: Context, coro, label: str = ""):
     recorder = None
     if ctx.profile_dir is not None and label and ctx.spec.kind != "node":
         raw = ctx.profile_dir / f"{ctx.spec.name}-{label}.raw"
-        recorder = Recorder(ctx.server.pid, raw)
+        recorder = Recorder(ctx.server.pid, raw, gil=ctx.cfg.profile_gil)
         await recorder.__aenter__()
     s0, w0, t0 = ctx.server.cpu_s(), ctx.workers.cpu_s(), time.monotonic()
     m0, v0 = machine_busy_s(), services_cpu_s()
@@ -1637,6 +1638,7 @@ async def run(args: argparse.Namespace) -> int:
     cfg = Config.make(args.quick)
     if args.workers:
         cfg.workers = args.workers
+    cfg.profile_gil = args.profile_gil
     for key in ("n_fanout", "n_connect", "heartbeat_s", "collab_rate", "burst_window"):
         value = getattr(args, key, None)
         if value is not None:
@@ -1788,6 +1790,12 @@ def main() -> None:
         type=int,
         dest="burst_window",
         help="broadcast sender's events in flight (default 16)",
+    )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (py-spy --gil), so time "
+        "a thread spends waiting for the GIL is not counted as work",
     )
     parser.add_argument(
         "--profile",
