@@ -157,8 +157,13 @@ def is_jti_revoked(jti: str) -> bool:
 
 def _cache_revocation(jti: str, revoked: bool, expires_at: float) -> bool:
     """Cache a revocation answer read from the database; returns ``revoked``."""
-    ttl = max(1, int(expires_at - time.time())) if revoked else settings.JWT_REVOCATION_CACHE_TTL
-    cache.set(_REVOKED_CACHE_KEY.format(jti), int(revoked), ttl)
+    key = _REVOKED_CACHE_KEY.format(jti)
+    if revoked:
+        cache.set(key, 1, max(1, int(expires_at - time.time())))
+    else:
+        # add, not set: a logout that committed after our read has written "revoked" (1)
+        # already, and a stale "not revoked" must never replace it.
+        cache.add(key, 0, settings.JWT_REVOCATION_CACHE_TTL)
     return revoked
 
 

@@ -32,7 +32,23 @@ def daphne_protocol(send):
     protocol = send.args[0] if send.args else None
     if not all(hasattr(protocol, name) for name in ("transport", "state", "STATE_OPEN")):
         return None
-    return protocol
+    return protocol if _plain_tcp(protocol.transport) else None
+
+
+def _plain_tcp(transport) -> bool:
+    """A Twisted TCP connection carrying no TLS. Under TLS the protocol's transport is a
+    ``TLSMemoryBIOProtocol`` that forwards unknown attributes (``socket``…) to the TCP
+    connection beneath: bytes sent there would bypass the encryption."""
+    try:
+        from twisted.internet.interfaces import ISSLTransport
+        from twisted.internet.tcp import Connection
+    except ImportError:
+        return False
+    return (
+        isinstance(transport, Connection)
+        and not getattr(transport, "TLS", False)
+        and not ISSLTransport.providedBy(transport)
+    )
 
 
 def _queue_is_empty(transport) -> bool:
@@ -48,7 +64,6 @@ def write(protocol, data: bytes) -> bool:
     sock = getattr(transport, "socket", None)
     if (
         sock is not None
-        and hasattr(transport, "_tempDataBuffer")
         and transport.connected
         and not transport.disconnecting
         and _queue_is_empty(transport)
@@ -87,3 +102,5 @@ def defer_autobahn_config_log() -> None:
         return
     if getattr(protocol, "pformat", None) is pprint.pformat:
         protocol.pformat = _Pformat
+        # The module's one other pformat user that must return a str (with trackTimings on).
+        protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)

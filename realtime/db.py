@@ -1,17 +1,19 @@
 """How realtime code reaches the ORM: ``@orm`` functions run on one worker thread that keeps
 one database connection open.
 
-Why not ``channels.db.database_sync_to_async``: it runs each call in a copy of the calling
-task's context, and Django's connections are context-local, so every socket got its own
-connection, which ``CONN_MAX_AGE = 0`` then closed after each call. On SQLite that meant a
-new file open, the WAL pragma and Django's function registrations for every query — a
-quarter of the server's profile while sockets connect (docs/benchmarks.md). Here every call
-runs in the same dedicated context on the same thread, so there is one connection per
-process, opened once:
+Why not ``channels.db.database_sync_to_async``: it calls ``close_old_connections()`` before
+and after every call, and with ``CONN_MAX_AGE = 0`` (which HTTP needs under ASGI) that closes
+the connection every time. On SQLite that meant a new file open, the WAL pragma and Django's
+function registrations for every query — a quarter of the server's profile while sockets
+connect (docs/benchmarks.md). Django's connections are per thread, so here one thread keeps
+one connection per process:
 
 - calls run one at a time, in order (a single worker thread, as Channels' own);
-- after each call a connection that saw an error and is no longer usable, or was left in a
-  transaction or with the wrong autocommit, is closed; the next call opens a fresh one;
+- after a call, a connection that saw an error and is no longer usable, or was left in a
+  transaction or with the wrong autocommit, is closed (and, if it was left inside an atomic
+  block, replaced); the next call opens a fresh one;
+- before a call, a connection idle for more than ``IDLE_CHECK_SECONDS`` is checked
+  (``is_usable``) and replaced if the server dropped it (a restart, an idle timeout);
 - on PostgreSQL the connection is one checkout from the pool, held while the process runs;
 - ``close_connections()`` closes it (tests call it between tests, so databases can be
   flushed and dropped).
@@ -24,8 +26,9 @@ Async callers push after the call returns.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -37,10 +40,23 @@ from accounts.tokens import validate_access_token
 P = ParamSpec("P")
 R = TypeVar("R")
 
+logger = logging.getLogger("chorus.realtime.db")
+
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-orm")
-#: The one context every call runs in: Django's connection handler finds the same
-#: connection objects here on every call.
-_context = contextvars.Context()
+
+#: A connection unused for longer than this is checked before its next query.
+IDLE_CHECK_SECONDS = 30.0
+_last_call = 0.0
+
+
+def _drop(connection) -> None:
+    """Close ``connection``; if it was inside an atomic block, also forget the wrapper (its
+    transaction state would otherwise outlive the closed connection and fail every call)."""
+    wedged = connection.in_atomic_block
+    connection.close()
+    if wedged:
+        logger.error("an ORM call left a transaction open; its connection was replaced")
+        del connections[connection.alias]
 
 
 def _tidy() -> None:
@@ -51,19 +67,34 @@ def _tidy() -> None:
         if connection.in_atomic_block or (
             connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]
         ):
-            connection.close()
+            _drop(connection)
         elif connection.errors_occurred:
             if connection.is_usable():
                 connection.errors_occurred = False
             else:
-                connection.close()
+                _drop(connection)
+
+
+def _check_idle() -> None:
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and not connection.is_usable():
+            logger.info("the ORM thread's idle database connection was dropped; reconnecting")
+            _drop(connection)
 
 
 def _call(function: Callable[..., R], args: tuple, kwargs: dict) -> R:
+    global _last_call
+    now = time.monotonic()
+    if now - _last_call > IDLE_CHECK_SECONDS:
+        _check_idle()
+    _last_call = now
     try:
         return function(*args, **kwargs)
     finally:
-        _tidy()
+        try:
+            _tidy()
+        except Exception:  # never replace the call's own result or error
+            logger.exception("tidying the ORM thread's connection failed")
 
 
 def orm(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
@@ -72,7 +103,7 @@ def orm(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     @functools.wraps(function)
     async def run(*args: P.args, **kwargs: P.kwargs) -> R:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_executor, _context.run, _call, function, args, kwargs)
+        return await loop.run_in_executor(_executor, _call, function, args, kwargs)
 
     return run
 
@@ -83,4 +114,4 @@ validate_token = orm(validate_access_token)
 def close_connections() -> None:
     """Close the ORM thread's connections and wait for it (sync callers: tests between tests,
     a process about to exit). The next ``@orm`` call opens a fresh one."""
-    _executor.submit(_context.run, connections.close_all).result()
+    _executor.submit(connections.close_all).result()

@@ -139,7 +139,7 @@ class DocumentRoom:
         self.schedule_save()
         await self.relay_update(update, origin, user_id)
         if publish:
-            get_hub().publish_to_peers(
+            await get_hub().publish_to_peers(
                 self.group,
                 {
                     "type": "chorus.doc",
@@ -211,7 +211,7 @@ class DocumentRoom:
             origin, "ydoc:awareness:update", payload, update, yprotocol.encode_awareness
         )
         if publish:
-            get_hub().publish_to_peers(
+            await get_hub().publish_to_peers(
                 self.group,
                 {
                     "type": "chorus.doc",

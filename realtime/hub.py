@@ -93,6 +93,7 @@ class Hub:
         #: first, each with whether it may be dropped when the outbox is full.
         self._outbox: collections.deque[tuple[str, dict, bool]] = collections.deque()
         self._outbox_ready = asyncio.Event()
+        self._outbox_room = asyncio.Event()
         self._outbox_task: asyncio.Task | None = None
         self.dropped_publishes = 0
         #: True on a process-local layer (in-memory): no other process can receive anything,
@@ -214,12 +215,22 @@ class Hub:
             return
         self._enqueue(room, message, droppable=True)
 
-    def publish_to_peers(self, room: str, message: dict) -> None:
+    #: Delays before the retries of a failed publish that may not be dropped.
+    PEER_RETRY_DELAYS = (0.1, 0.5, 2.0)
+
+    async def publish_to_peers(self, room: str, message: dict) -> None:
         """Queue a message that only OTHER processes' hubs act on (a document update they
         relay to their own editors): published in order through the outbox, never dropped
-        for space, and not sent at all on a single-process layer."""
-        if not self.single_process:
-            self._enqueue(room, message, droppable=False)
+        for space (a failing layer is retried, then the message is dropped and logged), and
+        not sent at all on a single-process layer. Returns at once unless the outbox holds
+        more than ``OUTBOX_SIZE`` messages: then the caller waits for room (backpressure
+        when the layer is slower than the editors)."""
+        if self.single_process:
+            return
+        self._enqueue(room, message, droppable=False)
+        while len(self._outbox) > self.OUTBOX_SIZE:
+            self._outbox_room.clear()
+            await self._outbox_room.wait()
 
     def _enqueue(self, room: str, message: dict, droppable: bool) -> None:
         if self._outbox_task is None or self._outbox_task.done():
@@ -235,14 +246,28 @@ class Hub:
                 await self._outbox_ready.wait()
                 continue
             room, message, droppable = self._outbox.popleft()
-            try:
-                await self.publish(room, message)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.dropped_publishes += 1
-                level = logging.WARNING if droppable else logging.ERROR
-                logger.log(level, "publishing a %s failed", message.get("type"), exc_info=True)
+            if len(self._outbox) <= self.OUTBOX_SIZE:
+                self._outbox_room.set()
+            delays = () if droppable else self.PEER_RETRY_DELAYS
+            for attempt in range(len(delays) + 1):
+                try:
+                    await self.publish(room, message)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    if attempt < len(delays):
+                        await asyncio.sleep(delays[attempt])
+                        continue
+                    self.dropped_publishes += 1
+                    if self.dropped_publishes % 100 == 1:  # a dead layer must not flood the log
+                        logger.log(
+                            logging.WARNING if droppable else logging.ERROR,
+                            "publishing a %s failed (%d dropped so far)",
+                            message.get("type"),
+                            self.dropped_publishes,
+                            exc_info=True,
+                        )
 
     async def deliver(self, room: str, frame: str, skip: str | None = None) -> None:
         """Write ``frame`` to the local sockets of ``room`` (except sid ``skip``)."""
@@ -345,7 +370,11 @@ def get_hub() -> Hub:
     hub = _hubs.get(loop)
     if hub is None:
         hub = _hubs[loop] = Hub()
-        from .presence import announce
+        from .presence import announce_soon
 
-        hub.on_presence_change = announce
+        async def queue_changes(changes: list[Change]) -> None:
+            for change in changes:  # one queue with the sockets' own changes: one order
+                announce_soon(change)
+
+        hub.on_presence_change = queue_changes
     return hub

@@ -32,7 +32,7 @@ def _audience(user_ids: list[str]) -> tuple[dict[str, list[str]], dict[str, str 
     channels: dict[str, list[str]] = {user_id: [] for user_id in user_ids}
     memberships = ChannelMember.objects.filter(user_id__in=user_ids, is_active=True)
     for user_id, channel_id in memberships.values_list("user_id", "channel_id"):
-        channels[str(user_id)].append(str(channel_id))
+        channels.setdefault(str(user_id), []).append(str(channel_id))
     last_active = {
         str(pk): value.isoformat() if value else None
         for pk, value in User.objects.filter(pk__in=user_ids).values_list("pk", "last_active_at")

@@ -558,3 +558,51 @@ async def test_ephemeral_outbox_keeps_order_and_counts_drops(sio, alice, caplog)
     received = [await socket.next_event() for _ in range(3)]
     assert received == [("events", {"n": 0}), ("events", {"n": 1}), ("events", {"n": 2})]
     assert await socket.no_event("events")
+
+
+# --- the realtime ORM thread's connection -----------------------------------------------------
+
+
+def _backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+async def _terminate(database_url: str, pid: int) -> None:
+    """Make PostgreSQL drop the backend ``pid`` (as a restart or an idle timeout would)."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        for _ in range(200):
+            cursor = await admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+            if await cursor.fetchone() is None:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"backend {pid} still alive")
+
+
+@pytest.mark.services
+async def test_a_connection_the_database_dropped_is_replaced(
+    sio, alice, channel, database_url, monkeypatch
+):
+    """Socket queries share one kept-open connection (realtime/db.py). When the server drops
+    it: with the idle check due, the next call reconnects first; without it, that call fails
+    with an error ack and the one after works."""
+    from realtime import db
+
+    socket = sio()
+    await socket.connected(token_for(alice))
+    assert (await socket.call("user-join", {}))["id"] == str(alice.id)
+
+    monkeypatch.setattr(db, "IDLE_CHECK_SECONDS", 10**9)
+    await _terminate(database_url, await db.orm(_backend_pid)())
+    assert (await socket.call("user-join", {}))["error"]["code"] == "internal_error"
+    assert (await socket.call("user-join", {}))["id"] == str(alice.id)
+
+    monkeypatch.setattr(db, "IDLE_CHECK_SECONDS", 0)
+    await _terminate(database_url, await db.orm(_backend_pid)())
+    assert (await socket.call("user-join", {}))["id"] == str(alice.id)

@@ -16,3 +16,50 @@ def test_autobahn_config_log_is_rendered_only_when_formatted():
     lazy = protocol.pformat(attrs)
     assert not isinstance(lazy, str)
     assert f"{lazy}" == str(lazy) == pprint.pformat(attrs)
+
+
+def test_autobahn_timings_still_render_as_text():
+    defer_autobahn_config_log()
+    timings = protocol.Timings()
+    timings.track("onOpen")
+    assert str(timings) == pprint.pformat(timings._timings)
+
+
+def _daphne_protocol_over(transport):
+    """daphne's real WebSocket protocol object, open, over ``transport``."""
+    from daphne.ws_protocol import WebSocketProtocol
+
+    protocol = WebSocketProtocol()
+    protocol.transport = transport
+    protocol.state = protocol.STATE_OPEN  # set by the handshake on a live connection
+    return protocol
+
+
+def test_direct_writes_go_to_plain_tcp_only_never_around_tls():
+    """A TLS transport forwards ``socket`` to the TCP connection beneath it: writing there
+    would bypass the encryption, so TLS connections take the ASGI path."""
+    import functools
+    import socket
+
+    from twisted.internet import ssl, tcp
+    from twisted.internet.protocol import Factory, Protocol
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    from realtime.daphne_io import daphne_protocol
+
+    ours, theirs = socket.socketpair()
+    try:
+        plain = tcp.Connection(ours, Protocol())
+        protocol = _daphne_protocol_over(plain)
+        assert daphne_protocol(functools.partial(print, protocol)) is protocol
+
+        factory = TLSMemoryBIOFactory(
+            ssl.CertificateOptions(), False, Factory.forProtocol(Protocol)
+        )
+        tls = factory.buildProtocol(None)
+        tls.makeConnection(plain)
+        assert tls.socket is ours  # the attribute a naive check would trust
+        assert daphne_protocol(functools.partial(print, _daphne_protocol_over(tls))) is None
+    finally:
+        ours.close()
+        theirs.close()
