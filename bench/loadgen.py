@@ -237,26 +237,49 @@ class RawWebSocket(asyncio.Protocol):
             self.transport.abort()
 
 
+class Client:
+    """What both protocol clients share: the worker that counts them, the socket, and a close
+    that the server did not ask for counted as ``unexpected_closes``."""
+
+    def __init__(self, worker: Worker, meta: dict) -> None:
+        self.worker = worker
+        self.meta = meta
+        self.ws: RawWebSocket | None = None
+        self.closing = False
+        self.editor = None  # Editor when used for collaborative editing
+
+    def _on_text(self, frame: str) -> None:
+        pass
+
+    def _on_binary(self, frame: bytes) -> None:
+        pass
+
+    def _on_close(self) -> None:
+        if not self.closing:
+            self.worker.unexpected_closes += 1
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.ws is not None:
+            self.ws.close()
+
+
 # --- Socket.IO ----------------------------------------------------------------------------------
 
 
-class SioClient:
+class SioClient(Client):
     """One Engine.IO v4 / Socket.IO v5 session over a WebSocket, frames by hand.
 
     Acks are callbacks (``pending``: ack id -> function of the raw ``[...]`` text), so a
     closed request/ack loop runs without a task switch per round trip."""
 
     def __init__(self, worker: Worker, token: str, meta: dict) -> None:
-        self.worker = worker
+        super().__init__(worker, meta)
         self.token = token
-        self.meta = meta
-        self.ws: RawWebSocket | None = None
         self.sid = ""
         self.next_id = 0
         self.pending: dict[int, Any] = {}
-        self.closing = False
         self.seen: set[int] = set()  # broadcast sequence numbers received
-        self.editor = None  # Editor when used for collaborative editing
         self._opening: asyncio.Future | None = None
         self._state = "open"  # open -> connect -> ready
 
@@ -266,14 +289,10 @@ class SioClient:
         await RawWebSocket.connect(url, self)
         await self._opening
 
-    def _on_binary(self, data: bytes) -> None:
-        pass
-
     def _on_close(self) -> None:
         if self._opening is not None and not self._opening.done():
             self._opening.set_exception(ConnectionError("closed before CONNECT completed"))
-        if not self.closing:
-            self.worker.unexpected_closes += 1
+        super()._on_close()
         pending, self.pending = self.pending, {}
         for callback in pending.values():
             callback(None)
@@ -332,44 +351,20 @@ class SioClient:
     async def call(self, event: str, data, timeout: float = 30.0) -> str:
         return await self.call_frame(json.dumps([event, data], separators=(",", ":")), timeout)
 
-    async def close(self) -> None:
-        self.closing = True
-        if self.ws is not None:
-            self.ws.close()
-
 
 # --- y-websocket ----------------------------------------------------------------------------------
 
 
-class YwsClient:
-    def __init__(self, worker: Worker, meta: dict) -> None:
-        self.worker = worker
-        self.meta = meta
-        self.ws: RawWebSocket | None = None
-        self.closing = False
-        self.editor = None
-
+class YwsClient(Client):
     async def open(self, url: str) -> None:
         await RawWebSocket.connect(url, self)
-
-    def _on_text(self, frame: str) -> None:
-        pass
 
     def _on_binary(self, frame: bytes) -> None:
         if len(frame) > 2 and frame[0] == 0 and frame[1] in (1, 2) and self.editor is not None:
             self.editor.on_bytes(frame)
 
-    def _on_close(self) -> None:
-        if not self.closing:
-            self.worker.unexpected_closes += 1
-
     def send(self, data: bytes) -> None:
         self.ws.send_bytes(data)
-
-    async def close(self) -> None:
-        self.closing = True
-        if self.ws is not None:
-            self.ws.close()
 
 
 # --- collaborative editing ----------------------------------------------------------------------

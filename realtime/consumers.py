@@ -45,7 +45,6 @@ from .conf import realtime_settings
 from .db import validate_token
 from .doc_events import leave_document
 from .hub import get_hub
-from .presence import announce_soon
 from .protocol_errors import DecodeError
 from .ratelimit import TokenBucket
 from .sessions import Change, SessionRecord, get_registry
@@ -185,7 +184,7 @@ class SocketIOConsumer(LeanConsumer):
         record = self.session_record(user)
         try:
             if await get_registry().remove(self.sid, str(user.pk)):
-                announce_soon(Change(str(user.pk), False, record))
+                get_hub().presence.add([Change(str(user.pk), False, record)])
         except Exception:  # the session expires on its own (SESSION_TTL)
             logger.exception("Could not remove a session from the registry")
 
@@ -355,7 +354,7 @@ class SocketIOConsumer(LeanConsumer):
         await hub.join(self, push.user_room(user_id))
         await self.send_frame(engineio.encode_message(socketio.encode_connect({"sid": self.sid})))
         if sessions == 1:
-            announce_soon(Change(user_id, True, self.session_record()))
+            hub.presence.add([Change(user_id, True, self.session_record())])
 
     def adopt_token(self, validated: ValidatedToken) -> None:
         """Bind the socket to ``validated``: its jti (for logout kicks) and its expiry."""

@@ -41,7 +41,8 @@ from typing import Protocol
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from .conf import realtime_settings
-from .sessions import Change, SessionRecord, get_registry
+from .presence import PresenceQueue
+from .sessions import SessionRecord, get_registry
 from .wsframe import SharedFrame
 
 logger = logging.getLogger("chorus.realtime.hub")
@@ -69,16 +70,14 @@ class Connection(Protocol):
     def session_record(self) -> SessionRecord: ...
 
 
-PresenceCallback = Callable[[list[Change]], Awaitable[None]]
-
-
 class Hub:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         self.channel_name: str | None = None
         self.rooms: dict[str, set[Connection]] = {}
         self.connections: dict[str, Connection] = {}
-        self.on_presence_change: PresenceCallback | None = None
+        #: Presence changes of this process, announced in order, in batches.
+        self.presence = PresenceQueue()
         self._subscribed: set[str] = set()
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._start_lock = asyncio.Lock()
@@ -349,8 +348,7 @@ class Hub:
                     groups.setdefault(room, []).append(conn.sid)
         for group, sids in groups.items():
             await registry.join_group(group, sids)
-        if changes and self.on_presence_change is not None:
-            await self.on_presence_change(changes)
+        self.presence.add(changes)
         # Re-add subscriptions before group_expiry lapses them, and often enough that a Redis
         # restart (which forgets groups) heals quickly.
         expiry = getattr(self.layer, "group_expiry", 86400)
@@ -370,11 +368,4 @@ def get_hub() -> Hub:
     hub = _hubs.get(loop)
     if hub is None:
         hub = _hubs[loop] = Hub()
-        from .presence import announce_soon
-
-        async def queue_changes(changes: list[Change]) -> None:
-            for change in changes:  # one queue with the sockets' own changes: one order
-                announce_soon(change)
-
-        hub.on_presence_change = queue_changes
     return hub

@@ -3,18 +3,17 @@ when their first session anywhere opens and when their last one closes or expire
 
 The payload is public only: user id, name, status, ``last_active_at``.
 
-Sockets announce through ``announce_soon``: the change is queued and one task per event loop
-announces everything queued so far with one database round trip for the whole batch, after
-the socket's CONNECT reply has gone out. A connect storm of N users costs a handful of queries,
-not N, and no socket waits for its own announcement. Changes are announced in the order they
-were queued.
+Sockets and the hub's session sweep queue their changes on the hub (``Hub.presence``, a
+``PresenceQueue``); one task per hub announces everything queued so far with one database
+round trip for the whole batch, after the socket's CONNECT reply has gone out. A connect storm
+of N users costs a handful of queries, not N, and no socket waits for its own announcement.
+Changes are announced in the order they were queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 
 from . import push
 from .db import orm
@@ -67,16 +66,17 @@ async def announce(changes: list[Change]) -> None:
             )
 
 
-class _Announcer:
-    """One event loop's queue of presence changes and the task that announces them."""
+class PresenceQueue:
+    """Presence changes waiting to be announced, and the task announcing them in batches.
+    The process hub owns one (``Hub.presence``); call ``add`` from its event loop."""
 
     def __init__(self) -> None:
         self.queue: list[Change] = []
         self.task: asyncio.Task | None = None
 
-    def add(self, change: Change) -> None:
-        self.queue.append(change)
-        if self.task is None or self.task.done():
+    def add(self, changes: list[Change]) -> None:
+        self.queue.extend(changes)
+        if self.queue and (self.task is None or self.task.done()):
             self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -86,15 +86,3 @@ class _Announcer:
                 await announce(batch)
             except Exception:
                 logger.exception("announcing %d presence changes failed", len(batch))
-
-
-_announcers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def announce_soon(change: Change) -> None:
-    """Queue ``change`` for the next batch announcement (call from the event loop)."""
-    loop = asyncio.get_running_loop()
-    announcer = _announcers.get(loop)
-    if announcer is None:
-        announcer = _announcers[loop] = _Announcer()
-    announcer.add(change)
