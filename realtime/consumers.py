@@ -36,7 +36,6 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.utils import await_many_dispatch
 
 from accounts.tokens import TokenRejected, ValidatedToken
 
@@ -87,7 +86,8 @@ class LeanConsumer(AsyncWebsocketConsumer):
         self.channel_layer = None
         self.base_send = send
         with contextlib.suppress(StopConsumer):
-            await await_many_dispatch([receive], self.dispatch)
+            while True:
+                await self.dispatch(await receive())
 
     async def websocket_connect(self, message):
         self._direct = daphne_io.daphne_protocol(self.base_send)
