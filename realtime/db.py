@@ -29,16 +29,18 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from django.db import connections
 
-from accounts.tokens import validate_access_token
+from accounts.tokens import validate_access_tokens
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 logger = logging.getLogger("chorus.realtime.db")
 
@@ -108,7 +110,63 @@ def orm(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     return run
 
 
-validate_token = orm(validate_access_token)
+class _Batch:
+    """The calls waiting for one batched function on one event loop."""
+
+    __slots__ = ("pending", "task")
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[object, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+
+def orm_batched(
+    function: Callable[[list[T]], Sequence[R | BaseException]],
+) -> Callable[[T], Awaitable[R]]:
+    """Run ``function`` (sync, may use the ORM; items in, one result or exception per item out,
+    in order) on the ORM thread for every call that arrives while the previous batch runs:
+    N concurrent calls cost one thread hop and ``function``'s queries once, not N times.
+    Awaiting the returned function gives the item's result or raises its exception."""
+    batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    async def drain(loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
+        try:
+            while batch.pending:
+                calls, batch.pending = batch.pending, []
+                items = [item for item, _ in calls]
+                try:
+                    results = await loop.run_in_executor(_executor, _call, function, (items,), {})
+                except Exception as error:  # the whole batch failed: every caller hears it
+                    results = [error] * len(calls)
+                for (_, future), result in zip(calls, results, strict=True):
+                    if future.done():  # the caller went away
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            batch.task = None
+
+    @functools.wraps(function)
+    async def call(item: T) -> R:
+        loop = asyncio.get_running_loop()
+        batch = batches.get(loop)
+        if batch is None:
+            batch = batches[loop] = _Batch()
+        future = loop.create_future()
+        batch.pending.append((item, future))
+        if batch.task is None:
+            batch.task = loop.create_task(drain(loop, batch))
+        return await future
+
+    return call
+
+
+#: Token validation for sockets: every CONNECT waiting at the moment goes in one batch.
+validate_token = orm_batched(validate_access_tokens)
 
 
 def close_connections() -> None:

@@ -254,13 +254,59 @@ def test_revocation_known_only_to_the_database_is_read_and_then_cached(
         jti=claims["jti"], user=alice, expires_at=timezone.now() + timedelta(minutes=5)
     )
     cache.clear()
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(1):  # the revocation list; a revoked token needs no user
         refused(auth_api, revoked, 401, "token_revoked")
     with django_assert_num_queries(0):
         refused(auth_api, revoked, 401, "token_revoked")
-    with django_assert_num_queries(1):  # the user; the revocation list in the same statement
+    with django_assert_num_queries(2):  # the revocation list, then the user
         assert auth_api(kept).get("/api/users/me/").status_code == 200
     assert cache.get(f"chorus:jti:{claims_of(kept)['jti']}") == 0
+    with django_assert_num_queries(1):  # the user only: "not revoked" is cached
+        assert auth_api(kept).get("/api/users/me/").status_code == 200
+
+
+def test_many_tokens_are_validated_together_each_with_its_own_answer(
+    login, alice, bob, make_user, django_assert_num_queries
+):
+    """``validate_access_tokens`` (the sockets' batch form): the same checks as one by one,
+    every answer in its token's place, two queries for the whole batch."""
+    from django.core.cache import cache
+
+    from accounts.tokens import TokenRejected, ValidatedToken, validate_access_tokens
+
+    carol = make_user("carol")
+    revoked, alice_token, bob_token = (
+        login(carol)["access"],
+        login(alice)["access"],
+        login(bob)["access"],
+    )
+    RevokedToken.objects.create(
+        jti=claims_of(revoked)["jti"], user=carol, expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    disabled = login(make_user("dave"))["access"]
+    type(alice).objects.filter(username="dave").update(is_active=False)
+    expired = AccessToken.for_user(bob)
+    expired.set_exp(from_time=expired.current_time - timedelta(hours=1))
+    raws = [alice_token, revoked, None, "garbage", bob_token, disabled, str(expired), alice_token]
+    cache.clear()
+    with django_assert_num_queries(2):
+        results = validate_access_tokens(raws)
+    outcome = [r.user.username if isinstance(r, ValidatedToken) else r.code for r in results]
+    assert outcome == [
+        "alice",
+        "token_revoked",
+        "auth_required",
+        "invalid_token",
+        "bob",
+        "forbidden",
+        "token_expired",
+        "alice",
+    ]
+    with django_assert_num_queries(1):  # the users; every revocation answer is cached now
+        assert [type(r) for r in validate_access_tokens([alice_token, revoked])] == [
+            ValidatedToken,
+            TokenRejected,
+        ]
 
 
 def test_revoke_all_voids_every_token_and_allows_a_new_login(api, auth_api, login, alice):

@@ -6,12 +6,14 @@ import asyncio
 import json
 from datetime import timedelta
 
+import jwt
 import pytest
 from channels.db import database_sync_to_async
 from django.db import transaction
+from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.models import Role, User
+from accounts.models import RevokedToken, Role, User
 from accounts.tokens import issue_access_token, issue_token_pair, revoke_all_tokens
 from channels_app.models import Channel, ChannelMember
 from config.formats import iso
@@ -529,6 +531,48 @@ async def test_concurrent_connects_never_exceed_the_socket_limit(sio, alice, set
     accepted = [r for r in replies if r.startswith('0{"sid"')]
     refused = [json.loads(r[1:])["data"]["code"] for r in replies if r.startswith("4")]
     assert len(accepted) == 2 and refused == ["too_many_connections"] * 4
+
+
+async def test_concurrent_connects_each_get_their_own_answer(sio, alice, bob, make_user):
+    """CONNECTs that arrive together are validated in one batch (realtime/db.py): each socket
+    still gets the answer for its own token and is bound to its own user."""
+    carol = await database_sync_to_async(make_user)("carol")
+    dave = await database_sync_to_async(make_user)("dave")
+    revoked = token_for(carol)
+    await database_sync_to_async(RevokedToken.objects.create)(
+        jti=jwt.decode(revoked, options={"verify_signature": False})["jti"],
+        user=carol,
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    disabled = token_for(dave)
+    await database_sync_to_async(User.objects.filter(pk=dave.pk).update)(is_active=False)
+    expired = AccessToken.for_user(bob)
+    expired.set_exp(from_time=expired.current_time - timedelta(hours=1))
+    cases = [
+        (token_for(alice), alice),
+        (revoked, "token_revoked"),
+        (token_for(bob), bob),
+        ("garbage", "invalid_token"),
+        (disabled, "forbidden"),
+        (str(expired), "token_expired"),
+        (token_for(alice), alice),
+    ]
+    sockets = [sio() for _ in cases]
+    for socket in sockets:
+        await socket.open()
+    replies = await asyncio.gather(
+        *(
+            socket.connect({"token": token})
+            for socket, (token, _) in zip(sockets, cases, strict=True)
+        )
+    )
+    for socket, reply, (token, expected) in zip(sockets, replies, cases, strict=True):
+        if isinstance(expected, User):
+            assert reply.startswith('0{"sid"'), reply
+            ack = await socket.call("user-join", {"auth": {"token": token}})
+            assert ack["id"] == str(expected.id), ack
+        else:
+            assert json.loads(reply[1:])["data"] == {"code": expected}, reply
 
 
 async def test_heartbeat_write_is_bounded_by_the_database_across_instances(sio, alice):

@@ -1,0 +1,90 @@
+"""``realtime.db.orm_batched``: concurrent calls share one call on the ORM thread, and every
+caller gets its own item's answer."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from realtime.db import orm_batched
+
+
+def recording(answer):
+    """A batch function that records each batch it was given and answers item by item."""
+    batches: list[list] = []
+
+    def function(items: list) -> list:
+        batches.append(list(items))
+        return [answer(item) for item in items]
+
+    return function, batches
+
+
+async def test_concurrent_calls_run_as_one_batch_with_answers_in_place():
+    function, batches = recording(lambda item: item * 10)
+    double = orm_batched(function)
+    assert await asyncio.gather(*(double(i) for i in range(8))) == [i * 10 for i in range(8)]
+    assert batches == [list(range(8))]
+
+
+async def test_an_items_exception_reaches_only_its_caller():
+    function, _ = recording(lambda item: ValueError(f"bad {item}") if item % 2 else item)
+    check = orm_batched(function)
+    results = await asyncio.gather(*(check(i) for i in range(4)), return_exceptions=True)
+    assert results[0] == 0 and results[2] == 2
+    assert [str(results[1]), str(results[3])] == ["bad 1", "bad 3"]
+
+
+async def test_a_failing_batch_fails_every_caller_and_the_next_batch_runs():
+    calls = []
+
+    def function(items: list) -> list:
+        calls.append(items)
+        if len(calls) == 1:
+            raise RuntimeError("database went away")
+        return items
+
+    echo = orm_batched(function)
+    results = await asyncio.gather(echo("a"), echo("b"), return_exceptions=True)
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
+    assert await echo("c") == "c"
+
+
+async def test_calls_made_while_a_batch_runs_form_the_next_batch():
+    release = threading.Event()
+
+    def function(items: list) -> list:
+        if items == ["first"]:
+            assert release.wait(5)
+        batches.append(list(items))
+        return items
+
+    batches: list[list] = []
+    echo = orm_batched(function)
+    first = asyncio.ensure_future(echo("first"))
+    await asyncio.sleep(0.05)  # the first batch is on the ORM thread, waiting
+    later = [asyncio.ensure_future(echo(n)) for n in ("x", "y", "z")]
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await first == "first"
+    assert await asyncio.gather(*later) == ["x", "y", "z"]
+    assert batches == [["first"], ["x", "y", "z"]]
+
+
+async def test_a_caller_that_went_away_does_not_disturb_the_others():
+    release = threading.Event()
+
+    def function(items: list) -> list:
+        assert release.wait(5)
+        return items
+
+    echo = orm_batched(function)
+    gone, kept = asyncio.ensure_future(echo(1)), asyncio.ensure_future(echo(2))
+    await asyncio.sleep(0.05)
+    gone.cancel()
+    release.set()
+    assert await kept == 2
+    with pytest.raises(asyncio.CancelledError):
+        await gone
