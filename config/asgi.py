@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from realtime.daphne_io import defer_autobahn_config_log  # noqa: E402
+from realtime.process import tune_garbage_collector  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
 from realtime.shutdown import install_twisted_trigger, lifespan_app  # noqa: E402
 
@@ -28,3 +29,4 @@ application = ProtocolTypeRouter(
 )
 install_twisted_trigger()
 defer_autobahn_config_log()
+tune_garbage_collector()  # last: freezes what loading the application allocated

@@ -53,6 +53,10 @@ DEFAULTS: dict[str, Any] = {
     # Under daphne, write broadcast frames (framed once) straight to each connection's
     # transport. Off: every frame goes through the ASGI send path.
     "FAST_BROADCAST": True,
+    # Serving processes: young-generation threshold of the garbage collector (allocations),
+    # and startup objects frozen out of collection; 0 keeps Python's defaults
+    # (realtime/process.py).
+    "GC_GEN0_THRESHOLD": 10_000,
     # A process-unique name for this server instance; "" means hostname:pid.
     "INSTANCE_ID": "",
 }

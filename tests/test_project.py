@@ -29,6 +29,11 @@ def settings_in_subprocess(tmp_path, **env) -> dict:
         " 'conn_max_age': settings.DATABASES['default']['CONN_MAX_AGE'],"
         " 'secret': settings.SECRET_KEY, 'chorus': settings.CHORUS}))"
     )
+    return json_from_subprocess(tmp_path, code, **env)
+
+
+def json_from_subprocess(tmp_path, code: str, **env) -> dict:
+    """Run ``code`` in a fresh interpreter (project settings, ``env``); its printed JSON."""
     clean = {
         k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
     }
@@ -79,6 +84,25 @@ def test_environment_sets_secret_database_and_realtime_knobs(tmp_path):
     assert values["secret"] == "s" * 60 and not (tmp_path / "secret_key").exists()
     assert values["db"] == "django.db.backends.postgresql"
     assert values["chorus"] == {"WEBSOCKET_PING_INTERVAL": 5.0, "MAX_SOCKETS_PER_USER": 3}
+
+
+@pytest.mark.parametrize(
+    ("env", "threshold", "frozen"), [({}, 10_000, True), ({"GC_GEN0_THRESHOLD": "0"}, 700, False)]
+)
+def test_serving_process_tunes_the_garbage_collector(tmp_path, env, threshold, frozen):
+    """Loading the ASGI application (what daphne and uvicorn do) applies GC_GEN0_THRESHOLD
+    and freezes the startup objects; 0 leaves Python's defaults; importing settings alone
+    (tests, manage.py) never touches the collector."""
+    code = (
+        "import gc, json; import django; django.setup(); before = gc.get_threshold()[0];"
+        " import config.asgi;"
+        " print(json.dumps({'before': before, 'after': gc.get_threshold()[0],"
+        " 'frozen': gc.get_freeze_count()}))"
+    )
+    values = json_from_subprocess(tmp_path, code, **env)
+    assert values["before"] == 700
+    assert values["after"] == threshold
+    assert (values["frozen"] > 0) is frozen
 
 
 def test_secret_key_file_is_git_ignored():
