@@ -99,6 +99,7 @@ class Config:
     doc_save_max_wait: float = 10.0
     settle_s: float = 1.0  # pause before reading RSS or the write log after a phase
     profile_gil: bool = False  # --profile-gil: sample only the thread holding the GIL
+    profile_rate: int = 100  # --profile-rate: py-spy samples per second
 
     @classmethod
     def make(cls, quick: bool) -> Config:
@@ -561,7 +562,7 @@ async def measured(ctx: Context, coro, label: str = ""):
     recorder = None
     if ctx.profile_dir is not None and label and ctx.spec.kind != "node":
         raw = ctx.profile_dir / f"{ctx.spec.name}-{label}.raw"
-        recorder = Recorder(ctx.server.pid, raw, gil=ctx.cfg.profile_gil)
+        recorder = Recorder(ctx.server.pid, raw, rate=ctx.cfg.profile_rate, gil=ctx.cfg.profile_gil)
         await recorder.__aenter__()
     s0, w0, t0 = ctx.server.cpu_s(), ctx.workers.cpu_s(), time.monotonic()
     m0, v0 = machine_busy_s(), services_cpu_s()
@@ -1639,6 +1640,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.workers:
         cfg.workers = args.workers
     cfg.profile_gil = args.profile_gil
+    cfg.profile_rate = args.profile_rate
     for key in ("n_fanout", "n_connect", "heartbeat_s", "collab_rate", "burst_window"):
         value = getattr(args, key, None)
         if value is not None:
@@ -1796,6 +1798,12 @@ def main() -> None:
         action="store_true",
         help="with --profile: sample only the thread holding the GIL (py-spy --gil), so time "
         "a thread spends waiting for the GIL is not counted as work",
+    )
+    parser.add_argument(
+        "--profile-rate",
+        type=int,
+        default=100,
+        help="with --profile: py-spy samples per second (default 100; more for short phases)",
     )
     parser.add_argument(
         "--profile",

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from config import rows
+
 from . import push
 from .db import orm
 from .sessions import Change
@@ -24,18 +26,35 @@ logger = logging.getLogger("chorus.realtime.presence")
 
 @orm
 def _audience(user_ids: list[str]) -> tuple[dict[str, list[str]], dict[str, str | None]]:
-    """Each user's active channel ids and stored ``last_active_at`` (ISO 8601 or None)."""
+    """Each user's channels (active memberships of channels not archived), and the stored
+    ``last_active_at`` (ISO 8601 or None) of each user who has any: one hand-written
+    statement (``config.rows``), run for every batch of presence changes."""
     from accounts.models import User
-    from channels_app.models import ChannelMember
+    from channels_app.models import Channel, ChannelMember
 
-    channels: dict[str, list[str]] = {user_id: [] for user_id in user_ids}
-    memberships = ChannelMember.objects.filter(user_id__in=user_ids, is_active=True)
-    for user_id, channel_id in memberships.values_list("user_id", "channel_id"):
+    member, user, channel = (rows.table(model) for model in (ChannelMember, User, Channel))
+    sql = (
+        f"SELECT m.{rows.column(ChannelMember, 'user')}, m.{rows.column(ChannelMember, 'channel')},"
+        f" u.{rows.column(User, 'last_active_at')}"
+        f" FROM {member} m"
+        f" JOIN {user} u ON u.{rows.column(User, 'id')} = m.{rows.column(ChannelMember, 'user')}"
+        f" JOIN {channel} c ON c.{rows.column(Channel, 'id')}"
+        f" = m.{rows.column(ChannelMember, 'channel')}"
+        f" WHERE m.{rows.column(ChannelMember, 'is_active')} = %s"
+        f" AND c.{rows.column(Channel, 'archived_at')} IS NULL"
+        f" AND m.{rows.column(ChannelMember, 'user')} IN ({rows.placeholders(len(user_ids))})"
+    )
+    fields = [
+        ChannelMember._meta.get_field("user"),
+        ChannelMember._meta.get_field("channel"),
+        User._meta.get_field("last_active_at"),
+    ]
+    params = [True, *rows.db_values(User._meta.pk, user_ids)]
+    channels: dict[str, list[str]] = {}
+    last_active: dict[str, str | None] = {}
+    for user_id, channel_id, seen in rows.select(sql, params, fields):
         channels.setdefault(str(user_id), []).append(str(channel_id))
-    last_active = {
-        str(pk): value.isoformat() if value else None
-        for pk, value in User.objects.filter(pk__in=user_ids).values_list("pk", "last_active_at")
-    }
+        last_active[str(user_id)] = seen.isoformat() if seen else None
     return channels, last_active
 
 
