@@ -3,11 +3,13 @@
 Every limit and timing of the realtime layer lives here, in ``DEFAULTS``, with the unit in its
 name or comment. Values come from Django's ``settings.CHORUS`` dict (filled from environment
 variables of the same names by ``config/settings.py``) and fall back to ``DEFAULTS``.
-``realtime_settings.NAME`` reads the current value on every access, so ``override_settings``
-works in tests and nothing is copied into class attributes at import time.
+``realtime_settings.NAME`` reads the current value (cached until ``setting_changed`` reports
+a change to ``CHORUS``), so ``override_settings`` works in tests and nothing is copied into
+class attributes at import time.
 
-This module imports nothing from Django at import time except the lazy ``settings`` object,
-so ``config/settings.py`` may import ``DEFAULTS`` to parse the environment.
+This module touches no Django setting at import time (the lazy ``settings`` object and the
+``setting_changed`` signal only), so ``config/settings.py`` may import ``DEFAULTS`` to parse
+the environment.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 #: name -> default. The documented table is docs/configuration.md; keep the two in step.
 DEFAULTS: dict[str, Any] = {
@@ -63,13 +66,29 @@ DEFAULTS: dict[str, Any] = {
 
 
 class RealtimeSettings:
-    """Attribute access to the realtime knobs; unknown names raise AttributeError."""
+    """Attribute access to the realtime knobs; unknown names raise AttributeError.
+
+    ``settings.CHORUS`` is read once and kept until Django reports a change to it
+    (``setting_changed``, sent by ``override_settings`` and the ``settings`` fixture): the
+    socket code reads a dozen knobs per CONNECT, and each read through Django's lazy settings
+    cost a microsecond."""
+
+    def __init__(self) -> None:
+        self._overrides: dict[str, Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
         if name not in DEFAULTS:
             raise AttributeError(f"Unknown realtime setting {name!r}")
-        overrides = getattr(settings, "CHORUS", {}) or {}
+        overrides = self._overrides
+        if overrides is None:
+            overrides = self._overrides = dict(getattr(settings, "CHORUS", {}) or {})
         return overrides.get(name, DEFAULTS[name])
+
+    def reload(self, *, setting: str = "CHORUS", **kwargs: Any) -> None:
+        """Forget the cached values (a ``setting_changed`` receiver)."""
+        if setting == "CHORUS":
+            self._overrides = None
 
 
 realtime_settings = RealtimeSettings()
+setting_changed.connect(realtime_settings.reload)

@@ -340,7 +340,8 @@ class SocketIOConsumer(LeanConsumer):
         self.sid = secrets.token_urlsafe(15)
         # Add first, then compare: the count is atomic, so concurrent connects on any instance
         # can never exceed the limit (a refused socket takes its record back out).
-        sessions = await registry.add(self.session_record())
+        record = self.session_record()
+        sessions = await registry.add(record)
         if sessions > realtime_settings.MAX_SOCKETS_PER_USER:
             await registry.remove(self.sid, user_id)
             self.user = None
@@ -354,7 +355,7 @@ class SocketIOConsumer(LeanConsumer):
         await hub.join(self, push.user_room(user_id))
         await self.send_frame(engineio.encode_message(socketio.encode_connect({"sid": self.sid})))
         if sessions == 1:
-            hub.presence.add([Change(user_id, True, self.session_record())])
+            hub.presence.add([Change(user_id, True, record)])
 
     def adopt_token(self, validated: ValidatedToken) -> None:
         """Bind the socket to ``validated``: its jti (for logout kicks) and its expiry."""

@@ -38,17 +38,24 @@ def daphne_protocol(send):
 def _plain_tcp(transport) -> bool:
     """A Twisted TCP connection carrying no TLS. Under TLS the protocol's transport is a
     ``TLSMemoryBIOProtocol`` that forwards unknown attributes (``socket``…) to the TCP
-    connection beneath: bytes sent there would bypass the encryption."""
+    connection beneath: bytes sent there would bypass the encryption. A TCP connection
+    switched to TLS later (``startTLS``) gets ``TLS = True`` and provides ``ISSLTransport``
+    on the instance; both are checked."""
+    if not _plain_tcp_class(type(transport)) or getattr(transport, "TLS", False):
+        return False
+    from twisted.internet.interfaces import ISSLTransport
+
+    return not ISSLTransport.providedBy(transport)
+
+
+@functools.cache
+def _plain_tcp_class(cls: type) -> bool:
     try:
         from twisted.internet.interfaces import ISSLTransport
         from twisted.internet.tcp import Connection
     except ImportError:
         return False
-    return (
-        isinstance(transport, Connection)
-        and not getattr(transport, "TLS", False)
-        and not ISSLTransport.providedBy(transport)
-    )
+    return issubclass(cls, Connection) and not ISSLTransport.implementedBy(cls)
 
 
 def _queue_is_empty(transport) -> bool:

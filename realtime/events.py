@@ -148,14 +148,9 @@ async def _revalidate(conn, auth: Auth | None) -> None:
 
 @orm
 def _member_channel_ids(user_id) -> list[str]:
-    from channels_app.models import ChannelMember
+    from channels_app.access import active_memberships
 
-    return [
-        str(cid)
-        for cid in ChannelMember.objects.filter(
-            user_id=user_id, is_active=True, channel__archived_at__isnull=True
-        ).values_list("channel_id", flat=True)
-    ]
+    return [channel_id for _, channel_id, _ in active_memberships([str(user_id)])]
 
 
 @orm

@@ -76,7 +76,10 @@ def token_from_scope(scope: dict) -> str | None:
             jar = SimpleCookie()
         if "token" in jar:
             return jar["token"].value
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    raw_query = scope.get("query_string", b"")
+    if b"token=" not in raw_query:  # the usual case: skip parsing
+        return None
+    query = parse_qs(raw_query.decode("latin-1"))
     if query.get("token"):
         return query["token"][0]
     return None

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from config import rows
-
 from . import push
 from .db import orm
 from .sessions import Change
@@ -27,34 +25,14 @@ logger = logging.getLogger("chorus.realtime.presence")
 @orm
 def _audience(user_ids: list[str]) -> tuple[dict[str, list[str]], dict[str, str | None]]:
     """Each user's channels (active memberships of channels not archived), and the stored
-    ``last_active_at`` (ISO 8601 or None) of each user who has any: one hand-written
-    statement (``config.rows``), run for every batch of presence changes."""
-    from accounts.models import User
-    from channels_app.models import Channel, ChannelMember
+    ``last_active_at`` (ISO 8601 or None) of each user who has any."""
+    from channels_app.access import active_memberships
 
-    member, user, channel = (rows.table(model) for model in (ChannelMember, User, Channel))
-    sql = (
-        f"SELECT m.{rows.column(ChannelMember, 'user')}, m.{rows.column(ChannelMember, 'channel')},"
-        f" u.{rows.column(User, 'last_active_at')}"
-        f" FROM {member} m"
-        f" JOIN {user} u ON u.{rows.column(User, 'id')} = m.{rows.column(ChannelMember, 'user')}"
-        f" JOIN {channel} c ON c.{rows.column(Channel, 'id')}"
-        f" = m.{rows.column(ChannelMember, 'channel')}"
-        f" WHERE m.{rows.column(ChannelMember, 'is_active')} = %s"
-        f" AND c.{rows.column(Channel, 'archived_at')} IS NULL"
-        f" AND m.{rows.column(ChannelMember, 'user')} IN ({rows.placeholders(len(user_ids))})"
-    )
-    fields = [
-        ChannelMember._meta.get_field("user"),
-        ChannelMember._meta.get_field("channel"),
-        User._meta.get_field("last_active_at"),
-    ]
-    params = [True, *rows.db_values(User._meta.pk, user_ids)]
     channels: dict[str, list[str]] = {}
     last_active: dict[str, str | None] = {}
-    for user_id, channel_id, seen in rows.select(sql, params, fields):
-        channels.setdefault(str(user_id), []).append(str(channel_id))
-        last_active[str(user_id)] = seen.isoformat() if seen else None
+    for user_id, channel_id, seen in active_memberships(user_ids):
+        channels.setdefault(user_id, []).append(channel_id)
+        last_active[user_id] = seen.isoformat() if seen else None
     return channels, last_active
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -43,8 +43,16 @@ class SessionRecord:
     last_seen: float = 0.0
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data.pop("last_seen")
+        """Every field but ``last_seen`` (derived from the deadline). Spelled out rather than
+        ``asdict``, which deep-copies the profile first: this runs for every socket CONNECT
+        and every keeper refresh."""
+        data = {
+            "sid": self.sid,
+            "user_id": self.user_id,
+            "instance": self.instance,
+            "connected_at": self.connected_at,
+            "user": self.user,
+        }
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
