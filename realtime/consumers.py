@@ -80,14 +80,21 @@ class LeanConsumer(AsyncWebsocketConsumer):
     _direct = None
 
     async def __call__(self, scope, receive, send):
-        """Channels' consumer entry point minus the channel layer lookup: these consumers
-        never have a layer channel of their own."""
+        """Channels' consumer entry point minus the channel layer lookup (these consumers never
+        have a layer channel of their own) and minus ``await_many_dispatch``, which wrapped
+        every message in a new task and an ``asyncio.wait``.
+
+        The loop yields to the event loop after each message: a queue that already holds
+        messages hands them over without suspending, so a client flooding one socket would
+        otherwise hold the loop until its backlog is gone — starving every other socket and
+        the hub's outbox (document updates to other instances waited seconds)."""
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
         with contextlib.suppress(StopConsumer):
             while True:
                 await self.dispatch(await receive())
+                await asyncio.sleep(0)
 
     async def websocket_connect(self, message):
         self._direct = daphne_io.daphne_protocol(self.base_send)

@@ -35,7 +35,8 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 from typing import Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -70,6 +71,30 @@ class Connection(Protocol):
     def session_record(self) -> SessionRecord: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Coalesce:
+    """How queued peer messages may be merged (``Hub.publish_to_peers``): messages with the
+    same room and ``key`` still waiting in the outbox become ``combine(messages)``."""
+
+    key: Hashable
+    combine: Callable[[list[dict]], dict]
+
+
+@dataclass(slots=True)
+class _Queued:
+    """One outbox entry: a message, or several that coalesce into one when published."""
+
+    room: str
+    messages: list[dict]
+    droppable: bool
+    coalesce: Coalesce | None
+
+    def message(self) -> dict:
+        if len(self.messages) == 1 or self.coalesce is None:
+            return self.messages[0]
+        return self.coalesce.combine(self.messages)
+
+
 class Hub:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
@@ -89,8 +114,10 @@ class Hub:
         self.token = uuid.uuid4().hex
         self.dropped_sends = 0
         #: Messages waiting to be published (``publish_soon``, ``publish_to_peers``), oldest
-        #: first, each with whether it may be dropped when the outbox is full.
-        self._outbox: collections.deque[tuple[str, dict, bool]] = collections.deque()
+        #: first.
+        self._outbox: collections.deque[_Queued] = collections.deque()
+        #: (room, coalesce key) -> the queued entry later messages with that key join.
+        self._coalescing: dict[tuple[str, Hashable], _Queued] = {}
         self._outbox_ready = asyncio.Event()
         self._outbox_room = asyncio.Event()
         self._outbox_task: asyncio.Task | None = None
@@ -217,56 +244,110 @@ class Hub:
     #: Delays before the retries of a failed publish that may not be dropped.
     PEER_RETRY_DELAYS = (0.1, 0.5, 2.0)
 
-    async def publish_to_peers(self, room: str, message: dict) -> None:
+    #: Messages one coalesced entry may gather before a new entry starts.
+    COALESCE_MAX = 1_000
+
+    async def publish_to_peers(
+        self, room: str, message: dict, coalesce: Coalesce | None = None
+    ) -> None:
         """Queue a message that only OTHER processes' hubs act on (a document update they
         relay to their own editors): published in order through the outbox, never dropped
         for space (a failing layer is retried, then the message is dropped and logged), and
         not sent at all on a single-process layer. Returns at once unless the outbox holds
-        more than ``OUTBOX_SIZE`` messages: then the caller waits for room (backpressure
-        when the layer is slower than the editors)."""
+        more than ``OUTBOX_SIZE`` entries: then the caller waits for room (backpressure when
+        the layer is slower than the editors).
+
+        With ``coalesce``, a message joins the entry still waiting in the outbox for the same
+        room and ``coalesce.key``, and the entry is published as ``coalesce.combine(messages)``
+        — one layer message for everything an editor sent while the outbox was busy (document
+        updates merge into one update; order within the key is kept, and the entry keeps the
+        place of its first message)."""
         if self.single_process:
             return
-        self._enqueue(room, message, droppable=False)
+        self._enqueue(room, message, droppable=False, coalesce=coalesce)
         while len(self._outbox) > self.OUTBOX_SIZE:
             self._outbox_room.clear()
             await self._outbox_room.wait()
 
-    def _enqueue(self, room: str, message: dict, droppable: bool) -> None:
+    def _enqueue(
+        self, room: str, message: dict, droppable: bool, coalesce: Coalesce | None = None
+    ) -> None:
         if self._outbox_task is None or self._outbox_task.done():
             self._outbox_task = asyncio.create_task(self._drain_outbox(), name="chorus-outbox")
             self._tasks.append(self._outbox_task)
-        self._outbox.append((room, message, droppable))
+        if coalesce is not None:
+            waiting = self._coalescing.get((room, coalesce.key))
+            if waiting is not None and len(waiting.messages) < self.COALESCE_MAX:
+                waiting.messages.append(message)
+                return
+            entry = _Queued(room, [message], droppable, coalesce)
+            self._coalescing[(room, coalesce.key)] = entry
+        else:
+            entry = _Queued(room, [message], droppable, None)
+        self._outbox.append(entry)
         self._outbox_ready.set()
 
+    def _take(self) -> _Queued:
+        """The oldest entry, out of the outbox (no later message joins it any more)."""
+        entry = self._outbox.popleft()
+        if entry.coalesce is not None:
+            key = (entry.room, entry.coalesce.key)
+            if self._coalescing.get(key) is entry:
+                del self._coalescing[key]
+        return entry
+
+    #: Rooms the outbox publishes to side by side (each room's messages stay in order).
+    OUTBOX_PARALLEL_ROOMS = 64
+
     async def _drain_outbox(self) -> None:
+        """Publish what is queued, oldest first: each round takes the queued messages of up to
+        ``OUTBOX_PARALLEL_ROOMS`` rooms and publishes the rooms side by side, every room's
+        messages one after another. A layer round trip per message in one line behind the
+        other would cap the outbox at one message per round trip, and on Redis it fell behind
+        busy editors (docs/benchmarks.md)."""
         while True:
             if not self._outbox:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
                 continue
-            room, message, droppable = self._outbox.popleft()
+            by_room: dict[str, list[tuple[dict, bool]]] = {}
+            while self._outbox:
+                room = self._outbox[0].room
+                if room not in by_room and len(by_room) >= self.OUTBOX_PARALLEL_ROOMS:
+                    break
+                entry = self._take()
+                by_room.setdefault(room, []).append((entry.message(), entry.droppable))
             if len(self._outbox) <= self.OUTBOX_SIZE:
                 self._outbox_room.set()
-            delays = () if droppable else self.PEER_RETRY_DELAYS
-            for attempt in range(len(delays) + 1):
-                try:
-                    await self.publish(room, message)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    if attempt < len(delays):
-                        await asyncio.sleep(delays[attempt])
-                        continue
-                    self.dropped_publishes += 1
-                    if self.dropped_publishes % 100 == 1:  # a dead layer must not flood the log
-                        logger.log(
-                            logging.WARNING if droppable else logging.ERROR,
-                            "publishing a %s failed (%d dropped so far)",
-                            message.get("type"),
-                            self.dropped_publishes,
-                            exc_info=True,
-                        )
+            await asyncio.gather(
+                *(self._publish_in_order(room, items) for room, items in by_room.items())
+            )
+
+    async def _publish_in_order(self, room: str, items: list[tuple[dict, bool]]) -> None:
+        for message, droppable in items:
+            await self._publish_queued(room, message, droppable)
+
+    async def _publish_queued(self, room: str, message: dict, droppable: bool) -> None:
+        delays = () if droppable else self.PEER_RETRY_DELAYS
+        for attempt in range(len(delays) + 1):
+            try:
+                await self.publish(room, message)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if attempt < len(delays):
+                    await asyncio.sleep(delays[attempt])
+                    continue
+                self.dropped_publishes += 1
+                if self.dropped_publishes % 100 == 1:  # a dead layer must not flood the log
+                    logger.log(
+                        logging.WARNING if droppable else logging.ERROR,
+                        "publishing a %s failed (%d dropped so far)",
+                        message.get("type"),
+                        self.dropped_publishes,
+                        exc_info=True,
+                    )
 
     async def deliver(self, room: str, frame: str, skip: str | None = None) -> None:
         """Write ``frame`` to the local sockets of ``room`` (except sid ``skip``)."""

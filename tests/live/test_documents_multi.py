@@ -96,6 +96,24 @@ async def test_peers_on_both_instances_converge_and_every_edit_is_stored(
     assert content(stored) == view
 
 
+async def test_a_burst_of_edits_reaches_the_other_instance_whole(
+    instance, ypeers, people, make_note
+):
+    """Edits made faster than the layer takes them are merged per editor while they wait in
+    the outbox (``Coalesce``): the peer on the other instance still ends with every one."""
+    a = instance("instance-A")
+    b = instance("instance-B")
+    note = await make_note()
+    y_a = await ypeers(a, note.id, await access(people.owner), name="owner@A/yws").start()
+    y_b = await ypeers(b, note.id, await access(people.writer), name="writer@B/yws").start()
+    for n in range(300):
+        append_text(y_a.doc, f"{n};")
+    view = await converged(y_a, y_b, timeout=15)
+    assert sorted_parts(view["text"]) == sorted(str(n) for n in range(300))
+    await y_a.leave()
+    await y_b.leave()
+
+
 # --- 10. kill -9 inside the debounce window ------------------------------------------------------
 
 

@@ -575,6 +575,21 @@ async def test_concurrent_connects_each_get_their_own_answer(sio, alice, bob, ma
             assert json.loads(reply[1:])["data"] == {"code": expected}, reply
 
 
+async def test_a_flooded_socket_does_not_hold_the_others_back(sio, alice):
+    """A socket whose queue already holds a backlog yields to the event loop after every
+    message: another socket's frame is answered long before the backlog is worked off."""
+    flooded, other = sio(), sio()
+    await flooded.open()
+    await other.open()
+    backlog = 2000
+    for _ in range(backlog):
+        await flooded.send("2")  # Engine.IO PING from the client: answered with "3"
+    await other.send("2probe")
+    assert await other.recv() == "3probe"
+    answered_meanwhile = flooded.comm.output_queue.qsize()
+    assert answered_meanwhile < backlog / 10, answered_meanwhile
+
+
 async def test_heartbeat_write_is_bounded_by_the_database_across_instances(sio, alice):
     """Another instance wrote last_active_at a moment ago: this one's due write is a no-op."""
     from django.utils import timezone

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from realtime.hub import Hub
+from realtime.hub import Coalesce, Hub
 
 pytestmark = [pytest.mark.services]
 
@@ -37,6 +37,47 @@ async def test_peer_messages_arrive_in_order_and_the_sender_is_held_back(redis_u
         await asyncio.wait_for(everything.wait(), 20)
         assert received == list(range(200))
         assert most_waiting <= sender.OUTBOX_SIZE
+        assert sender.dropped_publishes == 0
+    finally:
+        await sender.stop()
+        await receiver.stop()
+
+
+async def test_peer_messages_with_a_coalesce_key_merge_while_they_wait(redis_url):
+    """Messages that share a room and a coalesce key while waiting in the outbox go out as
+    one (``combine`` of them, in order); other keys and plain messages keep their own."""
+    sender, receiver = Hub(), Hub()
+    received: list[dict] = []
+    done = asyncio.Event()
+
+    async def on_doc(message: dict) -> None:
+        received.append(message)
+        if message.get("last"):
+            done.set()
+
+    def combine(messages: list[dict]) -> dict:
+        return {**messages[-1], "n": [n for m in messages for n in m["n"]]}
+
+    room = "doc.note.coalesce-test"
+    receiver.on_message("chorus.doc", on_doc)
+    await receiver.pin(room)
+    try:
+        for n in range(100):  # no await suspends: all of it waits in the outbox at once
+            key = "even" if n % 2 == 0 else "odd"
+            await sender.publish_to_peers(
+                room,
+                {"type": "chorus.doc", "n": [n], "key": key, "origin": sender.token},
+                coalesce=Coalesce(key, combine),
+            )
+        await sender.publish_to_peers(
+            room, {"type": "chorus.doc", "n": [-1], "last": True, "origin": sender.token}
+        )
+        await asyncio.wait_for(done.wait(), 20)
+        assert [(m.get("key"), m["n"]) for m in received] == [
+            ("even", list(range(0, 100, 2))),
+            ("odd", list(range(1, 100, 2))),
+            (None, [-1]),
+        ]
         assert sender.dropped_publishes == 0
     finally:
         await sender.stop()
