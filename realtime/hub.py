@@ -296,36 +296,28 @@ class Hub:
                 del self._coalescing[key]
         return entry
 
-    #: Rooms the outbox publishes to side by side (each room's messages stay in order).
-    OUTBOX_PARALLEL_ROOMS = 64
-
     async def _drain_outbox(self) -> None:
-        """Publish what is queued, oldest first: each round takes the queued messages of up to
-        ``OUTBOX_PARALLEL_ROOMS`` rooms and publishes the rooms side by side, every room's
-        messages one after another. A layer round trip per message in one line behind the
-        other would cap the outbox at one message per round trip, and on Redis it fell behind
-        busy editors (docs/benchmarks.md)."""
+        """Publish what is queued, oldest first, one message after another."""
         while True:
             if not self._outbox:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
                 continue
-            by_room: dict[str, list[tuple[dict, bool]]] = {}
-            while self._outbox:
-                room = self._outbox[0].room
-                if room not in by_room and len(by_room) >= self.OUTBOX_PARALLEL_ROOMS:
-                    break
-                entry = self._take()
-                by_room.setdefault(room, []).append((entry.message(), entry.droppable))
+            entry = self._take()
             if len(self._outbox) <= self.OUTBOX_SIZE:
                 self._outbox_room.set()
-            await asyncio.gather(
-                *(self._publish_in_order(room, items) for room, items in by_room.items())
-            )
+            for message in self._combined(entry):
+                await self._publish_queued(entry.room, message, entry.droppable)
 
-    async def _publish_in_order(self, room: str, items: list[tuple[dict, bool]]) -> None:
-        for message, droppable in items:
-            await self._publish_queued(room, message, droppable)
+    @staticmethod
+    def _combined(entry: _Queued) -> list[dict]:
+        """The entry's message(s) to publish: the coalesced one, or (if combining failed,
+        which must never lose them) each message as it was queued."""
+        try:
+            return [entry.message()]
+        except Exception:
+            logger.exception("coalescing %d queued messages failed", len(entry.messages))
+            return list(entry.messages)
 
     async def _publish_queued(self, room: str, message: dict, droppable: bool) -> None:
         delays = () if droppable else self.PEER_RETRY_DELAYS

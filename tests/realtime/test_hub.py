@@ -82,3 +82,36 @@ async def test_peer_messages_with_a_coalesce_key_merge_while_they_wait(redis_url
     finally:
         await sender.stop()
         await receiver.stop()
+
+
+async def test_a_failing_combine_still_publishes_every_message(redis_url, caplog):
+    """Coalescing must never lose a message: if ``combine`` fails, each waiting message is
+    published as it was queued (and the failure is logged)."""
+    sender, receiver = Hub(), Hub()
+    received: list[int] = []
+    done = asyncio.Event()
+
+    async def on_doc(message: dict) -> None:
+        received.append(message["n"])
+        if len(received) == 5:
+            done.set()
+
+    def broken(messages: list[dict]) -> dict:
+        raise ValueError("cannot merge")
+
+    room = "doc.note.coalesce-failure"
+    receiver.on_message("chorus.doc", on_doc)
+    await receiver.pin(room)
+    try:
+        for n in range(5):
+            await sender.publish_to_peers(
+                room,
+                {"type": "chorus.doc", "n": n, "origin": sender.token},
+                coalesce=Coalesce("same", broken),
+            )
+        await asyncio.wait_for(done.wait(), 20)
+        assert received == [0, 1, 2, 3, 4]
+        assert "coalescing 5 queued messages failed" in caplog.text
+    finally:
+        await sender.stop()
+        await receiver.stop()
