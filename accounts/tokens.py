@@ -98,17 +98,8 @@ def validate_access_tokens(raws: Sequence[str | None]) -> list[ValidatedToken | 
     claims = [result for result in results if isinstance(result, _Claims)]
     if not claims:
         return results  # type: ignore[return-value]
-    import os
-
-    global _ALL
-    if os.environ.get("XP_NODB"):
-        if "_ALL" not in globals():
-            _ALL = {u.pk: u for u in User.objects.all()}
-        revoked = set()
-        users = _ALL
-    else:
-        revoked = _revoked_jtis(claims)
-        users = _load_users([c.user_id for c in claims if c.jti not in revoked])
+    revoked = _revoked_jtis(claims)
+    users = _load_users([c.user_id for c in claims if c.jti not in revoked])
     for index, result in enumerate(results):
         if isinstance(result, _Claims):
             results[index] = _validated(result, users.get(result.user_id), revoked)
