@@ -11,8 +11,10 @@ import os
 import uuid
 
 import pytest
+from asgiref.sync import SyncToAsync
 from channels.layers import channel_layers
 from django.core.cache import cache
+from django.db import connections
 from rest_framework.test import APIClient
 
 from accounts.models import Role, User
@@ -70,6 +72,23 @@ def _forget_chorus_state() -> None:
         delete_chorus_keys(url)
     else:
         cache.clear()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's test databases, plus: before they are dropped, close every connection
+    this process still holds to them — the realtime ORM thread's, asgiref's sync thread's,
+    and the idle ones of PostgreSQL's connection pool (``DATABASE_POOL_*``) — which would
+    otherwise make ``DROP DATABASE`` fail ("is being accessed by other users")."""
+    yield
+    close_connections()
+    # asgiref's thread for thread-sensitive sync_to_async calls (test code's ORM from async
+    # tests) keeps the connection of its last call.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+    for connection in connections.all(initialized_only=True):
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
 
 
 @pytest.fixture(autouse=True)
