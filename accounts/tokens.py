@@ -184,20 +184,11 @@ def _check_user_state(user: User | None, issued_at: int) -> None:
         raise TokenRejected("token_revoked", "Token has been revoked.")
 
 
-#: Values per statement in an ``IN (…)`` list (well under SQLite's bound-parameter limit).
-_IN_LIST_MAX = 500
-
-
-def _chunks(values: Sequence, size: int = _IN_LIST_MAX):
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def _load_users(pks: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
     """The users among ``pks`` by primary key: one hand-written statement per 500
     (``config.rows``: every socket CONNECT needs it, docs/benchmarks.md)."""
     users: dict[uuid.UUID, User] = {}
-    for chunk in _chunks(list(dict.fromkeys(pks))):
+    for chunk in rows.chunks(list(dict.fromkeys(pks))):
         where = f"{rows.column(User, 'id')} IN ({rows.placeholders(len(chunk))})"
         params = rows.db_values(User._meta.pk, chunk)
         users.update((user.pk, user) for user in rows.load(User, where, params))
@@ -214,7 +205,7 @@ def _revoked_jtis(claims: Sequence[_Claims]) -> set[str]:
     if unknown:
         stored: set[str] = set()
         jti = RevokedToken._meta.get_field("jti")
-        for chunk in _chunks([c.jti for c in unknown]):
+        for chunk in rows.chunks([c.jti for c in unknown]):
             sql = (
                 f"SELECT {rows.column(RevokedToken, 'jti')} FROM {rows.table(RevokedToken)}"
                 f" WHERE {rows.column(RevokedToken, 'jti')} IN ({rows.placeholders(len(chunk))})"

@@ -34,6 +34,16 @@ def column(model: type[Model], name: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
+#: Values per statement in an ``IN (…)`` list (well under SQLite's bound-parameter limit).
+IN_LIST_MAX = 500
+
+
+def chunks(values: Sequence[Any], size: int = IN_LIST_MAX):
+    """``values`` in slices of at most ``size``: one ``IN (…)`` statement each."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
 def placeholders(count: int) -> str:
     """``%s, %s, …`` for an ``IN (…)`` list of ``count`` values."""
     return ", ".join(["%s"] * count)
@@ -61,8 +71,11 @@ def select(sql: str, params: Sequence[Any], fields: Sequence[Field]) -> list[lis
     """Run ``sql``; each row with its columns converted as the ORM would for ``fields`` (one
     field per selected column, in order)."""
     db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: ``connection`` is a proxy
-    converters = [(index, *_converter(field)) for index, field in enumerate(fields)]
-    converters = [(index, expression, fs) for index, expression, fs in converters if fs]
+    converters = [
+        (index, expression, functions)
+        for index, (expression, functions) in enumerate(map(_converter, fields))
+        if functions
+    ]
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
