@@ -100,9 +100,11 @@ class Hub:
         self.layer = get_channel_layer()
         self.channel_name: str | None = None
         self.rooms: dict[str, set[Connection]] = {}
+        #: How many of ``rooms`` there are of each kind (``room_kind``: "channel.", "user."…).
+        self._kind_counts: collections.Counter[str] = collections.Counter()
         self.connections: dict[str, Connection] = {}
         #: Presence changes of this process, announced in order, in batches.
-        self.presence = PresenceQueue()
+        self.presence = PresenceQueue(self)
         self._subscribed: set[str] = set()
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._start_lock = asyncio.Lock()
@@ -160,7 +162,11 @@ class Hub:
     async def join(self, conn: Connection, room: str) -> None:
         """Add ``conn`` to ``room``; once this returns, broadcasts to the room reach it."""
         conn.rooms.add(room)
-        self.rooms.setdefault(room, set()).add(conn)
+        members = self.rooms.get(room)
+        if members is None:
+            members = self.rooms[room] = set()
+            self._kind_counts[room_kind(room)] += 1
+        members.add(conn)
         await self._subscribe(room)
 
     async def pin(self, room: str) -> None:
@@ -203,6 +209,7 @@ class Hub:
         members.discard(conn)
         if not members:
             del self.rooms[room]
+            self._kind_counts[room_kind(room)] -= 1
             asyncio.get_running_loop().create_task(self._unsubscribe_if_empty(room))
 
     async def _unsubscribe_if_empty(self, room: str) -> None:
@@ -217,6 +224,16 @@ class Hub:
                 logger.warning("group_discard failed for a room", exc_info=True)
         if not self.rooms.get(room) and not self._pins.get(room) and not lock.locked():
             self._room_locks.pop(room, None)
+
+    def may_reach(self, room: str) -> bool:
+        """Whether a message published to ``room`` can reach a socket. Across processes,
+        always: the rooms of other instances are not known here. On a process-local layer
+        only when a socket of this process is in the room."""
+        return not self.single_process or room in self.rooms
+
+    def may_reach_kind(self, kind: str) -> bool:
+        """``may_reach`` for every room of one kind at once (``room_kind``, e.g. "channel.")."""
+        return not self.single_process or self._kind_counts[kind] > 0
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -430,6 +447,11 @@ class Hub:
             self._last_group_refresh = time.monotonic()
             for room in tuple(self._subscribed):
                 await self.layer.group_add(room, self.channel_name)
+
+
+def room_kind(room: str) -> str:
+    """A room's kind: its name up to and including the first dot ("channel.<id>" -> "channel.")."""
+    return room[: room.find(".") + 1]
 
 
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -8,16 +8,28 @@ Sockets and the hub's session sweep queue their changes on the hub (``Hub.presen
 round trip for the whole batch, after the socket's CONNECT reply has gone out. A connect storm
 of N users costs a handful of queries, not N, and no socket waits for its own announcement.
 Changes are announced in the order they were queued.
+
+An announcement goes only to rooms a socket can hear (``Hub.may_reach``): with the in-memory
+layer (one process) a channel room no local socket is in is skipped, and while no socket is in
+any channel room the batch needs no query at all — sockets that connect before they
+``user-join`` (a reconnect storm) cost no presence work. Across processes every room may have
+listeners elsewhere, so every channel is announced. Announcements are live deltas: a socket
+that joins a channel room after one was sent reads the current state from the presence
+endpoint (docs/channels.md), as it would for any change made before it joined.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from . import push
 from .db import orm
 from .sessions import Change
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 logger = logging.getLogger("chorus.realtime.presence")
 
@@ -36,16 +48,20 @@ def _audience(user_ids: list[str]) -> tuple[dict[str, list[str]], dict[str, str 
     return channels, last_active
 
 
-async def announce(changes: list[Change]) -> None:
-    """Tell each affected user's channels that the user came online or went offline."""
-    if not changes:
+async def announce(changes: list[Change], hub: Hub) -> None:
+    """Tell each affected user's channels that the user came online or went offline (those
+    channels whose room a socket can hear: see the module docstring)."""
+    if not changes or not hub.may_reach_kind(push.CHANNEL_ROOMS):
         return
     channels, last_active = await _audience(list({change.user_id for change in changes}))
     for change in changes:
         user = change.record.user
         for channel_id in channels.get(change.user_id, ()):
+            room = push.channel_room(channel_id)
+            if not hub.may_reach(room):
+                continue
             await push.aemit(
-                push.channel_room(channel_id),
+                room,
                 "events:channel",
                 {
                     "channel_id": channel_id,
@@ -67,7 +83,8 @@ class PresenceQueue:
     """Presence changes waiting to be announced, and the task announcing them in batches.
     The process hub owns one (``Hub.presence``); call ``add`` from its event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
         self.queue: list[Change] = []
         self.task: asyncio.Task | None = None
 
@@ -80,6 +97,6 @@ class PresenceQueue:
         while self.queue:
             batch, self.queue = self.queue, []
             try:
-                await announce(batch)
+                await announce(batch, self.hub)
             except Exception:
                 logger.exception("announcing %d presence changes failed", len(batch))

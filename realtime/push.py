@@ -26,8 +26,12 @@ def user_room(user_id: object) -> str:
     return f"user.{user_id}"
 
 
+#: The kind (``realtime.hub.room_kind``) of every channel room.
+CHANNEL_ROOMS = "channel."
+
+
 def channel_room(channel_id: object) -> str:
-    return f"channel.{channel_id}"
+    return f"{CHANNEL_ROOMS}{channel_id}"
 
 
 def note_room(note_id: object) -> str:

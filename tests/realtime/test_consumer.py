@@ -447,6 +447,54 @@ async def test_presence_of_a_connect_burst_is_announced_once_per_user(sio, make_
     assert await watcher.no_event("events:channel")
 
 
+async def test_presence_reads_channels_only_while_a_socket_can_hear_one(
+    sio, alice, bob, channel, monkeypatch
+):
+    """One process: while no socket is in any channel room, users coming online or going
+    offline cost no database read and no announcement; once a socket is, they do again.
+    With Redis other instances' rooms are unknown here, so every change is read."""
+    from realtime import presence
+    from realtime.hub import get_hub
+
+    reads: list[list[str]] = []
+    audience = presence._audience
+
+    async def counted(user_ids):  # the real lookup, counted
+        reads.append(sorted(user_ids))
+        return await audience(user_ids)
+
+    monkeypatch.setattr(presence, "_audience", counted)
+
+    async def settled() -> None:
+        queue = get_hub().presence
+        while queue.queue or (queue.task is not None and not queue.task.done()):
+            await asyncio.sleep(0.01)
+
+    socket = sio()
+    await socket.connected(token_for(alice))
+    await socket.close()
+    await settled()
+    if get_hub().single_process:
+        assert reads == []
+    else:
+        assert reads and all(read == [str(alice.id)] for read in reads)
+    watcher = sio()
+    await watcher.connected(token_for(bob))
+    await watcher.call("user-join", {})
+    await settled()
+    reads.clear()
+    socket = sio()
+    await socket.connected(token_for(alice))
+    name, data = await watcher.next_event()
+    assert name == "events:channel"
+    assert data["data"]["data"] == {
+        "user_id": str(alice.id),
+        "status": "online",
+        "last_active_at": None,
+    }
+    assert reads == [[str(alice.id)]]
+
+
 async def test_lapsed_group_membership_is_restored_by_the_keeper(sio, alice, bob, settings):
     """A group the layer forgot (group_expiry, a Redis restart) is re-added by the keeper."""
     from realtime.hub import get_hub
