@@ -30,9 +30,15 @@ def daphne_protocol(send):
     if not realtime_settings.FAST_BROADCAST or not isinstance(send, functools.partial):
         return None
     protocol = send.args[0] if send.args else None
-    if not all(hasattr(protocol, name) for name in ("transport", "state", "STATE_OPEN")):
+    if not _websocket_protocol_class(type(protocol)):
         return None
     return protocol if _plain_tcp(protocol.transport) else None
+
+
+@functools.cache
+def _websocket_protocol_class(cls: type) -> bool:
+    """daphne's WebSocket protocol (autobahn's state constants and a transport)."""
+    return all(hasattr(cls, name) for name in ("STATE_OPEN", "transport"))
 
 
 def _plain_tcp(transport) -> bool:
@@ -41,21 +47,24 @@ def _plain_tcp(transport) -> bool:
     connection beneath: bytes sent there would bypass the encryption. A TCP connection
     switched to TLS later (``startTLS``) gets ``TLS = True`` and provides ``ISSLTransport``
     on the instance; both are checked."""
-    if not _plain_tcp_class(type(transport)) or getattr(transport, "TLS", False):
+    ssl_interface = _plain_tcp_class(type(transport))
+    if ssl_interface is None or getattr(transport, "TLS", False):
         return False
-    from twisted.internet.interfaces import ISSLTransport
-
-    return not ISSLTransport.providedBy(transport)
+    return not ssl_interface.providedBy(transport)
 
 
 @functools.cache
-def _plain_tcp_class(cls: type) -> bool:
+def _plain_tcp_class(cls: type):
+    """Twisted's ``ISSLTransport`` if ``cls`` is a TCP connection class without TLS, else
+    None (also when Twisted is not installed)."""
     try:
         from twisted.internet.interfaces import ISSLTransport
         from twisted.internet.tcp import Connection
     except ImportError:
-        return False
-    return issubclass(cls, Connection) and not ISSLTransport.implementedBy(cls)
+        return None
+    if issubclass(cls, Connection) and not ISSLTransport.implementedBy(cls):
+        return ISSLTransport
+    return None
 
 
 def _queue_is_empty(transport) -> bool:

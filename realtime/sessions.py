@@ -19,6 +19,7 @@ fields, never a token. ``last_seen`` is derived from the deadline (deadline - TT
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -132,13 +133,15 @@ class MemorySessionRegistry(SessionRegistry):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._records: dict[str, str] = {}  # sid -> record JSON
+        #: sid -> the record as given (kept, not copied: callers pass a fresh one; readers get
+        #: copies with ``last_seen`` from the deadline, like the Redis backend's decoded ones).
+        self._records: dict[str, SessionRecord] = {}
         self._deadlines: dict[str, float] = {}  # sid -> deadline
         self._by_user: dict[str, set[str]] = {}  # user id -> sids
         self._groups: dict[str, dict[str, float]] = {}  # group -> sid -> deadline
 
     def _store(self, record: SessionRecord, deadline: float) -> int:
-        self._records[record.sid] = record.to_json()
+        self._records[record.sid] = record
         self._deadlines[record.sid] = deadline
         sids = self._by_user.setdefault(record.user_id, set())
         is_new = record.sid not in sids
@@ -175,7 +178,7 @@ class MemorySessionRegistry(SessionRegistry):
         changes = []
         with self._lock:
             for sid in [s for s, d in self._deadlines.items() if d <= now]:
-                record = SessionRecord.from_json(self._records[sid], self._deadlines[sid])
+                record = self._copy(sid)
                 if self._drop(sid, record.user_id) == 0:
                     changes.append(Change(record.user_id, False, record))
         return changes
@@ -219,11 +222,12 @@ class MemorySessionRegistry(SessionRegistry):
 
     async def get(self, sids: list[str]) -> list[SessionRecord]:
         with self._lock:
-            return [
-                SessionRecord.from_json(self._records[s], self._deadlines[s])
-                for s in sids
-                if s in self._records
-            ]
+            return [self._copy(s) for s in sids if s in self._records]
+
+    def _copy(self, sid: str) -> SessionRecord:
+        """The stored record of ``sid``, copied, with ``last_seen`` from its deadline."""
+        last_seen = self._deadlines[sid] - realtime_settings.SESSION_TTL
+        return dataclasses.replace(self._records[sid], last_seen=last_seen)
 
 
 # --- Redis --------------------------------------------------------------------------------------
