@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.db import transaction
+from django.db import models, transaction
 
 from .models import RevokedToken, User
 from .tokens import revoke_all_tokens
@@ -13,6 +13,8 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ("username", "name", "email")
     ordering = ("username",)
     readonly_fields = ("last_active_at", "tokens_valid_after", "created_at", "updated_at")
+    # A profile image address typed without a scheme means https (Django 6's default).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         *DjangoUserAdmin.fieldsets,
         (
