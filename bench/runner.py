@@ -1371,15 +1371,71 @@ def status_of(result: dict, keys: tuple[str, ...]) -> str:
     return "ok*" if noisy(result, keys) else "ok"
 
 
+def metric_label(label: str, higher: bool, cfg: Config) -> str:
+    """A ``METRICS`` label with the run's sizes filled in and its direction marked."""
+    rate = f"{cfg.docs}x{cfg.editors} at {cfg.collab_rate:g}/s"
+    label = label.replace("N1", str(cfg.n_fanout)).replace("N2", str(cfg.n_connect))
+    label = label.replace("ACK", str(cfg.ack_sockets)).replace("RATE", rate)
+    return label + (" ↑" if higher else " ↓")
+
+
+def markdown(head: list[str], rows: list[list]) -> str:
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    for row in rows:
+        lines.append(
+            "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        )
+    return "\n".join(lines)
+
+
+#: Metrics whose phase lasts about a second: their ratio of medians moves with the machine's
+#: noise, so repeated runs also report per-round (paired) ratios.
+PAIRED_METRICS = ("connect_n1", "connect_n2")
+PAIRED_PEERS = ("sio", "sio-redis")
+
+
+def paired_ratios(rounds: list[dict], cfg: Config) -> str:
+    """With three rounds or more: each Chorus server's connect rate divided by the peer's
+    measured in the same round (seconds apart: suites run server after server), as the median
+    of those per-round ratios and their interquartile range. Empty with fewer rounds."""
+    if len(rounds) < 3:
+        return ""
+    peers = [p for p in PAIRED_PEERS if all(p in r for r in rounds)]
+    rows = []
+    for label, higher, path, _keys, _cpu in METRICS:
+        if path[0] not in PAIRED_METRICS:
+            continue
+        for name in [s.name for s in SERVERS if s.name.startswith("chorus")]:
+            cells = []
+            for peer in peers:
+                ratios = sorted(
+                    get(r[name], *path) / get(r[peer], *path)
+                    for r in rounds
+                    if name in r and get(r[name], *path) and get(r[peer], *path)
+                )
+                if len(ratios) < 3:
+                    cells.append("")
+                    continue
+                low, middle, high = statistics.quantiles(ratios, n=4, method="inclusive")
+                cells.append(f"{middle:.2f}x ({low:.2f}-{high:.2f})")
+            if any(cells):
+                rows.append([metric_label(label, higher, cfg), name, *cells])
+    if not rows or not peers:
+        return ""
+    head = ["metric", "server", *[f"÷{p} per round: median (IQR)" for p in peers]]
+    return f"Paired ratios over {len(rounds)} rounds:\n\n" + markdown(head, rows)
+
+
 def table(results: dict, cfg: Config) -> str:
     present_peers = [p for p in PEERS if p in results]
     head = ["metric", "server", "value", *[f"÷{p}" for p in present_peers], "srv CPU", "check"]
     rows = []
-    rate = f"{cfg.docs}x{cfg.editors} at {cfg.collab_rate:g}/s"
     for label, higher, path, keys, show_cpu in METRICS:
-        label = label.replace("N1", str(cfg.n_fanout)).replace("N2", str(cfg.n_connect))
-        label = label.replace("ACK", str(cfg.ack_sockets)).replace("RATE", rate)
-        label += " ↑" if higher else " ↓"
+        label = metric_label(label, higher, cfg)
         for name in [s.name for s in SERVERS if s.name in results]:
             value = get(results[name], *path)
             if value is None:
@@ -1396,16 +1452,7 @@ def table(results: dict, cfg: Config) -> str:
             rows.append(
                 [label, name, fmt(value), *ratios, cpu_text, status_of(results[name], keys)]
             )
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    lines = [
-        "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-    ]
-    for row in rows:
-        lines.append(
-            "| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-        )
-    return "\n".join(lines)
+    return markdown(head, rows)
 
 
 def ratio(results: dict, a: str, b: str, *path) -> float | None:
@@ -1714,6 +1761,9 @@ async def run(args: argparse.Namespace) -> int:
     meta["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
 
     text = table(results, cfg)
+    paired = paired_ratios(rounds, cfg)
+    if paired:
+        text += "\n\n" + paired
     goals = targets(results, cfg)
     invalid = {name: r["problems"] for name, r in results.items() if r.get("problems")}
     report = {

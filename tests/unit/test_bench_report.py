@@ -1,0 +1,33 @@
+"""The benchmark report's paired ratios (``bench.runner.paired_ratios``): a pure function of
+the recorded rounds, checked on hand-made rounds."""
+
+from __future__ import annotations
+
+from bench.runner import Config, paired_ratios
+
+
+def rounds_of(pairs: list[tuple[float, float]]) -> list[dict]:
+    """One round per (chorus-daphne, sio) connect-1,000 rate."""
+    return [
+        {"chorus-daphne": {"connect_n1": {"rate": ours}}, "sio": {"connect_n1": {"rate": peer}}}
+        for ours, peer in pairs
+    ]
+
+
+def test_each_round_is_divided_by_the_same_rounds_peer():
+    # Medians alone would say 1,100 / 1,000 = 1.10x; per round it is 0.9x every time.
+    rounds = rounds_of([(900, 1000), (1080, 1200), (1100, 1222.2), (720, 800), (1170, 1300)])
+    text = paired_ratios(rounds, Config.make(quick=False))
+    [row] = [line for line in text.splitlines() if "chorus-daphne" in line]
+    assert "connect+auth 1000 (conn/s) ↑" in row
+    assert "0.90x (0.90-0.90)" in row
+
+
+def test_the_spread_is_the_interquartile_range_of_the_per_round_ratios():
+    rounds = rounds_of([(800, 1000), (900, 1000), (1000, 1000), (1100, 1000), (1200, 1000)])
+    text = paired_ratios(rounds, Config.make(quick=False))
+    assert "1.00x (0.90-1.10)" in text
+
+
+def test_fewer_than_three_rounds_report_nothing():
+    assert paired_ratios(rounds_of([(900, 1000), (950, 1000)]), Config.make(quick=False)) == ""
