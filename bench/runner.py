@@ -1399,9 +1399,10 @@ PAIRED_PEERS = ("sio", "sio-redis")
 
 
 def paired_ratios(rounds: list[dict], cfg: Config) -> str:
-    """With three rounds or more: each Chorus server's connect rate divided by the peer's
-    measured in the same round (seconds apart: suites run server after server), as the median
-    of those per-round ratios and their interquartile range. Empty with fewer rounds."""
+    """With three rounds or more: each Chorus server's value in the connect rows (rate, RSS)
+    divided by the peer's measured in the same round (seconds apart: suites run server after
+    server), as the median of those per-round ratios and their interquartile range. Empty
+    with fewer rounds."""
     if len(rounds) < 3:
         return ""
     peers = [p for p in PAIRED_PEERS if all(p in r for r in rounds)]
@@ -1424,7 +1425,7 @@ def paired_ratios(rounds: list[dict], cfg: Config) -> str:
                 cells.append(f"{middle:.2f}x ({low:.2f}-{high:.2f})")
             if any(cells):
                 rows.append([metric_label(label, higher, cfg), name, *cells])
-    if not rows or not peers:
+    if not rows:
         return ""
     head = ["metric", "server", *[f"÷{p} per round: median (IQR)" for p in peers]]
     return f"Paired ratios over {len(rounds)} rounds:\n\n" + markdown(head, rows)
