@@ -13,6 +13,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from realtime import daphne_upgrade  # noqa: E402
 from realtime.daphne_io import defer_autobahn_config_log  # noqa: E402
 from realtime.process import tune_garbage_collector  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
@@ -29,4 +30,5 @@ application = ProtocolTypeRouter(
 )
 install_twisted_trigger()
 defer_autobahn_config_log()
+daphne_upgrade.install()
 tune_garbage_collector()  # last: freezes what loading the application allocated

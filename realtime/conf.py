@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # Under daphne, write broadcast frames (framed once) straight to each connection's
     # transport. Off: every frame goes through the ASGI send path.
     "FAST_BROADCAST": True,
+    # Under daphne, hand a clean WebSocket upgrade request on plain TCP straight to the
+    # WebSocket protocol instead of through daphne's HTTP parser (realtime/daphne_upgrade.py).
+    "FAST_UPGRADE": True,
     # Serving processes: young-generation threshold of the garbage collector (allocations),
     # and startup objects frozen out of collection; 0 keeps Python's defaults
     # (realtime/process.py).

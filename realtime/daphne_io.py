@@ -32,7 +32,7 @@ def daphne_protocol(send):
     protocol = send.args[0] if send.args else None
     if not _websocket_protocol_class(type(protocol)):
         return None
-    return protocol if _plain_tcp(protocol.transport) else None
+    return protocol if plain_tcp(protocol.transport) else None
 
 
 @functools.cache
@@ -41,7 +41,7 @@ def _websocket_protocol_class(cls: type) -> bool:
     return all(hasattr(cls, name) for name in ("STATE_OPEN", "transport"))
 
 
-def _plain_tcp(transport) -> bool:
+def plain_tcp(transport) -> bool:
     """A Twisted TCP connection carrying no TLS. Under TLS the protocol's transport is a
     ``TLSMemoryBIOProtocol`` that forwards unknown attributes (``socket``…) to the TCP
     connection beneath: bytes sent there would bypass the encryption. A TCP connection

@@ -46,7 +46,8 @@ class ServerPool:
 
     ``pool(name, redis_url=None, **knobs)`` starts one; ``pool.many(names, ...)`` starts
     several side by side (spawned together, then each awaited). Knobs are realtime settings
-    by their environment names (docs/configuration.md), e.g. ``WEBSOCKET_PING_INTERVAL=0.5``.
+    by their environment names (docs/configuration.md), e.g. ``WEBSOCKET_PING_INTERVAL=0.5``,
+    and ``LOG_LEVEL`` for the ``chorus`` loggers.
     """
 
     def __init__(self, log_dir: Path) -> None:

@@ -97,7 +97,7 @@ def server_env(redis_url: str | None, knobs: dict[str, Any]) -> dict[str, str]:
     if redis_url:
         env["REDIS_URL"] = redis_url
     for name, value in knobs.items():
-        if name not in REALTIME_DEFAULTS:
+        if name not in REALTIME_DEFAULTS and name != "LOG_LEVEL":
             raise ValueError(f"{name} is not a realtime knob (realtime/conf.py DEFAULTS)")
         env[name] = str(value)
     return env

@@ -1,0 +1,134 @@
+"""Under daphne, hand a clean WebSocket upgrade straight to autobahn (``FAST_UPGRADE``).
+
+daphne receives every connection as HTTP: Twisted parses the request line by line into a
+``Request``, daphne's ``WebRequest.process`` checks it, writes it back out as bytes and feeds
+those to autobahn, which parses them again — about a tenth of the server's CPU while sockets
+connect (docs/benchmarks.md). When the first bytes of a plain-TCP connection are one complete
+upgrade request that passes every check Twisted and daphne would make, ``install`` builds
+daphne's WebSocket protocol at once and gives it those bytes: what daphne does after its
+parse, minus the parse. Everything else — a request split over several reads, TLS, a body,
+bytes after the request, a repeated header, a header or target either would refuse or
+handle specially, a request over Twisted's limits — goes to daphne's HTTP channel untouched,
+which answers it exactly as before. The WebSocket scope autobahn then builds is the same
+either way (same headers in the same order, same path and query string).
+
+``upgrade_query`` is the pure check (bytes in, the query string or None out);
+``install`` patches ``daphne.http_protocol.HTTPFactory.buildProtocol`` once per process and
+does nothing when daphne is not the server. Relies on Twisted's ``_GenericHTTPChannelProtocol``
+(``_channel``) and ``HTTPChannel`` (``setTimeout``, ``_networkProducer``, ``totalHeadersSize``,
+``maxHeaders``); ``tests/live`` runs every socket test through this path under a real daphne.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+from .conf import realtime_settings
+from .daphne_io import plain_tcp
+
+logger = logging.getLogger("chorus.realtime.upgrade")
+
+#: RFC 9110 token: daphne's ``HEADER_NAME_RE`` (and Twisted's header name rule).
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+#: A request target daphne accepts unchanged: printable ASCII, no space, origin form.
+_TARGET = re.compile(rb"/[\x21-\x7e]*")
+#: Bytes daphne refuses in a header value (``INVALID_HEADER_VALUE_BYTES``) and the ones
+#: Twisted refuses (NUL, CR, LF); a value holding any of them goes the ordinary way.
+_BAD_VALUE = re.compile(rb"[\x00\x0a\x0b\x0c\x0d\x1c\x1d\x1e\x85]")
+#: Headers that announce a body: Twisted's decoders handle those requests.
+_BODY = frozenset({b"content-length", b"transfer-encoding"})
+#: Twisted's ``HTTPChannel`` limits (class attributes, read at install).
+_limits = {"size": 16384, "count": 500}
+
+
+def upgrade_query(data: bytes) -> bytes | None:
+    """The raw query string of ``data`` if it is exactly one complete, clean WebSocket upgrade
+    request (``GET /target HTTP/1.1``, unique well-formed headers, the first ``Upgrade``
+    ``websocket``, no body, nothing after it) within Twisted's limits; else None."""
+    if not data.startswith(b"GET /") or not data.endswith(b"\r\n\r\n"):
+        return None
+    head = data[:-4]
+    if len(head) > _limits["size"]:
+        return None
+    lines = head.split(b"\r\n")
+    if len(lines) - 1 > _limits["count"]:
+        return None
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not _TARGET.fullmatch(parts[1]):
+        return None
+    seen: set[bytes] = set()
+    upgrade = b""
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            return None  # also a continuation line (starts with SP/HT) or an empty name
+        key = name.lower()
+        if key in seen or key in _BODY or _BAD_VALUE.search(value):
+            return None
+        seen.add(key)
+        if key == b"upgrade":
+            upgrade = value.strip(b" \t")
+    if upgrade.lower() != b"websocket":
+        return None
+    _, _, query = parts[1].partition(b"?")
+    return query
+
+
+def _first_data(channel_protocol, server, data: bytes) -> None:
+    """The first ``dataReceived`` of a daphne HTTP connection: upgrade at once, or restore
+    the ordinary method and let daphne's HTTP channel have the bytes."""
+    del channel_protocol.dataReceived  # later reads: the class's own method
+    channel = channel_protocol._channel
+    transport = channel.transport
+    query = None
+    if realtime_settings.FAST_UPGRADE and plain_tcp(transport):
+        query = upgrade_query(data)
+    if query is None:
+        channel_protocol.dataReceived(data)
+        return
+    protocol = server.ws_factory.buildProtocol(transport.getPeer())
+    if protocol is None:
+        channel_protocol.dataReceived(data)  # daphne answers its own failure
+        return
+    # As daphne's ``WebRequest.process`` after its parse, and as Twisted's own switch to
+    # HTTP/2: the HTTP channel lets go of the idle timeout and of the transport's producer
+    # slot (an idle HTTP channel as producer would stop reading the socket whenever the
+    # send buffer filled), then the WebSocket protocol takes the transport.
+    channel.setTimeout(None)
+    channel._networkProducer.unregisterProducer()
+    protocol._raw_query_string = query
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    protocol.dataReceived(data)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("Upgraded connection from %s directly", transport.getPeer())
+
+
+def install() -> None:
+    """Route the first bytes of every daphne HTTP connection through ``_first_data``. A no-op
+    unless daphne is the server in this process (its ``daphne.server`` module is loaded);
+    idempotent."""
+    if "daphne.server" not in sys.modules:
+        return
+    from daphne.http_protocol import HTTPFactory
+    from twisted.web.http import HTTPChannel
+
+    if getattr(HTTPFactory.buildProtocol, "chorus_fast_upgrade", False):
+        return
+    _limits.update(size=HTTPChannel.totalHeadersSize, count=HTTPChannel.maxHeaders)
+    build = HTTPFactory.buildProtocol
+
+    def buildProtocol(self, addr):
+        channel_protocol = build(self, addr)
+        server = self.server
+
+        def data_received(data: bytes) -> None:
+            _first_data(channel_protocol, server, data)
+
+        channel_protocol.dataReceived = data_received
+        return channel_protocol
+
+    buildProtocol.chorus_fast_upgrade = True
+    HTTPFactory.buildProtocol = buildProtocol
