@@ -16,44 +16,47 @@ either way (same headers in the same order, same path and query string).
 ``install`` patches ``daphne.http_protocol.HTTPFactory.buildProtocol`` once per process and
 does nothing when daphne is not the server. Relies on Twisted's ``_GenericHTTPChannelProtocol``
 (``_channel``) and ``HTTPChannel`` (``setTimeout``, ``_networkProducer``, ``totalHeadersSize``,
-``maxHeaders``); ``tests/live`` runs every socket test through this path under a real daphne.
+``maxHeaders``), and takes daphne's header rules from ``daphne.utils``; ``tests/live`` runs
+every socket test through this path under a real daphne.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
+
+from daphne.utils import HEADER_NAME_RE, INVALID_HEADER_VALUE_BYTES
 
 from .conf import realtime_settings
 from .daphne_io import plain_tcp
 
 logger = logging.getLogger("chorus.realtime.upgrade")
 
-#: RFC 9110 token: daphne's ``HEADER_NAME_RE`` (and Twisted's header name rule).
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 #: A request target daphne accepts unchanged: printable ASCII, no space, origin form.
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
-#: Bytes daphne refuses in a header value (``INVALID_HEADER_VALUE_BYTES``) and the ones
-#: Twisted refuses (NUL, CR, LF); a value holding any of them goes the ordinary way.
-_BAD_VALUE = re.compile(rb"[\x00\x0a\x0b\x0c\x0d\x1c\x1d\x1e\x85]")
+#: Bytes daphne refuses in a header value, and the ones Twisted refuses (NUL, CR, LF); a
+#: value holding any of them goes the ordinary way.
+_BAD_VALUE = re.compile(
+    b"[" + re.escape(bytes(sorted(INVALID_HEADER_VALUE_BYTES | set(b"\x00\r\n")))) + b"]"
+)
 #: Headers that announce a body: Twisted's decoders handle those requests.
 _BODY = frozenset({b"content-length", b"transfer-encoding"})
-#: Twisted's ``HTTPChannel`` limits (class attributes, read at install).
-_limits = {"size": 16384, "count": 500}
 
 
-def upgrade_query(data: bytes) -> bytes | None:
+def upgrade_query(data: bytes, max_size: int = 16384, max_headers: int = 500) -> bytes | None:
     """The raw query string of ``data`` if it is exactly one complete, clean WebSocket upgrade
     request (``GET /target HTTP/1.1``, unique well-formed headers, the first ``Upgrade``
-    ``websocket``, no body, nothing after it) within Twisted's limits; else None."""
+    ``websocket``, no body, nothing after it) within Twisted's limits (``HTTPChannel``'s
+    ``totalHeadersSize`` and ``maxHeaders``, whose defaults these are); else None."""
     if not data.startswith(b"GET /") or not data.endswith(b"\r\n\r\n"):
         return None
     head = data[:-4]
-    if len(head) > _limits["size"]:
+    if len(head) > max_size:
         return None
     lines = head.split(b"\r\n")
-    if len(lines) - 1 > _limits["count"]:
+    if len(lines) - 1 > max_headers:
         return None
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not _TARGET.fullmatch(parts[1]):
@@ -62,7 +65,7 @@ def upgrade_query(data: bytes) -> bytes | None:
     upgrade = b""
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
+        if not colon or not HEADER_NAME_RE.fullmatch(name):
             return None  # also a continuation line (starts with SP/HT) or an empty name
         key = name.lower()
         if key in seen or key in _BODY or _BAD_VALUE.search(value):
@@ -84,7 +87,7 @@ def _first_data(channel_protocol, server, data: bytes) -> None:
     transport = channel.transport
     query = None
     if realtime_settings.FAST_UPGRADE and plain_tcp(transport):
-        query = upgrade_query(data)
+        query = upgrade_query(data, channel.totalHeadersSize, channel.maxHeaders)
     if query is None:
         channel_protocol.dataReceived(data)
         return
@@ -113,21 +116,16 @@ def install() -> None:
     if "daphne.server" not in sys.modules:
         return
     from daphne.http_protocol import HTTPFactory
-    from twisted.web.http import HTTPChannel
 
     if getattr(HTTPFactory.buildProtocol, "chorus_fast_upgrade", False):
         return
-    _limits.update(size=HTTPChannel.totalHeadersSize, count=HTTPChannel.maxHeaders)
     build = HTTPFactory.buildProtocol
 
     def buildProtocol(self, addr):
         channel_protocol = build(self, addr)
-        server = self.server
-
-        def data_received(data: bytes) -> None:
-            _first_data(channel_protocol, server, data)
-
-        channel_protocol.dataReceived = data_received
+        channel_protocol.dataReceived = functools.partial(
+            _first_data, channel_protocol, self.server
+        )
         return channel_protocol
 
     buildProtocol.chorus_fast_upgrade = True
