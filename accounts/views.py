@@ -11,6 +11,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from config.proxies import request_client_address
+
 from .models import Role
 from .serializers import LoginSerializer, LogoutSerializer, MeSerializer, RefreshSerializer
 from .tokens import (
@@ -24,16 +26,22 @@ from .tokens import (
 
 
 class LoginThrottle(SimpleRateThrottle):
-    """Password attempts per client address and username (``LOGIN_THROTTLE_RATE``)."""
+    """Password attempts per client address and username (``LOGIN_THROTTLE_RATE``). The
+    address is ``config.proxies``' (``X-Forwarded-For`` only from ``TRUSTED_PROXIES``), not
+    DRF's ``get_ident``, which believes the header from anyone while ``NUM_PROXIES`` is unset."""
 
     scope = "login"
 
     def get_rate(self):
         return settings.LOGIN_THROTTLE_RATE
 
+    def get_ident(self, request) -> str:
+        return request_client_address(request)
+
     def get_cache_key(self, request, view):
-        username = str(request.data.get("username", ""))[:150].lower()
-        return f"chorus:throttle:login:{self.get_ident(request)}:{username}"
+        data = request.data
+        username = data.get("username", "") if isinstance(data, dict) else ""
+        return f"chorus:throttle:login:{self.get_ident(request)}:{str(username)[:150].lower()}"
 
 
 def _raise(rejected: TokenRejected):

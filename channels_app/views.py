@@ -35,6 +35,7 @@ from .serializers import (
     MessageUpdateSerializer,
     OwnMembershipSerializer,
     ReactionSerializer,
+    user_ref,
 )
 
 
@@ -191,14 +192,15 @@ class ChannelReadView(APIView):
 
 
 class ChannelPresenceView(APIView):
-    """GET: the channel's members that are online now, with ``last_active_at``."""
+    """GET: the channel's members that are online now: ``{"id", "name", "sessions",
+    "last_active_at"}`` each (docs/channels.md; no role, no private field)."""
 
     def get(self, request: Request, channel_id) -> Response:
         channel = channel_access(request.user, channel_id).channel
         members = list(
             User.objects.filter(
                 channel_memberships__channel=channel, channel_memberships__is_active=True
-            ).only("id", "name", "username", "role", "last_active_at")
+            ).only("id", "name", "username", "last_active_at")
         )
         online = async_to_sync(presence_of)([str(m.pk) for m in members])
         return Response(
@@ -206,9 +208,11 @@ class ChannelPresenceView(APIView):
                 "channel_id": str(channel.pk),
                 "online": [
                     {
-                        **member.public_profile(),
+                        **user_ref(member),
                         "sessions": online[str(member.pk)].sessions,
-                        "last_active_at": member.last_active_at,
+                        "last_active_at": IsoDateTimeField().to_representation(
+                            member.last_active_at
+                        ),
                     }
                     for member in members
                     if str(member.pk) in online

@@ -13,4 +13,6 @@ urlpatterns = [
     path("ws/socket.io/", socketio_polling),
 ]
 
+handler400 = "config.api_errors.bad_request"
 handler404 = "config.api_errors.not_found"
+handler500 = "config.api_errors.server_error"

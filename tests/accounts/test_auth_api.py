@@ -77,6 +77,37 @@ def test_login_is_throttled_per_address_and_username(api, alice):
     assert error_of(response)["code"] == "rate_limited"
 
 
+@override_settings(LOGIN_THROTTLE_RATE="3/min", TRUSTED_PROXIES=[])
+def test_login_throttle_ignores_x_forwarded_for_from_an_untrusted_peer(api, alice):
+    for n in range(3):
+        body = {"username": "alice", "password": "wrong"}
+        api.post("/api/auth/token/", body, HTTP_X_FORWARDED_FOR=f"198.51.100.{n}")
+    response = api.post(
+        "/api/auth/token/", {"username": "alice", "password": "x"}, HTTP_X_FORWARDED_FOR="1.1.1.1"
+    )
+    assert response.status_code == 429
+
+
+@override_settings(LOGIN_THROTTLE_RATE="3/min", TRUSTED_PROXIES=["127.0.0.1"])
+def test_login_throttle_counts_the_address_a_trusted_proxy_forwards(api, alice):
+    def attempt(address: str):
+        body = {"username": "alice", "password": "wrong"}
+        return api.post("/api/auth/token/", body, HTTP_X_FORWARDED_FOR=address)
+
+    for _ in range(3):
+        assert attempt("198.51.100.1").status_code == 401
+    assert attempt("198.51.100.1").status_code == 429
+    assert attempt("6.6.6.6, 198.51.100.1").status_code == 429  # a forged left entry is no way out
+    assert attempt("198.51.100.2").status_code == 401  # another client behind the proxy
+
+
+@override_settings(LOGIN_THROTTLE_RATE="3/min")
+def test_login_throttle_with_a_body_that_is_not_an_object_is_400(api):
+    response = api.post("/api/auth/token/", [], format="json")
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "bad_request"
+
+
 # --- /api/users/me/ and the refusal codes --------------------------------------------------------
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import time
+from datetime import UTC, datetime
 
-from accounts.models import Role
+import pytest
+from asgiref.sync import async_to_sync
+
+from accounts.models import Role, User
 from channels_app.models import Channel, ChannelMember, Message
+from realtime.sessions import SessionRecord, get_registry
 
 pytestmark = pytest.mark.django_db
 
@@ -283,3 +288,30 @@ def test_presence_endpoint_still_answers(client_of, make_channel, owner, outside
     assert response.status_code == 200
     assert response.json() == {"channel_id": channel["id"], "online": []}
     assert client_of(outsider).get(f"/api/channels/{channel['id']}/presence/").status_code == 404
+
+
+def test_presence_entries_are_exactly_the_documented_fields(client_of, make_channel, owner, member):
+    """docs/channels.md: ``{"id", "name", "sessions", "last_active_at"}`` — no role."""
+    channel = make_channel(owner, members=[member], name="p")
+    User.objects.filter(pk=member.pk).update(last_active_at=datetime(2025, 5, 1, 12, tzinfo=UTC))
+    record = SessionRecord("sid-1", str(member.pk), "test", time.time(), member.public_profile())
+
+    async def registry(method: str, *args):  # on Redis, a registry belongs to an event loop
+        return await getattr(get_registry(), method)(*args)
+
+    async_to_sync(registry)("add", record)
+    try:
+        response = client_of(owner).get(f"/api/channels/{channel['id']}/presence/")
+    finally:
+        async_to_sync(registry)("remove", "sid-1", str(member.pk))
+    assert response.json() == {
+        "channel_id": channel["id"],
+        "online": [
+            {
+                "id": str(member.pk),
+                "name": "Mike",
+                "sessions": 1,
+                "last_active_at": "2025-05-01T12:00:00.000000Z",
+            }
+        ],
+    }
