@@ -8,7 +8,9 @@ is the client-rendered copy kept for Open WebUI compatibility and search.
   fragment ``prosemirror`` (the shape y-prosemirror reads) — clients never seed.
 - ``merge_save(note_id, state, content)`` merges a document state into the stored one inside a
   ``select_for_update`` transaction: two instances saving in any order keep every edit, and an
-  older state never overwrites a newer one (Yjs merge is commutative and idempotent).
+  older state never overwrites a newer one (Yjs merge is commutative and idempotent). The
+  rendered content is written after the state, in a savepoint: content the database refuses
+  is logged and dropped, never a reason to lose the state.
 - ``content_change_update(note, pm_json)`` expresses a REST content change as a Yjs update
   against the stored state (replace the fragment's children), so live editors receive it as an
   ordinary edit instead of having it overwritten by their next save.
@@ -19,18 +21,21 @@ Mapping (y-prosemirror): a node → ``XmlElement(type, attrs)``; a run of text n
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText, merge_updates
 
+from .content import ContentError, check_prosemirror
 from .models import Note
 
+logger = logging.getLogger("chorus.notes.yjs")
+
 FRAGMENT = "prosemirror"
-
-
-class ContentError(ValueError):
-    """ProseMirror JSON that cannot be turned into a Yjs document."""
+#: What a refused content write raises: the database's refusals (SQLite's JSON_VALID check,
+#: PostgreSQL's NUL / invalid JSON) and the encoder's (``data`` that is not a JSON object).
+_CONTENT_WRITE_ERRORS = (DataError, IntegrityError, TypeError, ValueError, RecursionError)
 
 
 # --- ProseMirror JSON <-> Yjs XML -------------------------------------------------------------
@@ -39,24 +44,15 @@ class ContentError(ValueError):
 def _fill_text(text: XmlText, nodes: list[dict]) -> None:
     index = 0
     for node in nodes:
-        value = node.get("text")
-        if not isinstance(value, str):
-            raise ContentError("A text node needs a string 'text'.")
-        marks = {}
-        for mark in node.get("marks") or []:
-            if not isinstance(mark, dict) or not isinstance(mark.get("type"), str):
-                raise ContentError("A mark needs a string 'type'.")
-            marks[mark["type"]] = mark.get("attrs") or {}
+        value = node["text"]
+        marks = {mark["type"]: mark.get("attrs") or {} for mark in node.get("marks") or []}
         text.insert(index, value, marks or None)
         index += len(value)
 
 
-def _children(container, content: list, depth: int) -> None:
-    """Append ProseMirror ``content`` to an integrated fragment or element."""
-    if depth > 64:
-        raise ContentError("The document is nested too deeply.")
-    if not isinstance(content, list):
-        raise ContentError("'content' must be a list.")
+def _children(container, content: list) -> None:
+    """Append ProseMirror ``content`` (checked by ``check_prosemirror``) to an integrated
+    fragment or element."""
     run: list[dict] = []
 
     def flush() -> None:
@@ -67,8 +63,6 @@ def _children(container, content: list, depth: int) -> None:
             run.clear()
 
     for node in content:
-        if not isinstance(node, dict) or not isinstance(node.get("type"), str):
-            raise ContentError("Every node needs a string 'type'.")
         if node["type"] == "text":
             run.append(node)
             continue
@@ -76,18 +70,20 @@ def _children(container, content: list, depth: int) -> None:
         attrs = {k: v for k, v in (node.get("attrs") or {}).items() if v is not None}
         element = XmlElement(node["type"], attrs)
         container.children.append(element)
-        _children(element, node.get("content") or [], depth + 1)
+        _children(element, node.get("content") or [])
     flush()
 
 
 def fill_fragment(fragment: XmlFragment, pm_json: dict) -> None:
-    """Replace the fragment's children with the ProseMirror document ``pm_json``."""
-    if not isinstance(pm_json, dict) or pm_json.get("type") != "doc":
-        raise ContentError("content.json must be a ProseMirror document ({'type': 'doc'}).")
+    """Replace the fragment's children with the ProseMirror document ``pm_json``.
+
+    Raises ``ContentError`` (from ``check_prosemirror``, before anything changes) for JSON
+    that is not a ProseMirror document the converter can read."""
+    check_prosemirror(pm_json)
     with fragment.doc.transaction():
         if len(fragment.children):
             del fragment.children[0 : len(fragment.children)]
-        _children(fragment, pm_json.get("content") or [], 0)
+        _children(fragment, pm_json.get("content") or [])
 
 
 def fragment_to_prosemirror(fragment: XmlFragment) -> dict:
@@ -164,18 +160,41 @@ def load_state(note_id) -> bytes:
 def merge_save(note_id, state: bytes, content: dict | None = None) -> bytes:
     """Merge ``state`` into the stored state under a row lock; returns the merged state.
 
-    ``content`` (the newest client-rendered {md, html, json}) is stored with it when given.
-    Raises ``Note.DoesNotExist`` when the note was deleted.
+    ``content`` (the newest client-rendered {md, html, json}), when given, is then stored as
+    ``data["content"]`` by ``_store_content``: if that write fails the state is kept anyway.
+    Raises ``Note.DoesNotExist`` when the note was deleted, and what the database raises
+    for the state write (the caller retries).
     """
     with transaction.atomic():
-        note = Note.objects.select_for_update().only("yjs_state", "data").get(pk=note_id)
+        note = Note.objects.select_for_update().only("yjs_state").get(pk=note_id)
         stored = bytes(note.yjs_state) if note.yjs_state else None
         merged = merge_updates(stored, state) if stored else state
-        fields = {"yjs_state": merged}
+        Note.objects.filter(pk=note_id).update(yjs_state=merged)
         if content is not None:
-            fields["data"] = {**(note.data or {}), "content": content}
-        Note.objects.filter(pk=note_id).update(**fields)
+            _store_content(note_id, content)
         return merged
+
+
+def _store_content(note_id, content: dict) -> None:
+    """Set ``data["content"]`` in a savepoint (inside ``merge_save``'s transaction).
+
+    A write the database or the encoder refuses (``_CONTENT_WRITE_ERRORS``: bad content, or
+    a stored ``data`` that cannot be read back and rewritten) is rolled back to the savepoint,
+    logged at WARNING with the note id only — never the content — and dropped. A savepoint
+    that cannot be rolled back (a broken connection) fails the whole save instead.
+    """
+    try:
+        with transaction.atomic():
+            data = Note.objects.filter(pk=note_id).values_list("data", flat=True).get()
+            Note.objects.filter(pk=note_id).update(data={**(data or {}), "content": content})
+    except _CONTENT_WRITE_ERRORS as error:
+        if transaction.get_rollback():
+            raise
+        logger.warning(
+            "Note %s: the rendered content was not stored (%s); the Yjs state was",
+            note_id,
+            type(error).__name__,
+        )
 
 
 def content_change_update(note_id, pm_json: dict) -> bytes:

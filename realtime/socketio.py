@@ -10,12 +10,13 @@ Contract:
   default.
 - ``decode`` raises only ``DecodeError``. It refuses: an unknown type; a missing or non-digit
   attachment count, or one above ``max_attachments``; an ack id longer than 10 digits, or an
-  ack id on a packet type that cannot carry one; invalid JSON, NaN/Infinity, or JSON nested
-  deeper than ``MAX_DEPTH``; strings with lone UTF-16 surrogates (they cannot be re-encoded
-  as UTF-8 when relayed); and data of the wrong shape for the type. The shapes are: CONNECT
-  carries no data or a dict; DISCONNECT no data; EVENT/BINARY_EVENT a non-empty list whose
-  first item is a str; ACK/BINARY_ACK a list plus an ack id; CONNECT_ERROR a dict or a str.
-  Only EVENT and ACK packets may carry an ack id. Only ASCII digits count as digits.
+  ack id on a packet type that cannot carry one; invalid JSON, NaN/Infinity, numbers that
+  overflow to infinity (``1e999``, ``-1e999``), or JSON nested deeper than ``MAX_DEPTH``;
+  strings with lone UTF-16 surrogates (they cannot be re-encoded as UTF-8 when relayed); and
+  data of the wrong shape for the type. The shapes are: CONNECT carries no data or a dict;
+  DISCONNECT no data; EVENT/BINARY_EVENT a non-empty list whose first item is a str;
+  ACK/BINARY_ACK a list plus an ack id; CONNECT_ERROR a dict or a str. Only EVENT and ACK
+  packets may carry an ack id. Only ASCII digits count as digits.
 - Encoders take the data as JSON-ready Python values. Bytes are not supported (the JSON
   encoder raises TypeError) and NaN/Infinity raise ValueError. Namespaces are trusted: they
   must start with "/" and contain no ",".
@@ -24,6 +25,7 @@ Contract:
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +40,10 @@ CONNECT_ERROR = 4
 BINARY_EVENT = 5
 BINARY_ACK = 6
 
-MAX_DEPTH = 32  # deepest JSON nesting accepted by decode(); an event is already depth 1
+#: Deepest JSON nesting accepted by decode(); an event is already depth 1. Room for a storable
+#: value (config.json_safety.MAX_DEPTH, 64: a ProseMirror document ~15 lists deep) inside an
+#: event's envelope.
+MAX_DEPTH = 72
 MAX_ID_DIGITS = 10
 _MAX_COUNT_DIGITS = 10
 
@@ -60,7 +65,16 @@ def _reject_constant(name: str) -> Any:
     raise DecodeError(f"non-standard JSON constant {name}")
 
 
-_decode_json = json.JSONDecoder(parse_constant=_reject_constant).decode
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one that overflows (``1e999``) is refused,
+    as NaN/Infinity are: it could be neither relayed as JSON nor stored."""
+    value = float(text)
+    if math.isinf(value):
+        raise DecodeError("JSON number out of range")
+    return value
+
+
+_decode_json = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 # Outside strings, valid JSON holds only brackets, braces, numbers, literals, ",", ":" and
@@ -96,6 +110,8 @@ def _parse_json(text: str) -> Any:
     _check_depth(text)
     try:
         data = _decode_json(text)
+    except DecodeError:
+        raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise DecodeError("invalid JSON payload") from exc
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):

@@ -91,13 +91,14 @@ def test_ack_id_ten_digits_is_the_limit():
 
 
 def test_depth_limit_is_exact():
-    ok = '2["x",' + "[" * 31 + "]" * 31 + "]"  # 32 levels including the event array
+    assert sio.MAX_DEPTH == 72
+    ok = '2["x",' + "[" * 71 + "]" * 71 + "]"  # 72 levels including the event array
     assert sio.decode(ok).data[0] == "x"
     with pytest.raises(DecodeError):
-        sio.decode('2["x",' + "[" * 32 + "]" * 32 + "]")
+        sio.decode('2["x",' + "[" * 72 + "]" * 72 + "]")
     with pytest.raises(DecodeError):
-        sio.decode('2["x",' + '{"a":' * 32 + "1" + "}" * 32 + "]")
-    alternating = '2["x",' + '[{"a":' * 16 + "1" + "}]" * 16 + "]"  # 33 levels
+        sio.decode('2["x",' + '{"a":' * 72 + "1" + "}" * 72 + "]")
+    alternating = '2["x",' + '[{"a":' * 36 + "1" + "}]" * 36 + "]"  # 73 levels
     with pytest.raises(DecodeError):
         sio.decode(alternating)
 
@@ -139,6 +140,8 @@ MALFORMED = [
     '2["x",NaN]',
     '2["x",Infinity]',
     '2["x",-Infinity]',
+    '2["x",1e999]',  # overflows to inf: no more JSON than Infinity is
+    '2["x",-1e999]',
     '2["x",' + "1" * 5000 + "]",  # int too large for int()
     '2["x","\\ud800"]',  # lone surrogate escape
     '2["x","\\udc00 tail"]',
@@ -181,6 +184,29 @@ MALFORMED = [
 def test_decode_rejects(text):
     with pytest.raises(DecodeError):
         sio.decode(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '2["x",1e999]',
+        '2["x",-1e999]',
+        '2["x",1E400]',
+        '2["x",{"a":[1,2.5e+999]}]',
+        '217["ydoc:document:update",{"data":{"content":{"json":{"type":"doc","n":1e999}}}}]',
+        '51-["x",{"n":-1e999,"update":{"_placeholder":true,"num":0}}]',
+        "3/chat,5[1e999]",
+    ],
+)
+def test_numbers_that_overflow_to_infinity_do_not_parse(text):
+    with pytest.raises(DecodeError, match="out of range"):
+        sio.decode(text)
+
+
+def test_finite_numbers_at_the_edges_still_parse_exactly():
+    text = '2["x",[1e308,-1.7976931348623157e308,1e-999,-2.5E-3,5e-324,-0.0,12345678901234567890]]'
+    numbers = [1e308, -1.7976931348623157e308, 0.0, -0.0025, 5e-324, -0.0, 12345678901234567890]
+    assert sio.decode(text) == Packet(sio.EVENT, data=["x", numbers])
 
 
 def test_decode_rejects_non_str():
