@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# daphne's own frame limit: room for a y-websocket initial sync at DOC_MAX_BYTES (10 MB).
-# The Socket.IO endpoint enforces WEBSOCKET_MAX_MESSAGE_BYTES (1 MB) itself.
+# daphne's own frame and message limits: room for a y-websocket sync at DOC_MAX_BYTES (10 MB)
+# + 64 KiB (larger is answered with 1009). The Socket.IO endpoint enforces
+# WEBSOCKET_MAX_MESSAGE_BYTES (1 MB) itself.
 WS_MAX_BYTES ?= 16777216
 
 .PHONY: install run test lint format
@@ -22,7 +23,8 @@ install: $(STAMP)
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --if-empty
-	$(BIN)/daphne -b $(HOST) -p $(PORT) --websocket-max-message-size $(WS_MAX_BYTES) config.asgi:application
+	$(BIN)/daphne -b $(HOST) -p $(PORT) --websocket-max-message-size $(WS_MAX_BYTES) \
+		--websocket-max-frame-size $(WS_MAX_BYTES) config.asgi:application
 
 test: install
 	bash scripts/test

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import environ
 
+from config.proxies import parse_networks
 from realtime.conf import DEFAULTS as REALTIME_DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -132,21 +133,24 @@ elif "TEST_DATABASE_NAME" in env:
 REDIS_URL = env.str("REDIS_URL", default="")
 # Messages a channel-layer channel may queue before new ones are dropped (and counted).
 CHANNEL_LAYER_CAPACITY = env.int("CHANNEL_LAYER_CAPACITY", default=10_000)
-# Redis connections one process may open for the channel layer.
+# Connections each of a process's Redis pools (channel layer, cache, session registry) may
+# open; a burst beyond it waits up to REDIS_POOL_TIMEOUT seconds for a free one.
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=1_000)
+REDIS_POOL_TIMEOUT = env.float("REDIS_POOL_TIMEOUT", default=20.0)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "realtime.layers.RedisLayer",
             "CONFIG": {
-                # redis-py 8 defaults (5 s socket timeout, 100 connections) kill blocking
-                # receives under load and fail bursts of connects: override both.
+                # redis-py 8's 5 s socket timeout kills blocking receives under load; its pool
+                # fails when full: RedisLayer's waits (REDIS_POOL_TIMEOUT) instead.
                 "hosts": [
                     {
                         "address": REDIS_URL,
                         "socket_timeout": None,
                         "max_connections": REDIS_MAX_CONNECTIONS,
+                        "timeout": REDIS_POOL_TIMEOUT,
                     }
                 ],
                 "prefix": "chorus:layer:",
@@ -161,6 +165,11 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "chorus",
+            "OPTIONS": {
+                "pool_class": "redis.BlockingConnectionPool",
+                "max_connections": REDIS_MAX_CONNECTIONS,
+                "timeout": REDIS_POOL_TIMEOUT,
+            },
         }
     }
 else:
@@ -212,11 +221,21 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+
+# --- HTTP: client address, request bodies (table: docs/configuration.md) ---------------------
+# Reverse proxies whose X-Forwarded-For / -Proto are believed (IPs or CIDRs): config/proxies.py.
+TRUSTED_PROXIES = parse_networks(env.list("TRUSTED_PROXIES", default=[]))
+# Largest HTTP request body, bytes: a JSON 413 before Django reads it (config/body_limit.py).
+MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=16 * 1024 * 1024)
+# Django's own limit, the same: a body under the cap is never refused by Django.
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Under daphne, refuse an oversize body while it arrives, before daphne buffers it.
+DAPHNE_BODY_LIMIT = env.bool("DAPHNE_BODY_LIMIT", default=True)
 
 # --- Realtime knobs (table: docs/configuration.md; defaults: realtime/conf.py) ---------------
 _REALTIME_PARSERS = {bool: env.bool, int: env.int, float: env.float, str: env.str}

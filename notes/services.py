@@ -6,15 +6,18 @@ Contract (docs/notes.md has the tables):
   ``Note.access_for`` (the one decider); ``Note.objects.readable_by`` decides the list.
 - On a readable note a refused action is 403: writing needs ``write``; deleting the note and
   changing grants need the owner or an admin; seeing grants needs ``write``.
-- Content: the Yjs state is the truth. A ``data.content`` with a ProseMirror ``json`` object is
-  applied to the stored Yjs state (``notes.yjs.content_change_update``) and the resulting Yjs
-  update is published to the live document on every instance. Content without ``json`` on a
-  note that has a Yjs state, or whose document is open in an editor, cannot be merged: 409
-  ``conflict``, nothing changes. On a note with neither it is simply stored.
+- Content: the Yjs state is the truth. ``data.content`` must pass ``notes.content.check_content``
+  (schema, storable JSON, ``DOC_MAX_CONTENT_BYTES``), else 400 and nothing changes. A
+  ``data.content`` with a ProseMirror ``json`` object is applied to the stored Yjs state
+  (``notes.yjs.content_change_update``) and the resulting Yjs update is published to the live
+  document on every instance. Content without ``json`` on a note that has a Yjs state, or
+  whose document is open in an editor, cannot be merged: 409 ``conflict``, nothing changes.
+  On a note with neither it is simply stored.
 - Every successful change of an existing note emits ``note-events`` to ``note.<id>`` (after
   commit, via ``realtime.push``): the note as the REST API shows it minus the per-caller
   ``access``, or ``{"id", "deleted": true}`` on delete. A change that rolls back announces nothing.
-- Users who lose read access through a grant change are taken out of ``note.<id>``.
+- Users who lose read access through a grant change are taken out of ``note.<id>`` and the live
+  document on every instance (each re-checks its sockets: ``push.document_access_changed``).
 
 Every mutation runs in one transaction holding the note's row lock, so concurrent REST changes
 and live-document saves (``notes.yjs.merge_save``) serialise on the same row.
@@ -22,7 +25,6 @@ and live-document saves (``notes.yjs.merge_save``) serialise on the same row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +38,10 @@ from rest_framework import exceptions, status
 from accounts.models import Role, User
 from config.api_errors import Conflict
 from realtime import push
+from realtime.conf import realtime_settings
 from realtime.sessions import get_registry
 
+from .content import check_content
 from .models import Note, NoteGrant, Permission, PrincipalType
 from .yjs import (
     FRAGMENT,
@@ -155,22 +159,6 @@ def _announce(note: Note) -> None:
     push.emit_to_note(note.pk, "note-events", note_event_payload(note))
 
 
-def _evict_if_no_access(note: Note, users: Iterable[User]) -> None:
-    """Take each of ``users`` who can no longer read ``note`` out of ``note.<id>`` on every
-    instance (after commit); each socket gets ``note-events`` ``{"id", "access": null}``.
-
-    Not ``doc.note.<id>``: a live document relays to its own editor list, which only the
-    realtime layer can change (see docs/notes.md, "Revoking access").
-    """
-    for user in users:
-        if note.access_for(user) is None:
-            push.remove_user_from_room(
-                user.pk,
-                push.note_room(note.pk),
-                notice=("note-events", {"id": str(note.pk), "access": None}),
-            )
-
-
 # --- notes ------------------------------------------------------------------------------------
 
 
@@ -181,6 +169,7 @@ def create_note(user: User, title: str, data: dict[str, Any] | None = None) -> N
     and the REST copy start equal); JSON that is not a ProseMirror document is a 400.
     """
     data = dict(data or {})
+    _check_content(data)
     pm_json = (data.get("content") or {}).get("json")
     state = None
     if isinstance(pm_json, dict):
@@ -191,6 +180,18 @@ def create_note(user: User, title: str, data: dict[str, Any] | None = None) -> N
     created = Note.objects.create(owner=user, title=title, data=data, yjs_state=state)
     # No note-events: nobody can have joined ``note.<id>`` of a note that did not exist.
     return _reload(created.pk, Permission.WRITE)
+
+
+def _check_content(data: dict[str, Any] | None) -> None:
+    """400 (``BadRequest``, the rule's message) for a ``data.content`` that
+    ``notes.content.check_content`` refuses: wrong schema, not storable, or larger than
+    ``DOC_MAX_CONTENT_BYTES``."""
+    if not data or "content" not in data:
+        return
+    try:
+        check_content(data["content"], realtime_settings.DOC_MAX_CONTENT_BYTES)
+    except ContentError as error:
+        raise BadRequest(str(error)) from error
 
 
 def _same_content(state: bytes | None, pm_json: dict) -> bool:
@@ -222,10 +223,12 @@ def update_note(
 
     ``data`` keys are merged shallowly into ``note.data``; ``data.content`` ({md, html, json})
     replaces the stored content as a whole and follows the content rule (module docstring).
-    Raises 403 (reader), 409 (content without json on a note with a Yjs state or an open
-    document), 400 (json that is not a ProseMirror document). Nothing changes when it raises.
+    Raises 403 (reader), 400 (content ``check_content`` refuses, e.g. json that is not a
+    ProseMirror document), 409 (content without json on a note with a Yjs state or an open
+    document). Nothing changes when it raises.
     """
     access.require_write()
+    _check_content(data)
     note_id = access.note.pk
     update: bytes | None = None
     with transaction.atomic():
@@ -313,16 +316,16 @@ def upsert_grant(
         else:
             return grant, False
         _announce(_reload(note.pk))
-        push.document_access_changed(note.pk)  # live editors re-check (write may become read)
+        push.document_access_changed(note.pk)  # sockets re-check (write may become read)
     return grant, created
 
 
 def delete_grant(access: NoteAccess, grant_id: object) -> None:
     """Remove a grant (owner or admin); 404 if it is not one of this note's grants.
 
-    Users left without read access (the user of a user grant, members of a group) are taken
-    out of ``note.<id>``. Removing the ``everyone`` grant cannot list its users; their open
-    sockets keep the room until they leave.
+    Every instance then re-checks the access of its sockets in ``note.<id>`` and in the live
+    document (``push.document_access_changed``): whoever lost read access — through a user,
+    group or ``everyone`` grant — leaves both.
     """
     access.require_manage()
     note = access.note
@@ -334,9 +337,5 @@ def delete_grant(access: NoteAccess, grant_id: object) -> None:
         if grant is None:
             raise exceptions.NotFound("No such grant on this note.")
         grant.delete()
-        if grant.principal_type == PrincipalType.USER:
-            _evict_if_no_access(note, [grant.user])
-        elif grant.principal_type == PrincipalType.GROUP:
-            _evict_if_no_access(note, grant.group.user_set.all())
         _announce(_reload(note.pk))
-        push.document_access_changed(note.pk)  # live editors re-check, everyone grant included
+        push.document_access_changed(note.pk)  # note room and live editors re-check access

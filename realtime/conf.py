@@ -27,6 +27,15 @@ DEFAULTS: dict[str, Any] = {
     "WEBSOCKET_PING_TIMEOUT": 20.0,
     # Largest frame a socket may send; a larger one closes the socket with code 1009. Bytes.
     "WEBSOCKET_MAX_MESSAGE_BYTES": 1_000_000,
+    # Send high-water mark per socket: a frame is not written while more than this many bytes
+    # wait for the client to take them; the socket is closed with 4413 instead. Large enough
+    # for one Socket.IO state reply of a DOC_MAX_BYTES document (an int list: up to 4 bytes per
+    # byte). Bytes.
+    "SEND_BUFFER_MAX_BYTES": 48 * 2**20,
+    # A socket must send its Socket.IO CONNECT within this many seconds after OPEN. Seconds.
+    "CONNECT_TIMEOUT": 10.0,
+    # Sockets of one client address not yet authenticated, per process; more are closed 4429.
+    "MAX_UNAUTHENTICATED_PER_ADDRESS": 256,
     # How long a session record lives in the registry without a pong or heartbeat. Seconds.
     # Must exceed ping interval + ping timeout, or healthy sockets would flicker offline.
     "SESSION_TTL": 60.0,
@@ -42,8 +51,13 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_BURST": 40,
     # A socket refused this many times in a row for rate is disconnected.
     "RATE_LIMIT_DISCONNECT_AFTER": 100,
-    # Concurrent Socket.IO sockets one user may hold across all instances.
+    # Concurrent sockets (Socket.IO and y-websocket) one user may hold across all instances.
     "MAX_SOCKETS_PER_USER": 20,
+    # Per-connection token bucket for y-websocket messages (an editor sends an update and an
+    # awareness message per keystroke): sustained rate (messages/s) and burst size. Messages
+    # beyond it wait for the bucket; RATE_LIMIT_DISCONNECT_AFTER waits in a row close 4429.
+    "YJS_MESSAGE_RATE": 60.0,
+    "YJS_MESSAGE_BURST": 120,
     # Typing events relayed per user per channel: at most one per interval. Seconds.
     "TYPING_MIN_INTERVAL": 1.0,
     # Collaborative documents: trailing debounce and ceiling for saves. Seconds.
@@ -53,9 +67,20 @@ DEFAULTS: dict[str, Any] = {
     "DOC_MAX_UPDATE_BYTES": 1_000_000,
     "DOC_MAX_AWARENESS_BYTES": 64_000,
     "DOC_MAX_BYTES": 10_000_000,
+    # Largest client-rendered data.content ({md, html, json}) accepted, over Socket.IO and
+    # REST alike, measured as compact UTF-8 JSON (notes/content.py). Bytes.
+    "DOC_MAX_CONTENT_BYTES": 2_000_000,
+    # Awareness (cursors): client ids one connection may own, bytes of one client's state, and
+    # bytes of all states kept per document (what a newcomer is sent at most).
+    "AWARENESS_MAX_IDS_PER_CONNECTION": 4,
+    "AWARENESS_MAX_STATE_BYTES": 8_192,
+    "AWARENESS_MAX_DOCUMENT_BYTES": 1_000_000,
     # Under daphne, write broadcast frames (framed once) straight to each connection's
     # transport. Off: every frame goes through the ASGI send path.
     "FAST_BROADCAST": True,
+    # Under daphne, stop reading a WebSocket while its application queue holds 32 messages or
+    # 4 MiB (daphne itself queues without limit): TCP backpressure on a flooding client.
+    "INBOUND_BACKPRESSURE": True,
     # Under daphne, hand a clean WebSocket upgrade request on plain TCP straight to the
     # WebSocket protocol instead of through daphne's HTTP parser (realtime/daphne_upgrade.py).
     "FAST_UPGRADE": True,
@@ -66,6 +91,20 @@ DEFAULTS: dict[str, Any] = {
     # A process-unique name for this server instance; "" means hostname:pid.
     "INSTANCE_ID": "",
 }
+
+
+#: Room for the framing of a y-websocket sync message around a document at ``DOC_MAX_BYTES``.
+SYNC_HEADROOM = 64 * 1024
+
+
+def largest_client_message() -> int:
+    """The largest message a client may send to either endpoint: a Socket.IO frame
+    (``WEBSOCKET_MAX_MESSAGE_BYTES``) or a y-websocket sync of a whole document
+    (``DOC_MAX_BYTES`` + ``SYNC_HEADROOM``)."""
+    return max(
+        realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES,
+        realtime_settings.DOC_MAX_BYTES + SYNC_HEADROOM,
+    )
 
 
 class RealtimeSettings:

@@ -6,17 +6,21 @@ the process hub, session bookkeeping to the session registry.
 
 Lifecycle of a socket:
 1. accept, send OPEN (sid, ping settings, maxPayload); refuse EIO≠4 or a non-websocket
-   transport (close 4400);
-2. the client's CONNECT carries ``auth.token`` (else the token the JWT middleware found);
-   it is validated by the one accounts function; refusal → CONNECT_ERROR with the code, close;
-   no event handler ever runs before a successful CONNECT;
+   transport (close 4400), or a client address over ``MAX_UNAUTHENTICATED_PER_ADDRESS``
+   (close 4429);
+2. the client's CONNECT (within ``CONNECT_TIMEOUT``, else close 4408) carries ``auth.token``
+   (else the token the handshake carried); it is validated now by the one accounts function,
+   so a token revoked since the handshake is refused; refusal → CONNECT_ERROR with the code,
+   close; before a successful CONNECT the socket may send nothing but a CONNECT (an event,
+   an attachment, a binary frame: close 4401), and no event handler ever runs;
 3. events are rate limited (token bucket), validated and handled one at a time, in order;
 4. server PING every interval; no PONG in time → close 4408, cleaned up as a disconnect;
    at the token's ``exp`` → ``error {code: token_expired}``, DISCONNECT, close.
 
-Close codes: 1009 frame too large, 4400 bad frame / packet / version, 4401 not authenticated,
-4403 forbidden, 4408 ping timeout or no CONNECT in time, 4429 rate limit abuse or too many
-sockets.
+Close codes: 1001 server shutting down, 1009 frame too large, 1011 the server failed, 4400
+bad frame / packet / version, 4401 not authenticated, 4403 forbidden, 4408 ping timeout or no
+CONNECT in time, 4413 the client does not read (``SEND_BUFFER_MAX_BYTES``), 4429 rate limit
+abuse or too many sockets.
 
 Channels runs ``aclose_old_connections()`` (a thread hop, 20-41% of the server's profile)
 before every handler; ``LeanConsumer`` skips it (see its docstring for why that is safe).
@@ -25,7 +29,6 @@ before every handler; ``LeanConsumer`` skips it (see its docstring for why that 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -38,12 +41,15 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.tokens import TokenRejected, ValidatedToken
+from config.proxies import scope_client_address
 
-from . import daphne_io, engineio, events, push, socketio, wsframe
+from . import daphne_io, engineio, events, outbound, push, socketio
+from .admission import unauthenticated
 from .conf import realtime_settings
 from .db import validate_token
 from .doc_events import leave_document
 from .hub import get_hub
+from .outbound import Outbound
 from .protocol_errors import DecodeError
 from .ratelimit import TokenBucket
 from .sessions import Change, SessionRecord, get_registry
@@ -51,11 +57,14 @@ from .wsframe import SharedFrame
 
 logger = logging.getLogger("chorus.realtime.socket")
 
+CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_LARGE = 1009
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TIMEOUT = 4408
+CLOSE_SLOW_CONSUMER = 4413
 CLOSE_RATE_LIMITED = 4429
 
 _DISCONNECT_FRAME = engineio.encode_message(socketio.encode_disconnect())
@@ -74,10 +83,29 @@ class LeanConsumer(AsyncWebsocketConsumer):
     No per-socket channel-layer channel (the process hub does all layer I/O), and no
     ``aclose_old_connections()`` before each handler: these consumers never touch the ORM
     themselves; every query runs on the realtime ORM thread (``realtime.db.orm``).
+
+    Every frame and the close go through ``out`` (``realtime.outbound``: bounded, never
+    blocking). However a socket ends — the client's close, a server close, a close refused by
+    the server library, an exception in a handler, the server cancelling the application —
+    ``disconnect`` runs exactly once (session registry, presence, rooms, documents).
     """
 
-    #: daphne's protocol when frames may be written to its transport (``realtime.daphne_io``).
-    _direct = None
+    #: The socket's way out, from the WebSocket connect on.
+    out: Outbound | None = None
+    sid = ""
+    user = None
+    jti = ""
+    closed = False
+    #: The client address counted as unauthenticated (``realtime.admission``) until released.
+    _unauthenticated: str | None = None
+    _ended = False
+    #: ``connect`` ran (so ``disconnect`` has something to undo).
+    _opened = False
+    _first_session = False
+    connected_at = 0.0
+    last_seen = 0.0
+    #: ``out.written`` at the end of the last big reply (a document state or sync).
+    _reply_end = 0
 
     async def __call__(self, scope, receive, send):
         """Channels' consumer entry point minus the channel layer lookup (these consumers never
@@ -91,47 +119,174 @@ class LeanConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
-        with contextlib.suppress(StopConsumer):
+        gate = daphne_io.inbound_gate(send, receive)
+        try:
             while True:
-                await self.dispatch(await receive())
+                message = await receive()
+                if gate is not None:
+                    gate.taken()
+                await self.dispatch(message)
                 await asyncio.sleep(0)
+        except StopConsumer:
+            pass
+        except asyncio.CancelledError:  # the server stops the application (shutdown)
+            await self._end(CLOSE_GOING_AWAY, "server shutting down")
+            raise
+        except Exception:
+            logger.exception("Socket %s: a handler failed; closing it", self.sid or "-")
+            await self._end(CLOSE_INTERNAL_ERROR, "internal error")
+
+    async def _end(self, code: int, reason: str) -> None:
+        """Close the socket (if still open) and run the disconnect (if it has not run)."""
+        try:
+            await self.close(code, reason)
+        except Exception:
+            logger.exception("Socket %s: closing failed", self.sid or "-")
+        await self._disconnect_once(code)
+
+    async def _disconnect_once(self, code) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.closed = True
+        self.authenticated()
+        if not self._opened:
+            return  # refused before ``connect`` ran: nothing to undo
+        try:
+            await self.disconnect(code)
+        except Exception:
+            logger.exception("Socket %s: cleaning up after the disconnect failed", self.sid)
 
     async def websocket_connect(self, message):
-        self._direct = daphne_io.daphne_protocol(self.base_send)
+        self.out = outbound.for_connection(self.base_send, self._overflowed)
+        address = scope_client_address(self.scope)
+        if not unauthenticated.admit(address):
+            logger.info("Socket refused: too many unauthenticated sockets from %s", address)
+            await self.accept()
+            await self.close(CLOSE_RATE_LIMITED, "too many unauthenticated sockets")
+            return
+        self._unauthenticated = address
+        self._opened = True
         await super().websocket_connect(message)
 
-    async def send_wire(self, text: str | None = None, data: bytes | None = None) -> None:
-        """Send one text (``text``) or binary (``data``) message. Under daphne the frame is
-        built here and written to the transport at once (``realtime.daphne_io``); elsewhere,
-        and before the handshake completes, it goes through the ASGI ``send``."""
-        if self._direct is not None:
-            wire = wsframe.text_frame(text.encode()) if data is None else wsframe.binary_frame(data)
-            if daphne_io.write(self._direct, wire):
-                return
-        if data is None:
-            await self.base_send({"type": "websocket.send", "text": text})
-        else:
-            await self.base_send({"type": "websocket.send", "bytes": data})
+    async def websocket_disconnect(self, message):
+        await self._disconnect_once(message.get("code"))
+        raise StopConsumer()
 
-    def write_now(self, shared: SharedFrame) -> bool:
-        """The broadcast path: write a frame built once for many sockets (``SharedFrame``)
-        straight to this connection's transport. False where the server is not daphne
-        (uvicorn, the test communicator): use ``send_frame``."""
-        if self._direct is None:
-            return False
+    def authenticated(self) -> None:
+        """The socket authenticated (or ended): it no longer counts as unauthenticated."""
+        if self._unauthenticated is not None:
+            unauthenticated.release(self._unauthenticated)
+            self._unauthenticated = None
+
+    # --- the way out ------------------------------------------------------------------------
+
+    async def send_frame(self, frame: str) -> None:
+        """Send a text frame (never waits for the client; dropped once the socket closes)."""
         if not self.closed:
-            daphne_io.write(self._direct, shared.wire)
+            self.out.text(frame)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary frame (as ``send_frame``)."""
+        if not self.closed:
+            self.out.binary(data)
+
+    def deliver(self, shared: SharedFrame) -> None:
+        """The broadcast path: a text frame built once for many sockets."""
+        if not self.closed:
+            self.out.shared(shared)
+
+    async def close(self, code=None, reason=None) -> None:
+        """Close with ``code`` (any code, 1009 included) after what is queued; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.out is None:
+            await super().close(code, reason)
+        else:
+            self.out.close(code or 1000, reason or "")
+
+    def _overflowed(self, waiting: int) -> None:
+        logger.info(
+            "Socket %s: %d bytes wait for a client that does not read (SEND_BUFFER_MAX_BYTES);"
+            " closed 4413",
+            self.sid or "-",
+            waiting,
+        )
+        self.closed = True
+        self.out.close(CLOSE_SLOW_CONSUMER, "send buffer full")
+
+    # --- the session ------------------------------------------------------------------------
+
+    async def open_session(self, validated: ValidatedToken) -> bool:
+        """Register the authenticated socket (as ``self.sid``) in the session registry, the
+        hub and its user's room. False — nothing registered — when the user already holds
+        ``MAX_SOCKETS_PER_USER`` sockets on all instances, of either endpoint. Call
+        ``announce_online`` once the client has been told it is connected."""
+        registry = get_registry()
+        self.user = validated.user
+        self.jti = validated.jti
+        # Add first, then compare: the count is atomic, so concurrent connects on any instance
+        # can never exceed the limit (a refused socket takes its record back out).
+        record = self.session_record()
+        sessions = await registry.add(record)
+        if sessions > realtime_settings.MAX_SOCKETS_PER_USER:
+            await registry.remove(self.sid, str(self.user.pk))
+            self.user = None
+            return False
+        self._first_session = sessions == 1
+        self.authenticated()
+        hub = get_hub()
+        await hub.register(self)
+        await hub.join(self, push.user_room(self.user.pk))
         return True
+
+    def announce_online(self) -> None:
+        """Queue the presence announcement if this is the user's first session anywhere."""
+        if self._first_session:
+            get_hub().presence.add([Change(str(self.user.pk), True, self.session_record())])
+
+    async def close_session(self) -> None:
+        """Undo ``open_session`` (announcing the user offline if this was their last
+        session anywhere); a no-op once done."""
+        user, self.user = self.user, None
+        if user is None:
+            return
+        await get_hub().unregister(self)
+        record = self.session_record(user)
+        try:
+            if await get_registry().remove(self.sid, str(user.pk)):
+                get_hub().presence.add([Change(str(user.pk), False, record)])
+        except Exception:  # the session expires on its own (SESSION_TTL)
+            logger.exception("Could not remove a session from the registry")
+
+    def session_record(self, user=None) -> SessionRecord:
+        user = user or self.user
+        return SessionRecord(
+            sid=self.sid,
+            user_id=str(user.pk),
+            instance=instance_id(),
+            connected_at=self.connected_at,
+            user=user.public_profile(),
+            last_seen=self.last_seen,
+        )
+
+    # --- big replies ------------------------------------------------------------------------
+
+    def reply_pending(self) -> bool:
+        """Whether the client has not yet taken the last big reply (see ``reply_sent``): one
+        such reply at a time per socket, so requests cannot pile up copies of a document."""
+        return self.out is not None and self.out.taken() < self._reply_end
+
+    def reply_sent(self) -> None:
+        """Mark what was sent so far as a big reply (a document state, a sync step 2)."""
+        self._reply_end = self.out.written
 
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
-
-    async def websocket_disconnect(self, message):
-        await self.disconnect(message.get("code"))
-        raise StopConsumer()
 
 
 class SocketIOConsumer(LeanConsumer):
@@ -147,7 +302,6 @@ class SocketIOConsumer(LeanConsumer):
         self.sid = ""
         self.connected_at = time.time()
         self.last_seen = self.connected_at
-        self.closed = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task] = set()
         self._pending_binary: tuple[socketio.Packet, list[bytes]] | None = None
@@ -171,7 +325,7 @@ class SocketIOConsumer(LeanConsumer):
                 realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES,
             )
         )
-        self._later("connect", interval + timeout, self._connect_timed_out)
+        self._later("connect", realtime_settings.CONNECT_TIMEOUT, self._connect_timed_out)
         self._later("ping", interval, self._ping)
 
     async def disconnect(self, code) -> None:
@@ -186,19 +340,7 @@ class SocketIOConsumer(LeanConsumer):
                 await leave_document(self, note_id)
             except Exception:
                 logger.exception("Socket %s: leaving document %s failed", self.sid, note_id)
-        user, self.user = self.user, None
-        await get_hub().unregister(self)
-        record = self.session_record(user)
-        try:
-            if await get_registry().remove(self.sid, str(user.pk)):
-                get_hub().presence.add([Change(str(user.pk), False, record)])
-        except Exception:  # the session expires on its own (SESSION_TTL)
-            logger.exception("Could not remove a session from the registry")
-
-    async def close(self, code=None, reason=None) -> None:
-        if not self.closed:
-            self.closed = True
-            await super().close(code, reason)
+        await self.close_session()
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -270,6 +412,10 @@ class SocketIOConsumer(LeanConsumer):
                 if self._pending_binary is not None:
                     raise DecodeError("text packet while binary attachments are pending")
                 packet = socketio.decode(rest)
+                if self.user is None and packet.type != socketio.CONNECT:
+                    # Before CONNECT nothing but a CONNECT: no event, no attachment.
+                    await self.close(CLOSE_UNAUTHORIZED, "not connected")
+                    return
                 if packet.type in (socketio.BINARY_EVENT, socketio.BINARY_ACK) and (
                     packet.attachments
                 ):
@@ -285,6 +431,9 @@ class SocketIOConsumer(LeanConsumer):
             await self.close(CLOSE_BAD_REQUEST, "bad packet")
 
     async def _on_binary(self, data: bytes) -> None:
+        if self.user is None:
+            await self.close(CLOSE_UNAUTHORIZED, "not connected")
+            return
         if self._pending_binary is None:
             await self.close(CLOSE_BAD_REQUEST, "unexpected binary frame")
             return
@@ -327,42 +476,25 @@ class SocketIOConsumer(LeanConsumer):
         if self.user is not None:
             return  # already connected: a repeated CONNECT changes nothing
         auth = packet.data if isinstance(packet.data, dict) else {}
+        raw = auth.get("token")
+        if raw is None:
+            raw = self.scope.get("credentials")  # the handshake's token, validated now
         try:
-            if auth.get("token") is not None:
-                validated = await validate_token(auth.get("token"))
-            elif self.scope.get("token") is not None:
-                validated = self.scope["token"]
-            else:
-                raise self.scope.get("auth_error") or TokenRejected(
-                    "auth_required", "Authentication credentials were not provided."
-                )
+            validated = await validate_token(raw)
         except TokenRejected as rejected:
             await self._refuse_connect(rejected.message, rejected.code)
             close = CLOSE_FORBIDDEN if rejected.status == 403 else CLOSE_UNAUTHORIZED
             await self.close(close, rejected.code)
             return
-        registry = get_registry()
-        user_id = str(validated.user.pk)
-        self.user = validated.user
         self.sid = secrets.token_urlsafe(15)
-        # Add first, then compare: the count is atomic, so concurrent connects on any instance
-        # can never exceed the limit (a refused socket takes its record back out).
-        record = self.session_record()
-        sessions = await registry.add(record)
-        if sessions > realtime_settings.MAX_SOCKETS_PER_USER:
-            await registry.remove(self.sid, user_id)
-            self.user = None
+        if not await self.open_session(validated):
             await self._refuse_connect("Too many open sockets.", "too_many_connections")
             await self.close(CLOSE_RATE_LIMITED, "too many connections")
             return
         self._cancel("connect")
         self.adopt_token(validated)
-        hub = get_hub()
-        await hub.register(self)
-        await hub.join(self, push.user_room(user_id))
         await self.send_frame(engineio.encode_message(socketio.encode_connect({"sid": self.sid})))
-        if sessions == 1:
-            hub.presence.add([Change(user_id, True, record)])
+        self.announce_online()
 
     def adopt_token(self, validated: ValidatedToken) -> None:
         """Bind the socket to ``validated``: its jti (for logout kicks) and its expiry."""
@@ -394,10 +526,6 @@ class SocketIOConsumer(LeanConsumer):
 
     # --- what the hub and handlers use ------------------------------------------------------
 
-    async def send_frame(self, frame: str) -> None:
-        if not self.closed:
-            await self.send_wire(text=frame)
-
     async def join(self, room: str) -> None:
         await get_hub().join(self, room)
 
@@ -414,14 +542,3 @@ class SocketIOConsumer(LeanConsumer):
         await self.send_frame(push.event_frame("error", {"code": code, "message": message}))
         await self.send_frame(_DISCONNECT_FRAME)
         await self.close(close_code, code)
-
-    def session_record(self, user=None) -> SessionRecord:
-        user = user or self.user
-        return SessionRecord(
-            sid=self.sid,
-            user_id=str(user.pk),
-            instance=instance_id(),
-            connected_at=self.connected_at,
-            user=user.public_profile(),
-            last_seen=self.last_seen,
-        )

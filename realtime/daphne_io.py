@@ -1,5 +1,7 @@
-"""Writing WebSocket frames straight to daphne's TCP transport (``FAST_BROADCAST``), and the
-one autobahn habit that costs every new connection (``defer_autobahn_config_log``).
+"""daphne's internals Chorus uses, in one place: frames written straight to the TCP transport
+(``FAST_BROADCAST``), the bytes a connection has waiting, closes with any code, the factory's
+options (``install``), and one autobahn habit that costs every new connection
+(``defer_autobahn_config_log``).
 
 Under daphne an ASGI ``websocket.send`` costs a message dict, daphne's reply dispatch and an
 autobahn framing pass, and Twisted's asyncio reactor then registers the socket for writing,
@@ -8,31 +10,50 @@ rebuilds per frame (a third of the server's profile in the broadcast benchmark).
 the bytes itself (``realtime.wsframe``) and ``write`` sends them at once when the transport
 has nothing queued — as uvicorn's transport does — handing only an unsent remainder (or the
 whole frame, when something is queued or the send fails) to Twisted, which keeps the order.
+``waiting`` reads how much is queued, for the send high-water mark (``realtime.outbound``).
+
+``close`` writes the close frame at the protocol: through ASGI, autobahn refuses codes such as
+1009 from an application (an exception in the handler, the client saw 1011 or a dropped
+connection) and daphne drops the reason.
 
 Relies on attributes of ``twisted.internet.tcp.Connection`` (``socket``, ``dataBuffer``,
-``offset``, ``_tempDataBuffer``); ``tests/live`` runs every socket test through it under a
-real daphne (``test_large_frames_to_a_slow_reader_arrive_whole_and_in_order`` forces partial
-sends and queued frames), so a Twisted upgrade that changes them fails there. Anything that is
-not a plain TCP transport (TLS, a test communicator, uvicorn) takes the ordinary path.
+``offset``, ``_tempDataLen``) and on autobahn's ``sendCloseFrame`` and ``failByDrop``;
+``tests/live`` runs every socket test through them under a real daphne
+(``test_large_frames_to_a_slow_reader_arrive_whole_and_in_order`` forces partial sends and
+queued frames; the slow-consumer and 1009 tests read the close codes), so a Twisted or autobahn
+upgrade that changes them fails there. Anything that is not a plain TCP transport (TLS, a test
+communicator, uvicorn) takes the ordinary path for its frames.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import pprint
+import sys
 
-from .conf import realtime_settings
+from .conf import largest_client_message, realtime_settings
+
+logger = logging.getLogger("chorus.realtime.socket")
+
+
+def protocol_of(send):
+    """daphne's WebSocket protocol behind an ASGI ``send`` (``partial(handle_reply, protocol)``),
+    or None when the server is not daphne."""
+    if not isinstance(send, functools.partial):
+        return None
+    protocol = send.args[0] if send.args else None
+    return protocol if _websocket_protocol_class(type(protocol)) else None
 
 
 def daphne_protocol(send):
-    """daphne's WebSocket protocol behind an ASGI ``send`` (``partial(handle_reply, protocol)``)
-    when frames may be written to its transport directly (``FAST_BROADCAST``); else None."""
-    if not realtime_settings.FAST_BROADCAST or not isinstance(send, functools.partial):
+    """daphne's WebSocket protocol behind ``send`` when frames may be written to its transport
+    directly (``FAST_BROADCAST``, plain TCP); else None."""
+    if not realtime_settings.FAST_BROADCAST:
         return None
-    protocol = send.args[0] if send.args else None
-    if not _websocket_protocol_class(type(protocol)):
-        return None
-    return protocol if plain_tcp(protocol.transport) else None
+    protocol = protocol_of(send)
+    return protocol if protocol is not None and plain_tcp(protocol.transport) else None
 
 
 @functools.cache
@@ -67,13 +88,22 @@ def _plain_tcp_class(cls: type):
     return None
 
 
-def _queue_is_empty(transport) -> bool:
-    return not transport._tempDataBuffer and transport.offset >= len(transport.dataBuffer)
+def waiting(transport) -> int:
+    """Bytes handed to a Twisted transport and not yet given to the kernel; for TLS, those of
+    the TCP connection beneath (0 for anything that is not a Twisted connection)."""
+    for _ in range(3):  # TCP, or TLS over TCP
+        buffer = getattr(transport, "dataBuffer", None)
+        if buffer is not None:
+            return len(buffer) - transport.offset + transport._tempDataLen
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            break
+    return 0
 
 
 def write(protocol, data: bytes) -> bool:
-    """Write ``data`` (whole frames) to an open protocol's transport; False if it is not open
-    (nothing written)."""
+    """Write ``data`` (whole frames) to an open protocol's plain-TCP transport; False if it is
+    not open (nothing written)."""
     if protocol.state != protocol.STATE_OPEN:
         return False
     transport = protocol.transport
@@ -82,7 +112,7 @@ def write(protocol, data: bytes) -> bool:
         sock is not None
         and transport.connected
         and not transport.disconnecting
-        and _queue_is_empty(transport)
+        and waiting(transport) == 0
     ):
         try:
             sent = sock.send(data)
@@ -93,6 +123,23 @@ def write(protocol, data: bytes) -> bool:
         data = data[sent:]
     transport.write(data)
     return True
+
+
+def close(protocol, code: int, reason: str = "") -> bool:
+    """Close the WebSocket with ``code`` and ``reason`` at the protocol: autobahn's
+    ``sendClose`` refuses codes an application may not use by its rules (1009 among them, so
+    daphne's ASGI close crashed the handler) and daphne drops reasons. Writes the close frame
+    after what is queued and starts autobahn's close-handshake timeout, after which a peer
+    that does not answer is dropped. Before the handshake completes this refuses it (HTTP
+    403, daphne's answer to an ASGI close). False if the socket is already closing."""
+    if protocol.state == protocol.STATE_OPEN:
+        payload = reason.encode()[:123] if reason else None  # Chorus's reasons are ASCII
+        protocol.sendCloseFrame(code=code, reasonUtf8=payload, isReply=False)
+        return True
+    if protocol.state == protocol.STATE_CONNECTING and hasattr(protocol, "handshake_deferred"):
+        protocol.serverReject()
+        return True
+    return False
 
 
 class _Pformat:
@@ -120,3 +167,97 @@ def defer_autobahn_config_log() -> None:
         protocol.pformat = _Pformat
         # The module's one other pformat user that must return a str (with trackTimings on).
         protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)
+
+
+class InboundGate:
+    """Backpressure for what one daphne WebSocket receives.
+
+    daphne puts every message it reads into the application's queue at once, with no limit:
+    a client flooding small frames (thousands per 64 KiB read) or large ones faster than the
+    application handles them grew the server's memory without bound. The consumer calls
+    ``taken`` after each message it takes: with ``MAX_MESSAGES`` messages or ``MAX_BYTES``
+    waiting the connection stops reading its socket (TCP pushes back on the client), and
+    reads again once the queue is empty. What may wait per socket is bounded by those limits
+    plus one read (64 KiB) of frames, or one frame in progress."""
+
+    MAX_MESSAGES = 32
+    MAX_BYTES = 4 * 2**20
+
+    __slots__ = ("paused", "queue", "transport")
+
+    def __init__(self, transport, queue: asyncio.Queue) -> None:
+        self.transport = transport
+        self.queue = queue
+        self.paused = False
+
+    def taken(self) -> None:
+        waiting = self.queue.qsize()
+        if self.paused:
+            if waiting == 0:
+                self.paused = False
+                self.transport.resumeProducing()
+        elif waiting >= self.MAX_MESSAGES or (waiting > 1 and self._bytes() >= self.MAX_BYTES):
+            self.paused = True
+            self.transport.pauseProducing()
+
+    def _bytes(self) -> int:
+        return sum(
+            len(message.get("bytes") or message.get("text") or "")
+            for message in self.queue._queue  # asyncio.Queue's deque
+        )
+
+
+def inbound_gate(send, receive) -> InboundGate | None:
+    """The ``InboundGate`` of a daphne WebSocket (``receive`` is its queue's ``get``); None
+    under any other server (uvicorn pauses reading by itself) or with ``INBOUND_BACKPRESSURE``
+    off."""
+    if not realtime_settings.INBOUND_BACKPRESSURE:
+        return None
+    protocol = protocol_of(send)
+    queue = getattr(receive, "__self__", None)
+    if protocol is None or not isinstance(queue, asyncio.Queue):
+        return None
+    return InboundGate(protocol.transport, queue)
+
+
+def _apply_protocol_options(factory) -> None:
+    """Chorus's options for daphne's WebSocket factory (see ``install``)."""
+    factory.failByDrop = False
+    needed = largest_client_message()
+    for option, flag in (
+        ("maxMessagePayloadSize", "--websocket-max-message-size"),
+        ("maxFramePayloadSize", "--websocket-max-frame-size"),
+    ):
+        limit = getattr(factory, option, 0)
+        if 0 < limit < needed:
+            logger.warning(
+                "daphne's %s is %d bytes, below the %d Chorus accepts (DOC_MAX_BYTES + 64 KiB):"
+                " larger y-websocket messages are refused with 1009; start daphne with"
+                " %s %d (docs/operations.md)",
+                flag,
+                limit,
+                needed,
+                flag,
+                needed,
+            )
+
+
+def install() -> None:
+    """Under daphne (a no-op elsewhere; idempotent): a message over daphne's size limits is
+    answered with close 1009 (autobahn's ``failByDrop`` off; on, it dropped the TCP connection
+    without a close frame), and a warning names limits below what Chorus accepts. Applied when
+    daphne sets its factory's options at startup (``Server.run``)."""
+    if "daphne.server" not in sys.modules:
+        return
+    from daphne.ws_protocol import WebSocketFactory
+
+    if getattr(WebSocketFactory.setProtocolOptions, "chorus_options", False):
+        return
+    set_options = WebSocketFactory.setProtocolOptions
+
+    def setProtocolOptions(self, *args, **kwargs):
+        set_options(self, *args, **kwargs)
+        _apply_protocol_options(self)
+
+    setProtocolOptions.chorus_options = True
+    WebSocketFactory.setProtocolOptions = setProtocolOptions

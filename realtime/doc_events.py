@@ -5,9 +5,10 @@ before anything is relayed (see ``realtime.documents``). Updates and awareness p
 accepted as int lists (what Open WebUI's client sends) or binary attachments. The user id
 and name relayed to others are the authenticated user's, never the client's.
 
-Refusals: ``bad_request`` (bad id / payload / update, or an operation on a document the
-socket has not joined), ``forbidden`` (no read access to join, no write access to update),
-``not_found`` (no such note), ``too_large`` (update / awareness / document size limits).
+Refusals: ``bad_request`` (bad id / payload / update / ``data.content``, or an operation on a
+document the socket has not joined), ``forbidden`` (no read access to join, no write access to
+update), ``not_found`` (no such note), ``too_large`` (update / awareness / document /
+``data.content`` size limits). An update whose ``data.content`` is refused is not applied.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
+from notes.content import ContentError, ContentTooLarge, check_content
+
 from . import push
+from .conf import realtime_settings
 from .documents import SIO, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
-from .events import EventError, Payload, note_access, on
+from .events import EventError, Payload, no_such_note, note_access, on
 from .sessions import get_registry
 
 
@@ -75,21 +79,31 @@ def _joined(conn, document_id: str) -> tuple[str, DocumentRoom]:
     return note_id, room
 
 
+def _one_state_at_a_time(conn) -> None:
+    """Refuse a request for a document state while the last one sent to this socket has not
+    been taken by the client (``rate_limited``): a client that asks again and again without
+    reading would otherwise pile up copies of the document in the server's memory."""
+    if conn.reply_pending():
+        raise EventError("rate_limited", "The last document state has not been read yet.")
+
+
 async def _state(conn, room: DocumentRoom) -> dict:
     registry = get_registry()
     await registry.join_group(room.group, [conn.sid])
     state = room.state_payload(await registry.group_members(room.group))
     await conn.send_frame(push.event_frame("ydoc:document:state", state))
+    conn.reply_sent()
     return state
 
 
 @on("ydoc:document:join", DocumentJoin)
 async def document_join(conn, payload: DocumentJoin) -> dict:
+    _one_state_at_a_time(conn)
     try:
         note_id = parse_document_id(payload.document_id)
         access = await note_access(conn.user, note_id)
         if access is None:
-            raise EventError("forbidden", "You may not read this note.")
+            raise no_such_note()
         room = await get_manager().open(note_id)
     except DocError as error:
         raise EventError(error.code, error.message) from None
@@ -137,6 +151,7 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
 @on("ydoc:document:state", DocumentRef)
 async def document_state(conn, payload: DocumentRef) -> dict:
     _, room = _joined(conn, payload.document_id)
+    _one_state_at_a_time(conn)
     return await _state(conn, room)
 
 
@@ -145,14 +160,30 @@ async def document_update(conn, payload: DocumentUpdate) -> dict:
     _, room = _joined(conn, payload.document_id)
     if not room.clients[conn.sid].writable:
         raise EventError("forbidden", "You may not edit this note.")
-    content = None
-    if payload.data is not None and payload.data.content is not None:
-        content = payload.data.content.model_dump(by_alias=True, exclude_none=True)
+    content = _checked_content(payload)
     try:
         await room.apply(payload.update, conn.sid, str(conn.user.pk), content)
     except DocError as error:
         raise EventError(error.code, error.message) from None
     return {}
+
+
+def _checked_content(payload: DocumentUpdate) -> dict | None:
+    """The update's ``data.content`` as stored ({md?, html?, json?}), or None if it has none.
+
+    Raises ``EventError`` (``too_large`` over ``DOC_MAX_CONTENT_BYTES``, else ``bad_request``)
+    for content ``notes.content.check_content`` refuses: then the update is not applied
+    either, so nothing of it is relayed or stored."""
+    if payload.data is None or payload.data.content is None:
+        return None
+    content = payload.data.content.model_dump(by_alias=True, exclude_none=True)
+    try:
+        check_content(content, realtime_settings.DOC_MAX_CONTENT_BYTES)
+    except ContentTooLarge as error:
+        raise EventError("too_large", str(error)) from None
+    except ContentError as error:
+        raise EventError("bad_request", str(error)) from None
+    return content
 
 
 @on("ydoc:document:leave", DocumentRef)

@@ -30,14 +30,17 @@ import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import unquote
 
-from pycrdt import Doc, merge_updates
+from pycrdt import Doc, get_update, merge_updates
+
+from config import json_safety
 
 from . import push, yprotocol
 from .conf import realtime_settings
 from .db import orm
+from .events import access_by_user
 from .hub import Coalesce, get_hub
 from .protocol_errors import DecodeError
 
@@ -69,9 +72,42 @@ def parse_document_id(raw: str) -> uuid.UUID:
     raise DocError("bad_request", "document_id must be 'note:<uuid>'.")
 
 
+def _unintegrated(update: bytes, state: bytes, vector: dict[int, int]) -> bool:
+    """Whether a Doc whose state is ``state`` (decoded: ``vector``) lacks part of ``update``."""
+    return yprotocol.unintegrated(get_update(update, state), vector)
+
+
+def _is_json(text: str) -> bool:
+    """Whether an awareness state parses as JSON (stock clients ``JSON.parse`` every state
+    they receive: one that does not parse would break them)."""
+    try:
+        json_safety.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _merge_updates(messages: list[dict]) -> dict:
     """Peer update messages of one editor as one message carrying their merged update."""
     return {**messages[-1], "payload": merge_updates(*(m["payload"] for m in messages))}
+
+
+@dataclass(slots=True)
+class Aware:
+    """One awareness client id's state in a room: the y-protocols clock, the state JSON, the
+    connection that introduced the id (its owner: user and client key) and when it was last
+    set (``time.monotonic``)."""
+
+    clock: int
+    state: str
+    user_id: str | None
+    owner: str | None
+    seen: float
+
+
+#: y-protocols' ``outdatedTimeout``: clients renew their state every 15 s and drop states not
+#: renewed for 30 s; the server drops them too (a peer instance that died leaves none behind).
+AWARENESS_TIMEOUT = 30.0
 
 
 @dataclass(eq=False)
@@ -89,7 +125,6 @@ class DocClient:
     writable: bool
     send: Callable[[str | bytes], Awaitable[None]]
     revoke: Callable[[], Awaitable[None]] | None = None
-    awareness_ids: set[int] = field(default_factory=set)
 
 
 class DocumentRoom:
@@ -100,10 +135,15 @@ class DocumentRoom:
         self.doc = Doc()
         self.doc.apply_update(state)
         self.clients: dict[str, DocClient] = {}
-        self.awareness: dict[int, tuple[int, str]] = {}
+        self.awareness: dict[int, Aware] = {}
+        #: Bytes of the states in ``awareness`` (bounded by AWARENESS_MAX_DOCUMENT_BYTES).
+        self.awareness_bytes = 0
         self.content: dict | None = None
         self.dirty_since: float | None = None
         self.size = len(state)
+        #: Updates given to the Doc that it could not integrate yet, and their bytes (``_park``).
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self._save_timer: asyncio.TimerHandle | None = None
         self._save_lock = asyncio.Lock()
         self._retry_delay = 0.5
@@ -114,13 +154,22 @@ class DocumentRoom:
 
     # --- change -----------------------------------------------------------------------------
 
-    def check_update_size(self, update: bytes) -> None:
-        if len(update) > realtime_settings.DOC_MAX_UPDATE_BYTES:
+    def check_update_size(self, update: bytes, whole: bool = False) -> None:
+        """Refuse (``too_large``) an update over ``DOC_MAX_UPDATE_BYTES`` — unless ``whole``:
+        a sync (everything a client holds that the server lacks) or an update another
+        instance already accepted — or one that would take the document past
+        ``DOC_MAX_BYTES``."""
+        if not whole and len(update) > realtime_settings.DOC_MAX_UPDATE_BYTES:
             raise DocError("too_large", "The update is larger than DOC_MAX_UPDATE_BYTES.")
-        if self.size + len(update) > realtime_settings.DOC_MAX_BYTES:
+        limit = realtime_settings.DOC_MAX_BYTES
+        if self.size + self.pending_bytes + len(update) > limit:
             self.size = len(self.doc.get_update())  # the estimate only grows; re-measure
-            if self.size + len(update) > realtime_settings.DOC_MAX_BYTES:
-                raise DocError("too_large", "The document would exceed DOC_MAX_BYTES.")
+            if self.size + self.pending_bytes + len(update) > limit:
+                raise DocError(
+                    "too_large",
+                    "The document would exceed DOC_MAX_BYTES (updates still waiting for the"
+                    " changes they build on count).",
+                )
 
     async def apply(
         self,
@@ -129,16 +178,22 @@ class DocumentRoom:
         user_id: str | None,
         content: dict | None = None,
         publish: bool = True,
+        whole: bool = False,
     ) -> None:
-        """Apply ``update`` to the server Doc, relay it, publish it, schedule a save."""
-        self.check_update_size(update)
+        """Apply ``update`` to the server Doc, relay it, publish it (unless it came from
+        another instance: ``publish=False``), schedule a save. ``whole``: see
+        ``check_update_size``. Returns False when the document could not integrate all of it
+        yet (it builds on changes the server has not seen: see ``_park``)."""
+        self.check_update_size(update, whole=whole or not publish)
         try:
             self.doc.apply_update(update)
         except ValueError:
             raise DocError("bad_request", "The update is not a valid Yjs update.") from None
         if update == EMPTY_UPDATE:
-            return  # e.g. a y-websocket client's first sync reply: nothing to relay or save
-        self.size += len(update)
+            return True  # e.g. a y-websocket client's first sync reply: nothing to relay or save
+        integrated = self._park(update)
+        if integrated:
+            self.size += len(update)
         if content is not None:
             self.content = content
         self.schedule_save()
@@ -159,6 +214,34 @@ class DocumentRoom:
                 # update: the layer's cost per message, not the editors, bounds the rate.
                 coalesce=Coalesce(("update", origin, user_id), _merge_updates),
             )
+        return integrated
+
+    def _park(self, update: bytes) -> bool:
+        """Account for what the Doc could not integrate of an update it was just given.
+
+        Yjs keeps structs whose predecessors it has not seen, and deletions of items it does
+        not have, as *pending*: outside the document state, never saved, integrated if the
+        missing changes arrive. Pending updates are kept in ``pending`` and their bytes count
+        against ``DOC_MAX_BYTES`` (``check_update_size``) until they integrate, so no client
+        can grow the server's memory past the bound with updates that never integrate.
+        Returns whether ``update`` integrated entirely."""
+        state = self.doc.get_state()
+        vector = yprotocol.decode_state_vector(state)
+        if self.pending:
+            waiting = [p for p in self.pending if _unintegrated(p, state, vector)]
+            self.size += self.pending_bytes - sum(map(len, waiting))
+            self.pending = waiting
+            self.pending_bytes = sum(map(len, waiting))
+        if not _unintegrated(update, state, vector):
+            return True
+        self.pending.append(update)
+        self.pending_bytes += len(update)
+        logger.info(
+            "Note %s: an update builds on changes the server lacks (%d bytes wait)",
+            self.note_id,
+            self.pending_bytes,
+        )
+        return False
 
     async def relay_update(self, update: bytes, origin: str | None, user_id: str | None) -> None:
         """Send a document update to every local editor except ``origin``."""
@@ -196,24 +279,26 @@ class DocumentRoom:
     async def apply_awareness(
         self, update: bytes, origin: str | None, user_id: str | None, publish: bool = True
     ) -> None:
-        """Track and relay an awareness update (never stored)."""
+        """Track and relay an awareness update (never stored).
+
+        Ownership: a client id belongs to the connection (``origin``) that introduced it; only
+        that connection may set or clear it (another connection of the same user takes it
+        over: a reconnect). Entries for ids owned by another user, entries beyond
+        ``AWARENESS_MAX_IDS_PER_CONNECTION`` ids for the connection, states over
+        ``AWARENESS_MAX_STATE_BYTES`` or that would take the document's states past
+        ``AWARENESS_MAX_DOCUMENT_BYTES``, states that are not JSON, and stale clocks are
+        dropped; what is left is relayed (re-encoded) and published. A message that does not
+        decode is refused (``bad_request``)."""
         if len(update) > realtime_settings.DOC_MAX_AWARENESS_BYTES:
             raise DocError("too_large", "The awareness update is larger than allowed.")
         try:
             entries = yprotocol.decode_awareness_update(update)
         except DecodeError:
             raise DocError("bad_request", "Not a valid awareness update.") from None
-        sender = self.clients.get(origin) if origin else None
-        for client_id, clock, state in entries:
-            known = self.awareness.get(client_id)
-            if known is not None and known[0] > clock:
-                continue
-            if state == "null":
-                self.awareness.pop(client_id, None)
-            else:
-                self.awareness[client_id] = (clock, state)
-            if sender is not None:
-                sender.awareness_ids.add(client_id)
+        accepted = [e for e in entries if self._take_awareness(e, origin, user_id)]
+        if not accepted:
+            return
+        update = yprotocol.encode_awareness_update(accepted)
         payload = {"document_id": self.document_id, "user_id": user_id}
         await self._broadcast(
             origin, "ydoc:awareness:update", payload, update, yprotocol.encode_awareness
@@ -232,19 +317,56 @@ class DocumentRoom:
                 },
             )
 
+    def _take_awareness(
+        self, entry: tuple[int, int, str], origin: str | None, user_id: str | None
+    ) -> bool:
+        """Apply one awareness entry under the ownership and size rules; False: dropped."""
+        client_id, clock, state = entry
+        known = self.awareness.get(client_id)
+        if known is not None:
+            if known.user_id != user_id or known.clock > clock:
+                return False  # another user's id, or an older state than the one we have
+        elif state == "null":
+            return False  # nothing to clear
+        elif self._owned_by(origin) >= realtime_settings.AWARENESS_MAX_IDS_PER_CONNECTION:
+            return False
+        size = len(state.encode())
+        if state != "null":
+            if size > realtime_settings.AWARENESS_MAX_STATE_BYTES or not _is_json(state):
+                return False
+            before = len(known.state.encode()) if known is not None else 0
+            limit = realtime_settings.AWARENESS_MAX_DOCUMENT_BYTES
+            if self.awareness_bytes - before + size > limit:
+                return False
+        if known is not None:
+            self.awareness_bytes -= len(known.state.encode())
+        if state == "null":
+            del self.awareness[client_id]
+        else:
+            self.awareness[client_id] = Aware(clock, state, user_id, origin, time.monotonic())
+            self.awareness_bytes += size
+        return True
+
+    def _owned_by(self, origin: str | None) -> int:
+        return sum(1 for aware in self.awareness.values() if aware.owner == origin)
+
     def awareness_update(self) -> bytes | None:
-        """Every known awareness state as one update (None when there is none)."""
+        """Every live awareness state as one update (None when there is none); states not
+        renewed within ``AWARENESS_TIMEOUT`` are forgotten first."""
+        cutoff = time.monotonic() - AWARENESS_TIMEOUT
+        for client_id in [cid for cid, a in self.awareness.items() if a.seen < cutoff]:
+            self.awareness_bytes -= len(self.awareness.pop(client_id).state.encode())
         if not self.awareness:
             return None
-        entries = [(cid, clock, state) for cid, (clock, state) in self.awareness.items()]
+        entries = [(cid, a.clock, a.state) for cid, a in self.awareness.items()]
         return yprotocol.encode_awareness_update(entries)
 
     async def forget_awareness(self, client: DocClient) -> None:
         """Broadcast a null state for each awareness client id ``client`` owned."""
         entries = [
-            (cid, self.awareness[cid][0] + 1, "null")
-            for cid in client.awareness_ids
-            if cid in self.awareness
+            (cid, aware.clock + 1, "null")
+            for cid, aware in self.awareness.items()
+            if aware.owner == client.key
         ]
         if entries:
             await self.apply_awareness(
@@ -330,7 +452,7 @@ class DocumentRoom:
     async def recheck_access(self) -> None:
         """Re-read every local editor's access: write may become read (updates refused from
         then on); an editor with no read access left is revoked."""
-        access = await orm(_access_by_user)(
+        access = await access_by_user(
             self.note_id, {client.user_id for client in self.clients.values()}
         )
         for client in tuple(self.clients.values()):
@@ -345,17 +467,6 @@ class DocumentRoom:
             "state": list(self.doc.get_update()),
             "sessions": sessions,
         }
-
-
-def _access_by_user(note_id: str, user_ids: set[str]) -> dict[str, str | None]:
-    """``{user id: "write" | "read" | None}`` for one note (None for all if it is gone)."""
-    from accounts.models import User
-    from notes.models import Note
-
-    note = Note.objects.filter(pk=note_id).first()
-    if note is None:
-        return {}
-    return {str(user.pk): note.access_for(user) for user in User.objects.filter(pk__in=user_ids)}
 
 
 class DocumentManager:

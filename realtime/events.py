@@ -29,6 +29,7 @@ from config.formats import iso
 from . import push
 from .conf import realtime_settings
 from .db import orm, validate_token
+from .hub import get_hub
 
 
 class EventError(Exception):
@@ -277,20 +278,58 @@ async def join_channels(conn, payload: JoinChannels) -> dict:
 
 @orm
 def note_access(user, note_id) -> str | None:
-    """``"write"``, ``"read"`` or None for ``user`` on the note; ``not_found`` if it is gone."""
+    """``"write"``, ``"read"`` or None for ``user`` on the note — None also when there is no
+    such note: callers answer a missing and an unreadable note alike (as REST's 404 does)."""
+    from notes.models import Note
+
+    note = Note.objects.filter(pk=note_id).first()
+    return None if note is None else note.access_for(user)
+
+
+@orm
+def access_by_user(note_id: str, user_ids: set[str]) -> dict[str, str | None]:
+    """``{user id: "write" | "read" | None}`` for one note (None for all if it is gone)."""
+    from accounts.models import User
     from notes.models import Note
 
     note = Note.objects.filter(pk=note_id).first()
     if note is None:
-        raise EventError("not_found", "No such note.")
-    return note.access_for(user)
+        return {}
+    return {str(user.pk): note.access_for(user) for user in User.objects.filter(pk__in=user_ids)}
+
+
+async def recheck_note_room(message: dict) -> None:
+    """A note's grants changed (``push.document_access_changed``, a ``chorus.note_access``
+    hub message to ``note.<id>``): this process's sockets in the room whose user can no
+    longer read the note leave it, each told with ``note-events`` ``{"id", "access": null}``
+    — the ``everyone`` grant included, whose users no query could list in advance."""
+    hub = get_hub()
+    note_id = str(message.get("note_id", ""))
+    room = push.note_room(note_id)
+    conns = [conn for conn in tuple(hub.rooms.get(room, ())) if conn.user is not None]
+    if not conns:
+        return
+    access = await access_by_user(note_id, {str(conn.user.pk) for conn in conns})
+    notice = push.event_frame("note-events", {"id": note_id, "access": None})
+    for conn in conns:
+        if conn.user is not None and room in conn.rooms and access.get(str(conn.user.pk)) is None:
+            hub.leave(conn, room)
+            await conn.send_frame(notice)
+            await conn.on_room_left(room)
+
+
+def no_such_note() -> EventError:
+    """The refusal for a note that does not exist or that the user may not read (the two
+    are not told apart)."""
+    return EventError("not_found", "No such note.")
 
 
 @on("join-note", JoinNote)
 async def join_note(conn, payload: JoinNote) -> dict:
     await _revalidate(conn, payload.auth)
     if await note_access(conn.user, payload.note_id) is None:
-        raise EventError("forbidden", "You may not read this note.")
+        raise no_such_note()
+    get_hub().on_message("chorus.note_access", recheck_note_room)
     await conn.join(push.note_room(payload.note_id))
     return {"note_id": str(payload.note_id)}
 

@@ -59,9 +59,8 @@ class Connection(Protocol):
 
     async def send_frame(self, frame: str) -> None: ...
 
-    def write_now(self, shared: SharedFrame) -> bool:
-        """Write a broadcast frame synchronously if the server allows it; False: use
-        ``send_frame`` instead."""
+    def deliver(self, shared: SharedFrame) -> None:
+        """Send a broadcast frame (built once for the whole room); never waits."""
         ...
 
     async def kick(self, code: str, message: str) -> None: ...
@@ -365,8 +364,7 @@ class Hub:
             if conn.sid == skip:
                 continue
             try:
-                if not conn.write_now(shared):
-                    await conn.send_frame(frame)
+                conn.deliver(shared)
             except Exception:  # one broken socket never stops the room
                 self.dropped_sends += 1
                 logger.debug("send to a socket failed", exc_info=True)
@@ -430,6 +428,14 @@ class Hub:
         registry = get_registry()
         records = [conn.session_record() for conn in self.connections.values()]
         changes = await registry.refresh(records) if records else []
+        # A socket that closed while the refresh was on its way was removed before the refresh
+        # re-added it (Redis runs them in that order): remove it again, announcing nothing (its
+        # close announced what there was to announce).
+        closed = {r.sid: r for r in records if r.sid not in self.connections}
+        if closed:
+            changes = [change for change in changes if change.record.sid not in closed]
+            for record in closed.values():
+                await registry.remove(record.sid, record.user_id)
         changes += await registry.sweep()
         groups: dict[str, list[str]] = {}
         for conn in self.connections.values():

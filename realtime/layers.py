@@ -1,5 +1,5 @@
-"""The embedded default's channel layer: Channels' in-memory layer with its housekeeping
-bounded.
+"""Chorus's channel layers: Channels' in-memory layer with its housekeeping bounded (the
+embedded default), and channels-redis with a pool that waits for a free connection.
 
 ``channels.layers.InMemoryChannelLayer`` walks every channel and every group membership to
 expire stale entries on each ``receive`` and each ``group_send`` — measured at 39% of the
@@ -8,6 +8,11 @@ Chorus's hub keeps one layer channel per process, so that walk buys nothing per 
 it runs at most once per ``EXPIRY_SWEEP_INTERVAL`` seconds. Expiry semantics are unchanged
 (``expiry`` and ``group_expiry`` still apply, up to a sweep interval later), and
 ``group_send`` delivers without a task per member.
+
+``RedisLayer`` is channels-redis's layer with redis-py's ``BlockingConnectionPool``: the
+default pool raises ``MaxConnectionsError`` once ``max_connections`` are in use, so a burst
+(a thousand sockets closing at once) failed; this one waits up to ``timeout`` seconds for a
+free connection (``REDIS_MAX_CONNECTIONS``, ``REDIS_POOL_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import time
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer
+from redis.asyncio import BlockingConnectionPool
 
 
 class ProcessChannelLayer(InMemoryChannelLayer):
@@ -43,3 +50,12 @@ class ProcessChannelLayer(InMemoryChannelLayer):
             # As Channels' own layer: a full channel misses a group message.
             with contextlib.suppress(ChannelFull):
                 await self.send(channel, message)
+
+
+class RedisLayer(RedisChannelLayer):
+    """channels-redis with pools that wait for a free connection (module docstring). A host
+    is ``{"address": url, "max_connections", "timeout", ...}`` (further keys go to the pool)."""
+
+    def create_pool(self, index: int):
+        host = dict(self.hosts[index])
+        return BlockingConnectionPool.from_url(host.pop("address"), **host)

@@ -1,8 +1,14 @@
-"""Graceful shutdown: every dirty collaborative document is saved before the process exits.
+"""A serving process's start and stop.
 
-- daphne (Twisted): a "before shutdown" system event trigger returning a Deferred makes the
-  reactor wait for the flush. SIGTERM and SIGINT both stop the reactor this way.
-- uvicorn and other ASGI servers: the ASGI ``lifespan.shutdown`` event (``lifespan_app``).
+- Start: the process hub starts with the server (not with the first socket), so its keeper
+  sweeps expired sessions of every instance — announcing users offline after another
+  instance died — on every serving process, even one no socket has reached yet.
+- Stop: every dirty collaborative document is saved before the process exits.
+
+daphne (Twisted): an "after startup" trigger schedules the hub's start on the event loop; a
+"before shutdown" trigger returning a Deferred makes the reactor wait for the flush (SIGTERM
+and SIGINT both stop the reactor this way). uvicorn and other ASGI servers: the ASGI lifespan
+events (``lifespan_app``).
 """
 
 from __future__ import annotations
@@ -11,7 +17,17 @@ import asyncio
 import logging
 import sys
 
-logger = logging.getLogger("chorus.realtime.shutdown")
+logger = logging.getLogger("chorus.realtime.lifecycle")
+
+
+async def start_hub() -> None:
+    """Start this event loop's hub (its keeper sweeps sessions from now on)."""
+    from .hub import get_hub
+
+    try:
+        await get_hub().start()
+    except Exception:  # e.g. Redis unreachable at boot: the first socket starts it again
+        logger.exception("Starting the process hub failed")
 
 
 async def flush_documents() -> None:
@@ -52,8 +68,9 @@ def _tolerate_daphne_connection_entries() -> None:
     Server.kill_all_applications = kill_all_applications
 
 
-def install_twisted_trigger() -> None:
-    """Under daphne, flush documents before the reactor shuts down (no-op elsewhere)."""
+def install_twisted_triggers() -> None:
+    """Under daphne, start the hub once the reactor runs and flush documents before it shuts
+    down (no-op elsewhere)."""
     if "twisted.internet.reactor" not in sys.modules:
         return
     if "daphne.server" in sys.modules:
@@ -64,14 +81,20 @@ def install_twisted_trigger() -> None:
         logger.info("Shutting down: saving open documents")
         return defer.Deferred.fromFuture(asyncio.ensure_future(flush_documents()))
 
+    def after_startup():
+        # Startup triggers fire before the asyncio loop runs: start the hub from inside it.
+        asyncio.get_event_loop().call_soon(lambda: asyncio.ensure_future(start_hub()))
+
+    reactor.addSystemEventTrigger("after", "startup", after_startup)
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
 
 
 async def lifespan_app(scope, receive, send) -> None:
-    """ASGI lifespan: nothing at startup, flush documents at shutdown."""
+    """ASGI lifespan: start the hub at startup, flush documents at shutdown."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            await start_hub()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await flush_documents()

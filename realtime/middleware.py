@@ -1,31 +1,32 @@
 """WebSocket middleware: the Origin check and the JWT lookup.
 
-``OriginCheckMiddleware`` refuses (before accept, logged) a browser WebSocket whose ``Origin``
-header is present and neither matches ``ALLOWED_HOSTS`` nor is listed in
-``CORS_ALLOWED_ORIGINS``. A WebSocket without ``Origin`` (a non-browser client) is allowed.
+``OriginCheckMiddleware`` refuses (close 4403 before accept, logged) a browser WebSocket whose
+``Origin`` header is present and is neither listed in ``CORS_ALLOWED_ORIGINS`` nor the
+request's own origin (same scheme, host and port; the host in ``ALLOWED_HOSTS``): the rule is
+``realtime.origins``. A WebSocket without ``Origin`` (a non-browser client) is allowed.
 
-``JWTAuthMiddleware`` sets ``scope["user"]`` (the user or ``AnonymousUser``), ``scope["token"]``
-(the ``ValidatedToken`` or None) and ``scope["auth_error"]`` (the ``TokenRejected`` or None)
-from, in this order: an ``Authorization: Bearer`` header, a ``token`` cookie, a ``?token=``
-query parameter (query strings end up in access logs: a last resort). It never refuses:
-consumers decide, so a refused client receives a proper error (CONNECT_ERROR or close code).
-Validation is ``accounts.tokens.validate_access_token`` — the same function as HTTP.
+``JWTAuthMiddleware`` puts the raw token the handshake carried into ``scope["credentials"]``
+(None when there is none), from, in this order: an ``Authorization: Bearer`` header, a
+``token`` cookie, a ``?token=`` query parameter (query strings end up in access logs: a last
+resort). It validates nothing: a consumer validates the token when it authenticates the socket
+(the Socket.IO CONNECT, the y-websocket accept) with ``accounts.tokens.validate_access_token``
+— the same function as HTTP — so a logout, revoke-all or deactivation between the handshake
+and the CONNECT refuses the CONNECT, and a refused client receives a proper error
+(CONNECT_ERROR or close code).
 """
 
 from __future__ import annotations
 
 import logging
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs
 
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
-from django.http.request import validate_host
 
 from accounts.authentication import bearer_token
-from accounts.tokens import TokenRejected
+from config.proxies import scope_client_address, scope_forwarded_proto
 
-from .db import validate_token
+from . import origins
 
 logger = logging.getLogger("chorus.realtime.auth")
 
@@ -37,12 +38,18 @@ def header(scope: dict, name: bytes) -> bytes | None:
     return None
 
 
-def origin_allowed(origin: str) -> bool:
-    """Whether a browser ``Origin`` may open a WebSocket here."""
-    if origin in settings.CORS_ALLOWED_ORIGINS:
-        return True
-    host = urlparse(origin).hostname
-    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+def origin_allowed(origin: str, scope: dict) -> bool:
+    """Whether a browser ``Origin`` may open the WebSocket of ``scope`` (``realtime.origins``:
+    the scheme is https for ``wss`` or a trusted proxy's ``X-Forwarded-Proto: https``)."""
+    host = header(scope, b"host")
+    secure = scope.get("scheme") in ("wss", "https")
+    return origins.origin_allowed(
+        origin,
+        host=host.decode("latin-1") if host is not None else None,
+        scheme=scope_forwarded_proto(scope) or ("https" if secure else "http"),
+        allowed_hosts=settings.ALLOWED_HOSTS,
+        cors_allowed_origins=settings.CORS_ALLOWED_ORIGINS,
+    )
 
 
 class OriginCheckMiddleware:
@@ -53,9 +60,12 @@ class OriginCheckMiddleware:
         if scope["type"] == "websocket":
             raw = header(scope, b"origin")
             origin = raw.decode("latin-1") if raw is not None else None
-            if origin is not None and not origin_allowed(origin):
+            if origin is not None and not origin_allowed(origin, scope):
                 logger.warning(
-                    "WebSocket refused: origin %r not allowed (path %s)", origin, scope.get("path")
+                    "WebSocket refused: origin %r not allowed (path %s, client %s)",
+                    origin,
+                    scope.get("path"),
+                    scope_client_address(scope),
                 )
                 await send({"type": "websocket.close", "code": 4403})
                 return None
@@ -85,28 +95,10 @@ def token_from_scope(scope: dict) -> str | None:
     return None
 
 
-async def authenticate(raw: str | None):
-    """(user, ValidatedToken, None) or (AnonymousUser, None, TokenRejected)."""
-    try:
-        validated = await validate_token(raw)
-    except TokenRejected as rejected:
-        return AnonymousUser(), None, rejected
-    return validated.user, validated, None
-
-
 class JWTAuthMiddleware:
     def __init__(self, app) -> None:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        raw = token_from_scope(scope)
-        if raw is None:
-            user, token, error = (
-                AnonymousUser(),
-                None,
-                TokenRejected("auth_required", "Authentication credentials were not provided."),
-            )
-        else:
-            user, token, error = await authenticate(raw)
-        scope = {**scope, "user": user, "token": token, "auth_error": error}
+        scope = {**scope, "credentials": token_from_scope(scope)}
         return await self.app(scope, receive, send)

@@ -136,8 +136,11 @@ async def apublish_document_update(note_id: object, update: bytes, user_id: obje
 
 
 async def apublish_document_access_changed(note_id: object) -> None:
-    """Grants (or the note itself) changed: every instance re-checks the access of the note's
-    live editors — write becomes read, lost access disconnects the editor from the document."""
+    """Grants (or the note itself) changed: on every instance, sockets whose user can no
+    longer read the note leave ``note.<id>`` (``realtime.events.recheck_note_room``), and the
+    access of the note's live editors is re-checked — write becomes read, lost access
+    disconnects the editor from the document."""
+    await apublish(note_room(note_id), {"type": "chorus.note_access", "note_id": str(note_id)})
     await apublish(
         doc_room(note_id),
         {

@@ -23,3 +23,8 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
+
+    def delay(self) -> float:
+        """Seconds until a token will be available (0 if one is now)."""
+        missing = 1.0 - self._tokens
+        return max(0.0, missing / self.rate) if self.rate > 0 else float("inf")

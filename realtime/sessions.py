@@ -296,7 +296,12 @@ class RedisSessionRegistry(SessionRegistry):
     def __init__(self, url: str, prefix: str = "chorus:sessions:") -> None:
         import redis.asyncio as aioredis
 
-        self.client = aioredis.Redis.from_url(url)
+        # A pool that waits for a free connection (REDIS_POOL_TIMEOUT) instead of failing:
+        # a thousand sockets closing at once are a thousand concurrent removes.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=settings.REDIS_MAX_CONNECTIONS, timeout=settings.REDIS_POOL_TIMEOUT
+        )
+        self.client = aioredis.Redis(connection_pool=pool)
         self.prefix = prefix
         self._records, self._deadlines = f"{prefix}records", f"{prefix}deadlines"
         self._add = self.client.register_script(_ADD)

@@ -4,15 +4,26 @@ Binary frames, y-protocols v1 (``realtime.yprotocol``). The connection shares th
 ``DocumentRoom`` with Socket.IO editors, so an edit made through either endpoint reaches the
 clients of both, on every instance.
 
-- Authentication: the JWT middleware's token (``Authorization`` header, ``token`` cookie or
-  ``?token=`` — browsers' WebSocket API can only use the last two). None or refused: close 4401.
-- Access: no read access (or no such note, not revealed): close 4403. Read-only clients'
+- Authentication: the token the handshake carried (``Authorization`` header, ``token`` cookie
+  or ``?token=`` — browsers' WebSocket API can only use the last two), validated on accept.
+  None or refused: close 4401; a user gone, inactive or pending: 4403 (Socket.IO's codes).
+- A session like a Socket.IO socket's: registered (presence, ``MAX_SOCKETS_PER_USER`` across
+  both endpoints: over it, close 4429), in the user's room (logout / revoke-all kicks).
+- Access: no read access, or no such note (not told apart): close 4403. Read-only clients'
   step-2 and update messages are dropped and never relayed; their awareness is relayed.
-- On accept: sync step 1 (the server's state vector) and every known awareness state.
-  Step 1 from the client is answered with step 2 to that client only.
-- A frame larger than ``DOC_MAX_BYTES`` + 64 KiB: close 1009; one that does not parse, or an
-  update the server cannot apply: close 4400.
-- On close: a null awareness state for each awareness client id the connection owned.
+- On accept: sync step 1 (the server's state vector) and the known awareness states.
+  Step 1 from the client is answered with step 2 to that client only — unless the previous
+  step 2 it was sent has not been taken yet (that one, and the updates after it, already
+  bring the client up to date): then it is dropped.
+- Rate: a token bucket per connection (``YJS_MESSAGE_RATE`` / ``YJS_MESSAGE_BURST``);
+  messages beyond it wait for the bucket (nothing is dropped), and
+  ``RATE_LIMIT_DISCONNECT_AFTER`` waits in a row close 4429.
+- A frame larger than ``DOC_MAX_BYTES`` + 64 KiB, or an update that would take the document
+  past ``DOC_MAX_BYTES``: close 1009; one that does not parse, or an update the server cannot
+  apply: close 4400.
+- Awareness: a connection sets and clears only the client ids it introduced, within the
+  ``AWARENESS_MAX_*`` bounds (``DocumentRoom.apply_awareness``); on close, a null state for
+  each of them.
 - Logout / revoke-all kick the connection (close 4401); so does the token's expiry.
 """
 
@@ -23,48 +34,57 @@ import logging
 import secrets
 import time
 
-from . import push, yprotocol
+from accounts.tokens import TokenRejected
+
+from . import yprotocol
+from .conf import SYNC_HEADROOM, realtime_settings
 from .consumers import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
+    CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
     CLOSE_UNAUTHORIZED,
     LeanConsumer,
 )
+from .db import validate_token
 from .documents import YWS, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
-from .events import EventError, note_access
-from .hub import get_hub
+from .events import note_access
 from .protocol_errors import DecodeError
+from .ratelimit import TokenBucket
 
 logger = logging.getLogger("chorus.realtime.yjs")
-
-#: Room for the initial sync of a document at the maximum size.
-SYNC_HEADROOM = 64 * 1024
 
 
 class YjsConsumer(LeanConsumer):
     async def connect(self) -> None:
         self.room: DocumentRoom | None = None
         self.client: DocClient | None = None
-        self.closed = False
         self.rooms: set[str] = set()
         self.sid = "y:" + secrets.token_urlsafe(12)
+        self.connected_at = self.last_seen = time.time()
         self._expiry: asyncio.TimerHandle | None = None
+        self._bucket = TokenBucket(
+            realtime_settings.YJS_MESSAGE_RATE, realtime_settings.YJS_MESSAGE_BURST
+        )
+        self._waits = 0
         await self.accept()
-        token = self.scope.get("token")
-        if token is None:
-            await self.close(CLOSE_UNAUTHORIZED, "authentication required")
+        try:
+            validated = await validate_token(self.scope.get("credentials"))
+        except TokenRejected as rejected:
+            close = CLOSE_FORBIDDEN if rejected.status == 403 else CLOSE_UNAUTHORIZED
+            await self.close(close, rejected.code)
             return
-        self.user, self.jti = token.user, token.jti
         try:
             note_id = parse_document_id(self.scope["url_route"]["kwargs"]["document_id"])
-            access = await note_access(self.user, note_id)
-        except (DocError, EventError) as error:  # a bad id, or no such note (not revealed)
-            close = CLOSE_BAD_REQUEST if error.code == "bad_request" else CLOSE_FORBIDDEN
-            await self.close(close, error.code)
+        except DocError as error:
+            await self.close(CLOSE_BAD_REQUEST, error.code)
             return
-        if access is None:
+        access = await note_access(validated.user, note_id)
+        if access is None:  # no such note, or not readable: not told apart
             await self.close(CLOSE_FORBIDDEN, "forbidden")
+            return
+        if not await self.open_session(validated):
+            await self.close(CLOSE_RATE_LIMITED, "too_many_connections")
             return
         try:
             self.room = await get_manager().open(note_id)
@@ -81,30 +101,25 @@ class YjsConsumer(LeanConsumer):
             revoke=self._revoked,
         )
         self.room.clients[self.sid] = self.client
-        await get_hub().join(self, push.user_room(self.user.pk))
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(
-            max(0.0, token.expires_at - time.time()),
+            max(0.0, validated.expires_at - time.time()),
             lambda: loop.create_task(self.kick("token_expired", "Token has expired.")),
         )
         await self._send_bytes(yprotocol.encode_sync_step1(self.room.doc.get_state()))
         awareness = self.room.awareness_update()
         if awareness is not None:
             await self._send_bytes(yprotocol.encode_awareness(awareness))
+        self.announce_online()
 
     async def disconnect(self, code) -> None:
         self.closed = True
         if self._expiry is not None:
             self._expiry.cancel()
-        await get_hub().unregister(self)
         if self.room is not None and self.client is not None:
             room, client, self.room = self.room, self.client, None
             await get_manager().leave(room, client)
-
-    async def close(self, code=None, reason=None) -> None:
-        if not self.closed:
-            self.closed = True
-            await super().close(code, reason)
+        await self.close_session()
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.closed or self.room is None or self.client is None:
@@ -112,10 +127,10 @@ class YjsConsumer(LeanConsumer):
         if bytes_data is None:
             await self.close(CLOSE_BAD_REQUEST, "binary frames only")
             return
-        from .conf import realtime_settings
-
         if len(bytes_data) > realtime_settings.DOC_MAX_BYTES + SYNC_HEADROOM:
             await self.close(CLOSE_TOO_LARGE, "message too large")
+            return
+        if not await self._paced():
             return
         try:
             await self._on_message(yprotocol.decode_message(bytes_data))
@@ -126,15 +141,34 @@ class YjsConsumer(LeanConsumer):
             close = CLOSE_TOO_LARGE if error.code == "too_large" else CLOSE_BAD_REQUEST
             await self.close(close, error.code)
 
+    async def _paced(self) -> bool:
+        """Take a token from the bucket, waiting for one if needed; False (and the connection
+        closed) after ``RATE_LIMIT_DISCONNECT_AFTER`` waits in a row."""
+        if self._bucket.take():
+            self._waits = 0
+            return True
+        self._waits += 1
+        if self._waits >= realtime_settings.RATE_LIMIT_DISCONNECT_AFTER:
+            logger.info("y-websocket %s: closed for sustained rate abuse", self.sid)
+            await self.close(CLOSE_RATE_LIMITED, "rate_limited")
+            return False
+        await asyncio.sleep(self._bucket.delay())
+        self._bucket.take()
+        return not self.closed
+
     async def _on_message(self, message: yprotocol.YMessage) -> None:
         room, client = self.room, self.client
         if message.kind == yprotocol.MESSAGE_SYNC:
             if message.subtype == yprotocol.SYNC_STEP1:
+                if self.reply_pending():
+                    return  # the step 2 still on its way (and later updates) answer it
                 await self._send_bytes(
                     yprotocol.encode_sync_step2(room.doc.get_update(message.payload))
                 )
+                self.reply_sent()
             elif client.writable:  # step 2 or update; a read-only client's is dropped
-                await room.apply(message.payload, self.sid, client.user_id)
+                step2 = message.subtype == yprotocol.SYNC_STEP2
+                await room.apply(message.payload, self.sid, client.user_id, whole=step2)
         elif message.kind == yprotocol.MESSAGE_AWARENESS:
             await room.apply_awareness(message.payload, self.sid, client.user_id)
         elif message.kind == yprotocol.MESSAGE_QUERY_AWARENESS:
@@ -146,21 +180,16 @@ class YjsConsumer(LeanConsumer):
     async def _revoked(self) -> None:
         await self.close(CLOSE_FORBIDDEN, "access revoked")
 
-    async def _send_bytes(self, data: str | bytes) -> None:
-        if self.closed:
-            return
-        try:
-            await self.send_wire(data=data)
-        except Exception:  # a send never raises into the room
-            logger.debug("y-websocket send failed", exc_info=True)
+    async def _send_bytes(self, data: bytes) -> None:
+        await self.send_bytes(data)
 
     # --- what the hub uses (logout / revoke-all kicks) --------------------------------------
 
-    async def send_frame(self, frame: str) -> None:
+    def deliver(self, shared) -> None:
         """Socket.IO text frames broadcast to the user's room do not apply here."""
 
-    def write_now(self, shared) -> bool:
-        return True  # nothing to write: see send_frame
+    async def send_frame(self, frame: str) -> None:
+        """Socket.IO text frames (a join notice) do not apply here."""
 
     async def kick(self, code: str, message: str) -> None:
         await self.close(CLOSE_UNAUTHORIZED, code)

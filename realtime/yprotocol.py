@@ -214,3 +214,28 @@ def decode_state_vector(data: bytes) -> dict[int, int]:
         clock, pos = read_var_uint(data, pos)
         vector[client] = clock
     return vector
+
+
+def unintegrated(leftover: bytes, state_vector: dict[int, int]) -> bool:
+    """Whether a document still lacks part of an update it was given. ``leftover`` is what
+    the update holds beyond the document's state (``pycrdt.get_update(update, state)``,
+    taken after applying it) and ``state_vector`` the document's decoded state vector.
+
+    Yjs parks what it cannot integrate yet — structs whose predecessors it has not seen,
+    deletions of items it does not have — as pending, outside the document's state: the
+    leftover then still carries structs (its first varUint, the count of struct blocks, is not
+    0), or its delete set names clocks beyond the state vector."""
+    if not leftover or leftover[0] != 0:
+        return bool(leftover)
+    pos = 1
+    clients, pos = read_var_uint(leftover, pos)
+    for _ in range(clients):
+        client, pos = read_var_uint(leftover, pos)
+        ranges, pos = read_var_uint(leftover, pos)
+        known = state_vector.get(client, 0)
+        for _ in range(ranges):
+            clock, pos = read_var_uint(leftover, pos)
+            length, pos = read_var_uint(leftover, pos)
+            if clock + length > known:
+                return True
+    return False

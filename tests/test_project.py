@@ -63,13 +63,17 @@ def test_embedded_default_is_sqlite_in_memory_layer_and_generated_secret(tmp_pat
 
 def test_redis_url_selects_channels_redis_with_safe_connection_settings(tmp_path):
     values = settings_in_subprocess(
-        tmp_path, REDIS_URL="redis://127.0.0.1:6379/3", REDIS_MAX_CONNECTIONS="500"
+        tmp_path,
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        REDIS_MAX_CONNECTIONS="500",
+        REDIS_POOL_TIMEOUT="7",
     )
     layer = values["layer"]
-    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["BACKEND"] == "realtime.layers.RedisLayer"  # channels-redis, waiting pools
     host = layer["CONFIG"]["hosts"][0]
     assert host["address"] == "redis://127.0.0.1:6379/3"
     assert host["socket_timeout"] is None and host["max_connections"] == 500
+    assert host["timeout"] == 7
     assert values["cache"] == "django.core.cache.backends.redis.RedisCache"
 
 
@@ -134,3 +138,22 @@ def test_services_gate_fails_when_postgres_and_redis_are_unreachable():
 def test_services_gate_passes_with_the_real_services(database_url, redis_url):
     result = run_check_services(DATABASE_URL=database_url, REDIS_URL=redis_url)
     assert result.returncode == 0, result.stdout
+
+
+def test_http_settings_from_the_environment(tmp_path):
+    """TRUSTED_PROXIES is parsed at startup (a bad entry stops it); Django's own body limit
+    follows MAX_REQUEST_BODY_BYTES."""
+    code = (
+        "import json, django; from django.conf import settings; django.setup();"
+        " print(json.dumps({'proxies': [str(n) for n in settings.TRUSTED_PROXIES],"
+        " 'cap': settings.MAX_REQUEST_BODY_BYTES, 'django': settings.DATA_UPLOAD_MAX_MEMORY_SIZE}))"
+    )
+    default = json_from_subprocess(tmp_path, code)
+    assert default == {"proxies": [], "cap": 16 * 1024 * 1024, "django": 16 * 1024 * 1024}
+    values = json_from_subprocess(
+        tmp_path, code, TRUSTED_PROXIES="10.0.0.0/8, ::1", MAX_REQUEST_BODY_BYTES="1000"
+    )
+    assert values == {"proxies": ["10.0.0.0/8", "::1/128"], "cap": 1000, "django": 1000}
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        json_from_subprocess(tmp_path, code, TRUSTED_PROXIES="nginx")
+    assert "TRUSTED_PROXIES: 'nginx'" in failed.value.stderr

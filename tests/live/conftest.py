@@ -47,7 +47,7 @@ class ServerPool:
     ``pool(name, redis_url=None, **knobs)`` starts one; ``pool.many(names, ...)`` starts
     several side by side (spawned together, then each awaited). Knobs are realtime settings
     by their environment names (docs/configuration.md), e.g. ``WEBSOCKET_PING_INTERVAL=0.5``,
-    and ``LOG_LEVEL`` for the ``chorus`` loggers.
+    and the settings in ``harness.SERVER_SETTINGS`` (``LOG_LEVEL``, ``MAX_REQUEST_BODY_BYTES`` …).
     """
 
     def __init__(self, log_dir: Path) -> None:

@@ -382,18 +382,23 @@ class PeerPool:
             await peer.abandon()
 
 
+async def close_code(ws: ClientConnection, timeout: float = 5.0) -> int | None:
+    """Read (answering nothing) until the server closes ``ws``; the close code it sent."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await ws.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+    raise AssertionError("unreachable")
+
+
 async def refused_close_code(
     server: DaphneServer, note_id: object, token: str | None, timeout: float = 5.0
 ) -> int | None:
     """Open the y-websocket endpoint expecting the server to close it; returns the code."""
     async with ws_connect(yjs_url(server, note_id, token), ping_interval=None) as ws:
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    await ws.recv()
-        except ConnectionClosed as closed:
-            return closed.rcvd.code if closed.rcvd else None
-    return None
+        return await close_code(ws, timeout)
 
 
 # --- Socket.IO -----------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 - ``DaphneServer`` runs ``daphne config.asgi:application`` as a subprocess on a free loopback
   port, with an environment derived from the test process: the same ``SECRET_KEY`` / JWT
   signing key (tokens the test issues validate there), the same test database pytest-django
-  created (``database_url_for_tests``), Redis only when asked, plus realtime knobs.
+  created (``database_url_for_tests``), Redis only when asked, plus realtime knobs and the
+  other documented settings in ``SERVER_SETTINGS``.
 - ``Client`` wraps ``socketio.AsyncClient(reconnection=False)`` and records every event,
   the ``connect_error`` payload and disconnects; ``wait_for`` / ``assert_no_event`` poll
   with deadlines.
@@ -43,6 +44,14 @@ from realtime.conf import DEFAULTS as REALTIME_DEFAULTS
 ROOT = Path(__file__).resolve().parents[2]
 DAPHNE = ROOT / ".venv" / "bin" / "daphne"
 SOCKETIO_PATH = "/ws/socket.io"
+#: daphne's frame and message limits, as `make run` and docs/operations.md start it: room for
+#: a y-websocket sync of a document at DOC_MAX_BYTES (10 MB) + 64 KiB.
+DAPHNE_LIMITS = (
+    "--websocket-max-message-size",
+    "16777216",
+    "--websocket-max-frame-size",
+    "16777216",
+)
 #: Private profile fields that must never appear in anything another user (or a socket) gets.
 PRIVATE_FIELDS = ("bio", "gender", "date_of_birth", "profile_image_url")
 
@@ -78,10 +87,20 @@ def database_url_for_tests() -> str:
     raise RuntimeError(f"live tests do not know how to share a {engine} database")
 
 
+#: Documented settings (docs/configuration.md) besides the realtime knobs a test may give a server.
+SERVER_SETTINGS = (
+    "LOG_LEVEL",
+    "LOGIN_THROTTLE_RATE",
+    "TRUSTED_PROXIES",
+    "MAX_REQUEST_BODY_BYTES",
+    "DAPHNE_BODY_LIMIT",
+)
+
+
 def server_env(redis_url: str | None, knobs: dict[str, Any]) -> dict[str, str]:
     """The environment of a daphne subprocess (see module doc)."""
     env = dict(os.environ)
-    for name in (*REALTIME_DEFAULTS, "REDIS_URL", "DATABASE_URL"):
+    for name in (*REALTIME_DEFAULTS, *SERVER_SETTINGS, "REDIS_URL", "DATABASE_URL"):
         env.pop(name, None)  # inherited knobs would make the server's behaviour accidental
     env.update(
         {
@@ -97,8 +116,8 @@ def server_env(redis_url: str | None, knobs: dict[str, Any]) -> dict[str, str]:
     if redis_url:
         env["REDIS_URL"] = redis_url
     for name, value in knobs.items():
-        if name not in REALTIME_DEFAULTS and name != "LOG_LEVEL":
-            raise ValueError(f"{name} is not a realtime knob (realtime/conf.py DEFAULTS)")
+        if name not in REALTIME_DEFAULTS and name not in SERVER_SETTINGS:
+            raise ValueError(f"{name} is neither a realtime knob nor in SERVER_SETTINGS")
         env[name] = str(value)
     return env
 
@@ -140,7 +159,15 @@ class DaphneServer:
             log.write(f"=== {self.name}: daphne on port {self.port}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [str(DAPHNE), "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+                [
+                    str(DAPHNE),
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    *DAPHNE_LIMITS,
+                    "config.asgi:application",
+                ],
                 cwd=ROOT,
                 env=server_env(self.redis_url, self.knobs),
                 stdout=log,

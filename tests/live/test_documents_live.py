@@ -396,7 +396,7 @@ async def test_socketio_refusals_change_nothing(servers, ypeers, clients, people
         await clients(server, "stranger@sio").connect(await access(people.stranger)), note.id
     )
     joined = await stranger.client.call("ydoc:document:join", {"document_id": stranger.document_id})
-    refused(joined, "forbidden")
+    refused(joined, "not_found")  # as for a note that does not exist: not told apart
     refused(await stranger.send(append_text(stranger.doc, "intruder")), "bad_request")
     assert await refused_close_code(server, note.id, await access(people.stranger)) == 4403
 

@@ -282,15 +282,15 @@ async def test_heartbeat_writes_last_active_at_once_per_interval(sio, alice):
     assert alice.last_active_at == first
 
 
-async def test_join_note_checks_read_access(sio, alice, bob):
+async def test_join_note_answers_unreadable_and_missing_notes_alike(sio, alice, bob):
+    """As REST's 404: a note the caller may not read is indistinguishable from none."""
     note = await database_sync_to_async(Note.objects.create)(owner=alice, title="secret")
     socket = sio()
     await socket.connected(token_for(bob))
-    assert (await socket.call("join-note", {"note_id": str(note.id)}))["error"]["code"] == (
-        "forbidden"
-    )
+    unreadable = await socket.call("join-note", {"note_id": str(note.id)})
     missing = "00000000-0000-0000-0000-000000000000"
-    assert (await socket.call("join-note", {"note_id": missing}))["error"]["code"] == "not_found"
+    assert await socket.call("join-note", {"note_id": missing}) == unreadable
+    assert unreadable["error"]["code"] == "not_found"
 
 
 # --- limits, timers, kicks --------------------------------------------------------------------
@@ -318,6 +318,28 @@ async def test_max_sockets_per_user(sio, alice, settings):
     reply = await second.connect({"token": token_for(alice)})
     assert json.loads(reply[1:])["data"] == {"code": "too_many_connections"}
     assert await second.closed_with() == 4429
+
+
+async def test_an_exception_in_a_handler_closes_1011_and_runs_the_full_disconnect(
+    sio, alice, monkeypatch
+):
+    """A failure escaping a handler used to kill the application instance: daphne closed the
+    socket with 1011 but ``disconnect`` never ran, so the session stayed registered."""
+    from realtime.consumers import SocketIOConsumer
+    from realtime.sessions import get_registry
+
+    socket = sio()
+    await socket.connected(token_for(alice))
+    assert await get_registry().count(str(alice.pk)) == 1
+
+    async def broken(self, packet):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(SocketIOConsumer, "_on_event", broken)
+    await socket.send('42["heartbeat",{}]')
+    assert await socket.closed_with() == 1011
+    assert await get_registry().count(str(alice.pk)) == 0
+    await sio().connected(token_for(alice))  # and the user connects again at once
 
 
 async def test_ping_is_sent_and_a_missing_pong_closes(sio, alice, settings):
@@ -517,7 +539,8 @@ async def test_lapsed_group_membership_is_restored_by_the_keeper(sio, alice, bob
     [(None, True), (b"http://localhost:3000", True), (b"https://evil.example", False)],
 )
 async def test_origin_check(sio, alice, origin, accepted, caplog):
-    headers = [(b"origin", origin)] if origin else []
+    """The page's own origin (the Host it was served from) is accepted; full rule: test_origins."""
+    headers = [(b"host", b"localhost:3000")] + ([(b"origin", origin)] if origin else [])
     socket = sio(headers=headers)
     connected, code = await socket.comm.connect()
     assert connected is accepted

@@ -93,13 +93,18 @@ async def test_join_refusals(sio, note, make_user):
     socket = sio()
     await socket.connected(issue_access_token(stranger))
     for document_id, code in (
-        (f"note:{note.id}", "forbidden"),
+        (f"note:{note.id}", "not_found"),  # unreadable and missing are not told apart
         ("note:00000000-0000-0000-0000-000000000000", "not_found"),
         (f"chat:{note.id}", "bad_request"),
         ("note:xyz", "bad_request"),
     ):
         ack = await socket.call("ydoc:document:join", {"document_id": document_id})
         assert ack["error"]["code"] == code, document_id
+    unreadable, missing = [
+        await socket.call("ydoc:document:join", {"document_id": f"note:{note_id}"})
+        for note_id in (note.id, "00000000-0000-0000-0000-000000000000")
+    ]
+    assert unreadable == missing  # the same words too
 
 
 async def test_note_underscore_id_is_canonicalised(sio, note, alice):

@@ -319,3 +319,46 @@ if given is not None:
     )
     def test_fuzz_awareness_roundtrip(entries):
         assert yp.decode_awareness_update(yp.encode_awareness_update(entries)) == entries
+
+
+# --- unintegrated: what a Doc parked as pending -------------------------------------------------
+
+
+def _updates_of(edit) -> list[bytes]:
+    doc = pycrdt.Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    edit(doc.get("t", type=pycrdt.Text))
+    return updates
+
+
+def _parked(doc, update: bytes) -> bool:
+    doc.apply_update(update)
+    state = doc.get_state()
+    return yp.unintegrated(pycrdt.get_update(update, state), yp.decode_state_vector(state))
+
+
+def test_unintegrated_tells_parked_structs_and_deletions_from_integrated_ones():
+    def edit(text):
+        text.insert(0, "hello world")
+        text.insert(5, " there")  # builds on the first insert
+        del text[0:3]  # deletes items of the first insert
+
+    first, second, deletion = _updates_of(edit)
+    in_order = pycrdt.Doc()
+    assert [_parked(in_order, u) for u in (first, second, deletion)] == [False, False, False]
+    assert not _parked(in_order, second)  # a duplicate is already there
+    out_of_order = pycrdt.Doc()
+    assert _parked(out_of_order, deletion)  # deletes items the Doc has not seen
+    assert _parked(out_of_order, second)  # builds on a struct the Doc has not seen
+    assert not _parked(out_of_order, first)  # and once it arrives, everything integrates
+    assert str(out_of_order.get("t", type=pycrdt.Text)) == "lo there world"
+
+
+def test_unintegrated_reads_only_well_formed_leftovers():
+    assert not yp.unintegrated(b"\x00\x00", {})
+    assert yp.unintegrated(b"\x01", {})  # struct blocks left over
+    assert yp.unintegrated(b"\x00\x01\x07\x01\x00\x02", {7: 1})  # deletes clocks 0..1
+    assert not yp.unintegrated(b"\x00\x01\x07\x01\x00\x02", {7: 2})
+    with pytest.raises(DecodeError):
+        yp.unintegrated(b"\x00\x01\x07", {})

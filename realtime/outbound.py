@@ -1,0 +1,223 @@
+"""A socket's way out: every frame a consumer sends, and its close, go through one ``Outbound``.
+
+Two guarantees, whatever the server (daphne, uvicorn, the test communicator):
+
+- **Bounded.** Bytes handed over for a client and not yet taken by it ("waiting": Chorus's own
+  queue plus the server's transport buffer) are checked before each frame is written. With
+  more than ``SEND_BUFFER_MAX_BYTES`` waiting the frame is not written; ``on_overflow`` is
+  called once and nothing is written after it (the consumer closes with 4413). So a socket
+  holds at most the mark plus one frame, however fast others talk to it and however slowly it
+  reads.
+- **Never blocking.** Writing a frame never waits for the client: a broadcast to a room with a
+  stalled reader in it does not stall the room.
+
+Two shapes, chosen once per connection by ``for_connection``:
+
+- ``DirectOutbound``: daphne on plain TCP with ``FAST_BROADCAST`` — frames built here
+  (``realtime.wsframe``) and written to the transport synchronously (``realtime.daphne_io``).
+- ``QueuedOutbound``: anything else — ASGI ``websocket.send`` messages, sent one after another
+  by a task that exists while the queue holds something (uvicorn's ``send`` waits while its
+  transport is paused: awaiting it inline would block the sender on a slow client).
+
+Closing goes through the same path, after what is queued. Under daphne the close frame is
+written by the protocol itself (``daphne_io.close``), because autobahn refuses close codes
+such as 1009 from an application and daphne drops close reasons; a client that does not take
+the close frame within autobahn's close-handshake timeout (1 s) is dropped. Elsewhere a
+socket that overflowed is aborted at the transport when the server exposes it (uvicorn), since
+its send path waits for a buffer that will not drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable
+
+from . import daphne_io, wsframe
+from .conf import realtime_settings
+from .wsframe import SharedFrame
+
+logger = logging.getLogger("chorus.realtime.socket")
+
+
+class Outbound:
+    """Frames for one client, counted against the send high-water mark (module docstring)."""
+
+    def __init__(self, on_overflow: Callable[[int], None]) -> None:
+        self.mark = realtime_settings.SEND_BUFFER_MAX_BYTES
+        #: Bytes handed over for the client so far (frames and their headers).
+        self.written = 0
+        self.overflowed = False
+        self.closing = False
+        self._on_overflow = on_overflow
+
+    # --- what consumers use -------------------------------------------------------------------
+
+    def text(self, text: str) -> None:
+        """Send one text message (if the socket is not closing and not over its mark)."""
+        raise NotImplementedError
+
+    def binary(self, data: bytes) -> None:
+        """Send one binary message."""
+        raise NotImplementedError
+
+    def shared(self, frame: SharedFrame) -> None:
+        """Send a text frame built once for many recipients."""
+        self.text(frame.text)
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close the WebSocket with ``code`` after what is already queued; idempotent."""
+        raise NotImplementedError
+
+    def waiting(self) -> int:
+        """Bytes handed over and not yet taken by the client."""
+        raise NotImplementedError
+
+    def taken(self) -> int:
+        """Bytes of ``written`` the client has taken so far."""
+        return self.written - self.waiting()
+
+    # --- shared -------------------------------------------------------------------------------
+
+    def _admit(self) -> bool:
+        """Whether another frame may be written now; calls ``on_overflow`` (once) when the
+        bytes waiting exceed the mark."""
+        if self.closing or self.overflowed:
+            return False
+        waiting = self.waiting()
+        if waiting <= self.mark:
+            return True
+        self.overflowed = True
+        self._on_overflow(waiting)
+        return False
+
+
+class DirectOutbound(Outbound):
+    """daphne, plain TCP: frames written straight to the Twisted transport."""
+
+    def __init__(self, protocol, on_overflow: Callable[[int], None]) -> None:
+        super().__init__(on_overflow)
+        self.protocol = protocol
+
+    def waiting(self) -> int:
+        return daphne_io.waiting(self.protocol.transport)
+
+    def _write(self, wire: bytes) -> None:
+        if self._admit() and daphne_io.write(self.protocol, wire):
+            self.written += len(wire)
+
+    def text(self, text: str) -> None:
+        self._write(wsframe.text_frame(text.encode()))
+
+    def binary(self, data: bytes) -> None:
+        self._write(wsframe.binary_frame(data))
+
+    def shared(self, frame: SharedFrame) -> None:
+        self._write(frame.wire)
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.closing:
+            return
+        self.closing = True
+        daphne_io.close(self.protocol, code, reason)
+
+
+class QueuedOutbound(Outbound):
+    """Any server: ASGI messages sent in order by a task, never awaited by the writer.
+
+    ``protocol`` is daphne's WebSocket protocol when daphne serves without the direct path
+    (TLS, ``FAST_BROADCAST`` off): its transport buffer is counted and it writes the close
+    frame. ``transport`` is an asyncio transport with ``get_write_buffer_size`` when the server
+    exposes one (uvicorn): counted, and aborted on overflow."""
+
+    def __init__(
+        self, send, on_overflow: Callable[[int], None], protocol=None, transport=None
+    ) -> None:
+        super().__init__(on_overflow)
+        self._send = send
+        self._protocol = protocol
+        self._transport = transport
+        self._queue: collections.deque[tuple[dict, int]] = collections.deque()
+        self._queued = 0  # bytes in the queue, plus the message being sent
+        self._task: asyncio.Task | None = None
+
+    def waiting(self) -> int:
+        if self._protocol is not None:
+            server = daphne_io.waiting(self._protocol.transport)
+        elif self._transport is not None:
+            server = self._transport.get_write_buffer_size()
+        else:
+            server = 0
+        return self._queued + server
+
+    def text(self, text: str) -> None:
+        if self._admit():
+            self._put({"type": "websocket.send", "text": text}, len(text))
+
+    def binary(self, data: bytes) -> None:
+        if self._admit():
+            self._put({"type": "websocket.send", "bytes": data}, len(data))
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.overflowed:
+            self._queue.clear()  # the client does not read: nothing queued will reach it
+            if self._transport is not None:
+                self._transport.abort()
+                return
+        self._put({"type": "websocket.close", "code": code, "reason": reason}, 0)
+
+    def _put(self, message: dict, size: int) -> None:
+        self._queue.append((message, size))
+        self._queued += size
+        self.written += size
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                message, size = self._queue.popleft()
+                try:
+                    if message["type"] == "websocket.close" and self._close_at_protocol(message):
+                        continue
+                    await self._send(message)
+                finally:
+                    self._queued -= size
+        except Exception:  # the client is gone (the server's disconnect message follows)
+            logger.debug("a send to a closed socket failed", exc_info=True)
+            self._queue.clear()
+            self._queued = 0
+        finally:
+            self._task = None
+
+    def _close_at_protocol(self, message: dict) -> bool:
+        """Under daphne, close with the message's code and reason at the protocol."""
+        if self._protocol is None:
+            return False
+        return daphne_io.close(self._protocol, message["code"], message.get("reason") or "")
+
+
+def for_connection(send, on_overflow: Callable[[int], None]) -> Outbound:
+    """The outbound path for a socket whose ASGI send is ``send`` (see the module docstring).
+    ``on_overflow(waiting_bytes)`` is called once when the client falls behind the mark."""
+    protocol = daphne_io.protocol_of(send)
+    if protocol is not None:
+        if realtime_settings.FAST_BROADCAST and daphne_io.plain_tcp(protocol.transport):
+            return DirectOutbound(protocol, on_overflow)
+        return QueuedOutbound(send, on_overflow, protocol=protocol)
+    return QueuedOutbound(send, on_overflow, transport=_asyncio_transport(send))
+
+
+def _asyncio_transport(send):
+    """The asyncio transport behind an ASGI ``send`` that is a bound method of the server's
+    protocol object (uvicorn's WebSocket protocols keep it as ``transport``); else None."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if callable(getattr(transport, "get_write_buffer_size", None)) and callable(
+        getattr(transport, "abort", None)
+    ):
+        return transport
+    return None

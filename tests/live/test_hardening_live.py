@@ -1,0 +1,800 @@
+"""Hostile and careless clients against a real daphne (issue 14, "Hardening").
+
+Each test reproduces a finding of a red-team run from outside — a client that never reads,
+oversize frames, a token revoked between the handshake and the CONNECT, sockets that never
+authenticate, a y-websocket flood, spoofed awareness, lost read access — and checks what the
+server must do instead: a documented close code or refusal, memory within a stated bound,
+nothing left behind (sessions, presence, document members), everyone else unaffected.
+
+Servers are started with small limits where that keeps a test fast; the rule under test is
+the same at the defaults. Runs in both passes (SQLite + in-memory layer, PostgreSQL + Redis);
+tests that need two instances on Redis carry ``services``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import Group
+from pycrdt import Doc, Text
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from accounts.models import Role, User
+from notes.models import Note, NoteGrant, Permission, PrincipalType
+from realtime import yprotocol
+from tests.live.doc_peers import append_text, close_code, create_note, text_of, yjs_url
+from tests.live.harness import Client, DaphneServer, access, eventually
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+EVENT = re.compile(r"^42(\d*)(\[.*)$", re.S)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def rss(server: DaphneServer) -> int:
+    """The daphne process's resident memory, bytes."""
+    with open(f"/proc/{server.process.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+class PeakRss:
+    """Samples a server's RSS every 20 ms while active; ``peak`` is the highest seen."""
+
+    def __init__(self, server: DaphneServer) -> None:
+        self.server = server
+        self.peak = rss(server)
+        self._task: asyncio.Task | None = None
+
+    async def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, rss(self.server))
+            await asyncio.sleep(0.02)
+
+    async def __aenter__(self) -> PeakRss:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        self.peak = max(self.peak, rss(self.server))
+
+
+async def open_raw(
+    server: DaphneServer,
+    *,
+    headers: dict[str, str] | None = None,
+    sock: socket.socket | None = None,
+    query: str = "EIO=4&transport=websocket",
+    **options,
+) -> tuple[ClientConnection, dict]:
+    """A raw Engine.IO WebSocket that has received OPEN; returns (connection, OPEN payload)."""
+    url = f"ws://127.0.0.1:{server.port}/ws/socket.io/?{query}"
+    ws = await ws_connect(
+        url, additional_headers=headers or {}, sock=sock, ping_interval=None, **options
+    )
+    first = await asyncio.wait_for(ws.recv(), 5)
+    assert isinstance(first, str) and first.startswith("0"), first
+    return ws, json.loads(first[1:])
+
+
+async def connect_raw(ws: ClientConnection, token: str | None = None) -> str:
+    """Send CONNECT (with ``{"token"}`` when given); returns the reply frame."""
+    await ws.send("40" + (json.dumps({"token": token}) if token else ""))
+    async with asyncio.timeout(5):
+        while True:
+            frame = await ws.recv()
+            if isinstance(frame, str) and frame.startswith("4"):
+                return frame
+
+
+async def call_raw(ws: ClientConnection, ack_id: int, event: str, data: dict) -> object:
+    """Emit with an ack id and read until that ack; returns its first argument."""
+    await ws.send(f"42{ack_id}" + json.dumps([event, data]))
+    return await ack_of(ws, ack_id)
+
+
+async def ack_of(ws: ClientConnection, ack_id: int) -> object:
+    """Read until the ACK of ``ack_id``; returns its first argument."""
+    prefix = f"43{ack_id}["
+    async with asyncio.timeout(10):
+        while True:
+            frame = await ws.recv()
+            if isinstance(frame, str) and frame.startswith(prefix):
+                return json.loads(frame[len(prefix) - 1 :])[0]
+
+
+async def call_raw_binary(
+    ws: ClientConnection, ack_id: int, event: str, data: dict, update: bytes
+) -> object:
+    """Emit ``{**data, "update": <update as a binary attachment>}`` with an ack id."""
+    placeholder = {**data, "update": {"_placeholder": True, "num": 0}}
+    await ws.send(f"451-{ack_id}" + json.dumps([event, placeholder]))
+    await ws.send(update)
+    return await ack_of(ws, ack_id)
+
+
+def big_state(size: int) -> bytes:
+    """A Yjs document state of about ``size`` bytes (Text ``t``, not compressible)."""
+    import secrets
+
+    doc = Doc()
+    doc.get("t", type=Text).insert(0, secrets.token_hex(size // 2))
+    return doc.get_update()
+
+
+@database_sync_to_async
+def make_note(owner: User, *, readers=(), writers=(), state: bytes | None = None) -> Note:
+    note = create_note(owner, writers=writers, readers=readers)
+    if state is not None:
+        Note.objects.filter(pk=note.pk).update(yjs_state=state)
+    return note
+
+
+async def channel_with(server: DaphneServer, owner_token: str, *members: User) -> str:
+    status, body = await server.arequest(
+        "POST",
+        "/api/channels/",
+        token=owner_token,
+        body={"type": "group", "name": "team", "member_ids": [str(m.pk) for m in members]},
+    )
+    assert status == 201, body
+    return body["id"]
+
+
+async def online(clients, server: DaphneServer, user: User, name: str) -> Client:
+    token = await access(user)
+    client = await clients(server, name).connect(token)
+    await client.join(token)
+    return client
+
+
+async def sessions_of(server: DaphneServer, channel_id: str, token: str) -> dict[str, int]:
+    """``{user id: open sessions}`` from the channel's REST presence."""
+    status, body = await server.arequest(
+        "GET", f"/api/channels/{channel_id}/presence/", token=token
+    )
+    assert status == 200, body
+    return {entry["id"]: entry["sessions"] for entry in body["online"]}
+
+
+def awareness_frame(entries: list[tuple[int, int, object]]) -> bytes:
+    """A y-websocket awareness message with ``(client id, clock, state)`` entries."""
+    update = yprotocol.encode_awareness_update(
+        [
+            (cid, clock, "null" if state is None else json.dumps(state))
+            for cid, clock, state in entries
+        ]
+    )
+    return yprotocol.encode_awareness(update)
+
+
+async def yws(server: DaphneServer, note_id: object, token: str) -> ClientConnection:
+    return await ws_connect(yjs_url(server, note_id, token), ping_interval=None, max_size=None)
+
+
+async def awareness_seen(ws: ClientConnection, within: float = 1.0) -> dict[int, tuple[int, str]]:
+    """Every awareness entry ``ws`` receives within ``within`` s (the last per client id)."""
+    seen: dict[int, tuple[int, str]] = {}
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                message = yprotocol.decode_message(await ws.recv())
+                if message.kind == yprotocol.MESSAGE_AWARENESS:
+                    for cid, clock, state in yprotocol.decode_awareness_update(message.payload):
+                        seen[cid] = (clock, state)
+    except TimeoutError:
+        pass
+    return seen
+
+
+# --- 1. bounded output per socket -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-writes", "asgi-send"])
+async def test_a_client_that_never_reads_is_closed_and_memory_stays_bounded(
+    servers, clients, make_user, direct
+):
+    """A member of a busy channel, with read access to a near-maximum note, opens a socket
+    with a tiny receive buffer, joins the document, asks for its state 40 times and never
+    reads. Before: every reply was buffered (RSS +1.3 GiB for a 7 MB note). Now the state
+    requests are refused while the first state is unread, the socket is closed once more than
+    SEND_BUFFER_MAX_BYTES wait, its session is gone, and the others receive every message in
+    order. Both write paths: daphne's direct writes and the ASGI send (FAST_BROADCAST off)."""
+    mark = 8 * 2**20
+    server = servers(
+        "daphne",
+        FAST_BROADCAST=direct,
+        DOC_MAX_BYTES=2_000_000,
+        SEND_BUFFER_MAX_BYTES=mark,
+        EVENT_RATE=1000,
+        EVENT_BURST=1000,
+    )
+    owner, slow_user, reader = [
+        await database_sync_to_async(make_user)(name) for name in ("owner", "slow", "reader")
+    ]
+    note = await make_note(owner, readers=[slow_user], state=big_state(1_900_000))
+    owner_token, slow_token = await access(owner), await access(slow_user)
+    channel_id = await channel_with(server, owner_token, slow_user, reader)
+    listener = await online(clients, server, reader, "reader")
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    slow, _ = await open_raw(server, sock=sock, max_queue=1, max_size=None)
+    assert (await connect_raw(slow, slow_token)).startswith("40{")
+    await slow.send('42["user-join",{}]')
+    await eventually(lambda: sessions_present(server, channel_id, owner_token, slow_user))
+    gone = absent(server, channel_id, owner_token, slow_user)
+    # One state reply (about 7 MB of JSON) is the most a socket gets at a time.
+    state_frame = 4 * 1_900_000 + 100_000
+    baseline = rss(server)
+    async with PeakRss(server) as memory:
+        document_id = f"note:{note.id}"
+        await slow.send("421" + json.dumps(["ydoc:document:join", {"document_id": document_id}]))
+        for ack_id in range(2, 42):
+            await slow.send(
+                f"42{ack_id}" + json.dumps(["ydoc:document:state", {"document_id": document_id}])
+            )
+        for index in range(150):
+            status, _ = await server.arequest(
+                "POST",
+                f"/api/channels/{channel_id}/messages/",
+                token=owner_token,
+                body={"content": f"message {index} " + "y" * 4000},
+            )
+            assert status == 201
+        # The slow socket is closed and cleaned up like any disconnect.
+        await eventually(gone, timeout=15)
+        await eventually(lambda: len(received_messages(listener)) == 150, timeout=15)
+    assert received_messages(listener) == [str(i) for i in range(150)]
+    growth = memory.peak - baseline
+    bound = mark + 2 * state_frame + 48 * 2**20  # the mark, one reply (event + ack), slack
+    assert growth < bound, f"RSS grew {growth / 2**20:.0f} MiB (bound {bound / 2**20:.0f} MiB)"
+    assert "closed 4413" in server.log_tail(200)
+    sock.close()
+
+
+def received_messages(client: Client) -> list[str]:
+    return [
+        data["data"]["data"]["content"].split()[1]
+        for name, data in client.events
+        if name == "events:channel" and data["data"]["type"] == "message"
+    ]
+
+
+async def sessions_present(server: DaphneServer, channel_id: str, token: str, user: User) -> bool:
+    return str(user.pk) in await sessions_of(server, channel_id, token)
+
+
+def absent(
+    server: DaphneServer, channel_id: str, token: str, user: User
+) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: the user has no session (channel presence)."""
+
+    async def check() -> bool:
+        return not await sessions_present(server, channel_id, token, user)
+
+    return check
+
+
+# --- 2. every close reaches the client; cleanup always runs ---------------------------------------
+
+
+async def test_oversize_frames_close_1009_and_leave_no_ghost_session(servers, clients, make_user):
+    """20 sockets that joined a document and a channel each send a frame over
+    WEBSOCKET_MAX_MESSAGE_BYTES. Before: autobahn refused the 1009 close, the handler crashed,
+    the client saw 1011 or a dropped connection and the session stayed registered (the user
+    was then refused too_many_connections, presence and the document's sessions listed dead
+    sockets). Now each gets 1009 and is cleaned up."""
+    server = servers("daphne", MAX_SOCKETS_PER_USER=3, WEBSOCKET_MAX_MESSAGE_BYTES=100_000)
+    alice, bob = [await database_sync_to_async(make_user)(n) for n in ("alice", "bob")]
+    alice_token, bob_token = await access(alice), await access(bob)
+    note = await make_note(alice)
+    channel_id = await channel_with(server, alice_token, bob)
+    document = {"document_id": f"note:{note.id}"}
+    for _ in range(20):
+        ws, _ = await open_raw(server)
+        assert (await connect_raw(ws, alice_token)).startswith("40{")
+        assert "error" not in await call_raw(ws, 1, "user-join", {})
+        assert "error" not in await call_raw(ws, 2, "ydoc:document:join", document)
+        await ws.send("42" + json.dumps(["heartbeat", {"pad": "x" * 150_000}]))
+        assert await close_code(ws) == 1009
+    client = await online(clients, server, alice, "alice, again")  # not too_many_connections
+    state = await client.call("ydoc:document:join", document)
+    assert len(state["sessions"]) == 1  # this socket only: no dead sid listed
+    assert await sessions_of(server, channel_id, bob_token) == {str(alice.pk): 1}
+
+
+async def test_y_websocket_frames_up_to_the_limit_pass_and_larger_ones_close_1009(
+    servers, ypeers, make_user
+):
+    """y-websocket frames up to DOC_MAX_BYTES + 64 KiB pass daphne (it is started with the
+    limits docs/operations.md states; its own default, 1 MiB, cut them); a frame over that, or
+    over daphne's own limit, closes with 1009 — sent by the application or by autobahn, which
+    used to drop the TCP connection instead."""
+    server = servers("daphne", DOC_SAVE_DEBOUNCE=0.2, DOC_SAVE_MAX_WAIT=1)
+    owner = await database_sync_to_async(make_user)("owner")
+    token = await access(owner)
+    note = await make_note(owner)
+    reader = await ypeers(server, note.id, token, name="reader").start()
+    offline = Doc()
+    append_text(offline, "z" * 5_000_000)  # 5 MB typed offline: the provider's sync step 2
+    await ypeers(server, note.id, token, doc=offline, name="writer").start(timeout=30)
+    await eventually(lambda: len(text_of(reader.doc)) == 5_000_000, timeout=30)
+
+    for size in (10_000_000 + 64 * 1024 + 1, 17 * 2**20):
+        ws = await yws(server, note.id, token)
+        await ws.send(yprotocol.encode_sync_update(b"\x00" * size))
+        assert await close_code(ws, timeout=30) == 1009, size
+
+
+async def test_an_update_past_doc_max_bytes_closes_1009_and_is_cleaned_up(
+    servers, ypeers, make_user
+):
+    server = servers("daphne", DOC_MAX_BYTES=200_000, MAX_SOCKETS_PER_USER=2)
+    owner = await database_sync_to_async(make_user)("owner")
+    token = await access(owner)
+    note = await make_note(owner)
+    for _ in range(4):  # more than MAX_SOCKETS_PER_USER: each must be cleaned up
+        ws = await yws(server, note.id, token)
+        doc = Doc()
+        await ws.send(yprotocol.encode_sync_update(append_text(doc, "q" * 300_000)))
+        assert await close_code(ws) == 1009
+    peer = await ypeers(server, note.id, token, name="after").start()
+    assert text_of(peer.doc) == ""
+
+
+# --- 4. DOC_MAX_BYTES holds for updates whose dependencies are missing -------------------------
+
+
+def orphan_updates(count: int, size: int) -> list[bytes]:
+    """``count`` updates of about ``size`` bytes each that all build on a change nobody sent
+    (a server given only these can integrate none of them)."""
+    doc = Doc()
+    text = doc.get("t", type=Text)
+    text.insert(0, "never sent")
+    updates = []
+    for index in range(count):
+        before = doc.get_state()
+        text.insert(len(str(text)), f"{index}:" + "p" * size)
+        updates.append(doc.get_update(before))
+    return updates
+
+
+async def test_updates_with_missing_dependencies_count_against_doc_max_bytes(
+    servers, ypeers, make_user
+):
+    """Before: pycrdt kept such updates pending, ``get_update()`` left them out of every size
+    check, and 200 x 950 KB were accepted and relayed. Now what waits counts against
+    DOC_MAX_BYTES: past it, ``too_large`` (Socket.IO) or close 1009 (y-websocket), memory
+    stays bounded, and the document still takes ordinary edits."""
+    limit = 4_000_000
+    server = servers("daphne", DOC_MAX_BYTES=limit, EVENT_RATE=1000, EVENT_BURST=1000)
+    owner = await database_sync_to_async(make_user)("owner")
+    token = await access(owner)
+    note = await make_note(owner)
+    editor = await ypeers(server, note.id, token, name="editor").start()
+    ws, _ = await open_raw(server)
+    assert (await connect_raw(ws, token)).startswith("40{")
+    document = {"document_id": f"note:{note.id}"}
+    assert "error" not in await call_raw(ws, 1, "ydoc:document:join", document)
+    baseline = rss(server)
+    acks = []
+    for index, update in enumerate(orphan_updates(40, 950_000)):
+        acks.append(await call_raw_binary(ws, index + 2, "ydoc:document:update", document, update))
+    accepted = [ack for ack in acks if "error" not in ack]
+    assert 0 < len(accepted) <= limit // 950_000
+    assert {ack["error"]["code"] for ack in acks if "error" in ack} == {"too_large"}
+    y_orphan = await yws(server, note.id, token)
+    await y_orphan.send(yprotocol.encode_sync_update(orphan_updates(1, 950_000)[0]))
+    assert await close_code(y_orphan) == 1009
+    growth = rss(server) - baseline
+    # Each accepted update is held in the Doc, in the room's list and relayed (as JSON ints to
+    # the Socket.IO sender's room, as bytes to the editor): a few copies of the limit at most.
+    assert growth < 6 * limit + 32 * 2**20, f"RSS grew {growth / 2**20:.0f} MiB"
+    append_text(editor.doc, "ordinary edit")
+    await editor.barrier()
+    fresh = await ypeers(server, note.id, token, name="fresh").start()
+    assert text_of(fresh.doc) == "ordinary edit"
+
+
+# --- 5. revocation holds between the handshake and the CONNECT ------------------------------------
+
+
+async def revoke_by_logout(server: DaphneServer, user: User, token: str) -> None:
+    status, _ = await server.arequest("POST", "/api/auth/logout/", token=token, body={})
+    assert status == 200
+
+
+async def revoke_all(server: DaphneServer, user: User, token: str) -> None:
+    status, _ = await server.arequest("POST", "/api/auth/revoke-all/", token=token, body={})
+    assert status == 200
+
+
+async def deactivate(server: DaphneServer, user: User, token: str) -> None:
+    def save() -> None:
+        fresh = User.objects.get(pk=user.pk)
+        fresh.is_active = False
+        fresh.save()
+
+    await database_sync_to_async(save)()
+
+
+@pytest.mark.parametrize(
+    ("revoke", "code", "close"),
+    [
+        (revoke_by_logout, "token_revoked", 4401),
+        (revoke_all, "token_revoked", 4401),
+        (deactivate, "forbidden", 4403),
+    ],
+    ids=["logout", "revoke-all", "deactivation"],
+)
+@pytest.mark.parametrize("carrier", ["header", "query"])
+async def test_a_token_revoked_after_the_handshake_cannot_connect(
+    servers, make_user, revoke, code, close, carrier
+):
+    server = servers("daphne")
+    user = await database_sync_to_async(make_user)("alice")
+    token = await access(user)
+    if carrier == "header":
+        ws, _ = await open_raw(server, headers={"Authorization": f"Bearer {token}"})
+    else:
+        ws, _ = await open_raw(server, query=f"EIO=4&transport=websocket&token={token}")
+    await revoke(server, user, token)
+    reply = await connect_raw(ws)
+    assert reply.startswith("44"), reply
+    assert json.loads(reply[2:])["data"]["code"] == code
+    assert await close_code(ws) == close
+
+
+# --- 7. unauthenticated input is small ------------------------------------------------------------
+
+
+async def test_before_connect_only_a_connect_is_accepted(servers, make_user):
+    """Before: a BINARY_EVENT header before CONNECT made the server wait for (and keep) its
+    attachments; a binary frame was a 4400. Now anything but a CONNECT closes 4401 at once."""
+    server = servers("daphne")
+    for first in (
+        '451-["x",{"a":{"_placeholder":true,"num":0}}]',
+        '42["user-join",{}]',
+        b"\x00" * 1000,
+        "431[{}]",
+    ):
+        ws, _ = await open_raw(server)
+        await ws.send(first)
+        assert await close_code(ws, timeout=3) == 4401, first
+
+
+async def test_a_socket_that_never_connects_is_closed_after_connect_timeout(servers):
+    server = servers("daphne", CONNECT_TIMEOUT=1)
+    ws, _ = await open_raw(server)
+    started = time.monotonic()
+    assert await close_code(ws, timeout=5) == 4408
+    assert time.monotonic() - started < 4
+
+
+async def test_unauthenticated_sockets_are_capped_per_address(servers, make_user):
+    server = servers("daphne", MAX_UNAUTHENTICATED_PER_ADDRESS=3)
+    token = await access(await database_sync_to_async(make_user)("alice"))
+    waiting = [(await open_raw(server))[0] for _ in range(3)]
+    extra = await ws_connect(server.ws_url, ping_interval=None)
+    assert await close_code(extra) == 4429
+    # One of them authenticates: it no longer counts, and a new socket is admitted.
+    assert (await connect_raw(waiting[0], token)).startswith("40{")
+    admitted, _ = await open_raw(server)
+    await admitted.close()
+    for ws in waiting:
+        await ws.close()
+
+
+# --- 8. y-websocket has Socket.IO's limits --------------------------------------------------------
+
+
+async def test_y_websocket_connections_count_toward_max_sockets_per_user(
+    servers, clients, make_user
+):
+    server = servers("daphne", MAX_SOCKETS_PER_USER=2)
+    owner = await database_sync_to_async(make_user)("owner")
+    token = await access(owner)
+    note = await make_note(owner)
+    first = await yws(server, note.id, token)
+    await clients(server, "sio").connect(token)
+    third = await yws(server, note.id, token)
+    assert await close_code(third) == 4429
+    refused = await clients(server, "sio 2").refused(token)
+    assert refused["data"]["code"] == "too_many_connections"
+    await first.close()
+    await eventually(lambda: try_yws(server, note.id, token))
+
+
+async def try_yws(server: DaphneServer, note_id, token: str) -> bool:
+    ws = await yws(server, note_id, token)
+    try:
+        async with asyncio.timeout(0.5):
+            await ws.recv()  # step 1: accepted
+        return True
+    except ConnectionClosed:
+        return False
+    finally:
+        await ws.close()
+
+
+async def test_a_y_websocket_flood_is_paced_then_closed_4429(servers, ypeers, make_user):
+    server = servers(
+        "daphne", YJS_MESSAGE_RATE=20, YJS_MESSAGE_BURST=10, RATE_LIMIT_DISCONNECT_AFTER=20
+    )
+    owner = await database_sync_to_async(make_user)("owner")
+    token = await access(owner)
+    note = await make_note(owner)
+    editor = await ypeers(server, note.id, token, name="editor").start()
+    flood = await yws(server, note.id, token)
+    for _ in range(500):
+        await flood.send(yprotocol.encode_query_awareness())
+    assert await close_code(flood, timeout=10) == 4429
+    append_text(editor.doc, "still here")  # the editor is unaffected
+    await editor.barrier()
+
+
+@pytest.mark.parametrize("backpressure", [True, False], ids=["gate", "no-gate"])
+async def test_a_flooding_client_holds_bounded_memory(servers, make_user, backpressure):
+    """A y-websocket client writes 200 MB of awareness messages (60 KB each, dropped by the
+    server as oversize states) as fast as TCP takes them while the server paces it. daphne
+    queues whatever it reads for the application, without limit; the inbound gate stops
+    reading the socket while 32 messages (or 4 MiB) wait, so the flood stays in TCP buffers.
+    With the gate off (INBOUND_BACKPRESSURE=false) the same flood grows the server by hundreds
+    of MiB: the test runs both, so the bound is the gate's doing."""
+    server = servers(
+        "daphne",
+        YJS_MESSAGE_RATE=50,
+        YJS_MESSAGE_BURST=50,
+        RATE_LIMIT_DISCONNECT_AFTER=10_000,
+        INBOUND_BACKPRESSURE=backpressure,
+    )
+    owner = await database_sync_to_async(make_user)("owner")
+    token = await access(owner)
+    note = await make_note(owner)
+    flood = await yws(server, note.id, token)
+    # Client frames (masked with key 0), written straight to the TCP transport.
+    payload = awareness_frame([(7, 1, {"pad": "x" * 60_000})])
+    chunk = b"\x82\xfe" + len(payload).to_bytes(2, "big") + b"\x00" * 4 + payload
+    baseline = rss(server)
+    async with PeakRss(server) as memory:
+        sent, deadline = 0, time.monotonic() + 4
+        while sent < 200_000_000 and time.monotonic() < deadline:
+            if flood.transport.get_write_buffer_size() > 4 * 2**20:  # the server reads no more
+                await asyncio.sleep(0.05)
+                continue
+            flood.transport.write(chunk)
+            sent += len(chunk)
+            await asyncio.sleep(0)
+        await asyncio.sleep(1)  # what was read has been queued by now
+    growth = memory.peak - baseline
+    flood.transport.abort()
+    if backpressure:
+        assert growth < 48 * 2**20, f"RSS grew {growth / 2**20:.0f} MiB"
+    else:
+        assert growth > 128 * 2**20, f"RSS grew only {growth / 2**20:.0f} MiB"
+
+
+async def test_awareness_is_owned_and_bounded(servers, make_user):
+    """A read-only user stored 1,000 awareness client ids (a newcomer then got a 60 MB frame)
+    and overwrote another user's client id with a fake name. Now a connection sets only the
+    ids it introduced, at most AWARENESS_MAX_IDS_PER_CONNECTION, each state within
+    AWARENESS_MAX_STATE_BYTES; the same over Socket.IO."""
+    server = servers("daphne", AWARENESS_MAX_IDS_PER_CONNECTION=2, AWARENESS_MAX_STATE_BYTES=500)
+    alice, mallory = [await database_sync_to_async(make_user)(n) for n in ("alice", "mallory")]
+    note = await make_note(alice, readers=[mallory])
+    alice_ws = await yws(server, note.id, await access(alice))
+    await alice_ws.send(awareness_frame([(1001, 1, {"user": {"name": "Alice"}})]))
+    mallory_token = await access(mallory)
+    mallory_ws = await yws(server, note.id, mallory_token)
+    await mallory_ws.send(
+        awareness_frame(
+            [(1001, 5, {"user": {"name": "Fake Alice"}})]  # someone else's id
+            + [(2000 + i, 1, {"user": {"name": f"bot {i}"}}) for i in range(1000)]
+            + [(3000, 1, {"pad": "x" * 600})]  # over the state size
+        )
+    )
+    await mallory_ws.send(awareness_frame([(1001, 9, None)]))  # clearing it: refused too
+    sio, _ = await open_raw(server)
+    assert (await connect_raw(sio, mallory_token)).startswith("40{")
+    document = {"document_id": f"note:{note.id}"}
+    assert "error" not in await call_raw(sio, 1, "ydoc:document:join", document)
+    update = yprotocol.encode_awareness_update([(1001, 20, json.dumps({"user": {"name": "X"}}))])
+    assert "error" not in await call_raw(
+        sio, 2, "ydoc:awareness:update", {**document, "update": list(update)}
+    )
+
+    newcomer = await yws(server, note.id, await access(alice))
+    seen = await awareness_seen(newcomer)
+    assert json.loads(seen[1001][1]) == {"user": {"name": "Alice"}}
+    assert len([cid for cid in seen if cid >= 2000]) == 2, sorted(seen)
+    assert 3000 not in seen
+
+
+# --- 9. live revocation leaves every room ---------------------------------------------------------
+
+
+async def test_losing_read_access_through_the_everyone_grant_leaves_the_note_room(
+    servers, clients, make_user
+):
+    server = servers("daphne")
+    alice, bob = [await database_sync_to_async(make_user)(n) for n in ("alice", "bob")]
+    alice_token = await access(alice)
+    note = await make_note(alice)
+    grant = await database_sync_to_async(NoteGrant.objects.create)(
+        note=note, principal_type=PrincipalType.EVERYONE, permission=Permission.READ
+    )
+    viewer = await clients(server, "bob").connect(await access(bob))
+    assert "error" not in await viewer.call("join-note", {"note_id": str(note.id)})
+    document = {"document_id": f"note:{note.id}"}
+    assert "error" not in await viewer.call("ydoc:document:join", document)
+    editor = await clients(server, "alice").connect(alice_token)
+    await editor.call("ydoc:document:join", document)
+    status, _ = await server.arequest(
+        "DELETE", f"/api/notes/{note.id}/grants/{grant.pk}/", token=alice_token
+    )
+    assert status == 204
+    await viewer.wait_for("note-events", lambda data: data.get("access", "?") is None)
+    await viewer.wait_for("error", lambda data: data.get("document_id") == document["document_id"])
+    status, _ = await server.arequest(
+        "PATCH", f"/api/notes/{note.id}/", token=alice_token, body={"title": "secret plans"}
+    )
+    assert status == 200
+    ack = await editor.call(
+        "ydoc:document:update", {**document, "update": list(append_text(Doc(), "secret text"))}
+    )
+    assert ack == {}
+    await viewer.assert_no_event("note-events", within=1.0, predicate=secret)
+    await viewer.assert_no_event("ydoc:document:update", within=0.2)
+
+
+def secret(data: dict) -> bool:
+    """A note event carrying the title set after access was lost."""
+    return data.get("title") == "secret plans"
+
+
+# --- 11. small leaks ------------------------------------------------------------------------------
+
+
+async def test_refusal_codes_for_a_pending_user_match_on_both_endpoints(
+    servers, clients, make_user
+):
+    server = servers("daphne")
+    owner = await database_sync_to_async(make_user)("owner")
+    note = await make_note(owner)
+    pending = await database_sync_to_async(make_user)("newcomer", role=Role.PENDING)
+    token = await access(pending)
+    refused = await clients(server, "pending").refused(token)
+    assert refused["data"]["code"] == "forbidden"
+    ws = await yws(server, note.id, token)
+    assert await close_code(ws) == 4403  # was 4401 on y-websocket
+
+
+# --- services: two instances on Redis -------------------------------------------------------------
+
+
+@pytest.fixture
+def instances(servers, clean_redis):
+    def start(**knobs):
+        return servers.many(["instance-A", "instance-B"], clean_redis, **knobs)
+
+    return start
+
+
+@pytest.mark.services
+async def test_revocation_on_another_instance_refuses_the_connect(instances, make_user):
+    a, b = instances()
+    user = await database_sync_to_async(make_user)("alice")
+    token = await access(user)
+    ws, _ = await open_raw(a, headers={"Authorization": f"Bearer {token}"})
+    await revoke_by_logout(b, user, token)
+    reply = await connect_raw(ws)
+    assert json.loads(reply[2:])["data"]["code"] == "token_revoked"
+
+
+@pytest.mark.services
+async def test_losing_access_on_another_instance_leaves_the_rooms_there(
+    instances, clients, make_user
+):
+    """A group grant: bob leaves the group (an ORM change in this process, published through
+    Redis); his socket on instance B leaves note.<id>."""
+    a, b = instances()
+    alice, bob = [await database_sync_to_async(make_user)(n) for n in ("alice", "bob")]
+    note = await make_note(alice)
+
+    @database_sync_to_async
+    def share_with_group() -> Group:
+        group = Group.objects.create(name="readers")
+        group.user_set.add(bob)
+        NoteGrant.objects.create(
+            note=note, principal_type=PrincipalType.GROUP, group=group, permission=Permission.READ
+        )
+        return group
+
+    group = await share_with_group()
+    viewer = await clients(b, "bob@B").connect(await access(bob))
+    assert "error" not in await viewer.call("join-note", {"note_id": str(note.id)})
+    await database_sync_to_async(group.user_set.remove)(bob)
+    await viewer.wait_for("note-events", lambda data: data.get("access", "?") is None)
+    status, _ = await a.arequest(
+        "PATCH", f"/api/notes/{note.id}/", token=await access(alice), body={"title": "secret plans"}
+    )
+    assert status == 200
+    await viewer.assert_no_event("note-events", within=1.0, predicate=secret)
+
+
+@pytest.mark.services
+async def test_every_instance_sweeps_sessions_from_startup(instances, clients, make_user):
+    """Instance B never had a socket; when A is killed, B's keeper still sweeps A's sessions
+    and the user is shown offline (before: nobody swept, and presence showed them forever)."""
+    knobs = {
+        "SESSION_TTL": 2,
+        "SESSION_SWEEP_INTERVAL": 0.2,
+        "WEBSOCKET_PING_INTERVAL": 0.5,
+        "WEBSOCKET_PING_TIMEOUT": 0.5,
+    }
+    a, b = instances(**knobs)
+    alice, bob = [await database_sync_to_async(make_user)(n) for n in ("alice", "bob")]
+    bob_token = await access(bob)
+    channel_id = await channel_with(b, await access(alice), bob)
+    await clients(a, "alice@A").connect(await access(alice))
+    assert str(alice.pk) in await sessions_of(b, channel_id, bob_token)
+    a.kill()
+    await eventually(absent(b, channel_id, bob_token, alice), timeout=10)
+
+
+@pytest.mark.services
+async def test_a_thousand_sockets_closing_at_once_leave_nothing_behind(
+    servers, clean_redis, make_user
+):
+    """Before: the registry's own Redis client had redis-py's pool of 100 connections; 1,001
+    sockets closing at once logged ~870 'Could not remove a session' and left the records."""
+    server = servers("daphne", clean_redis, MAX_SOCKETS_PER_USER=2000)
+    users = [await database_sync_to_async(make_user)(f"user{i}") for i in range(10)]
+    tokens = [await access(user) for user in users]
+    sockets: list[ClientConnection] = []
+    gate = asyncio.Semaphore(50)
+
+    async def one(token: str) -> None:
+        async with gate:
+            ws, _ = await open_raw(server)
+            assert (await connect_raw(ws, token)).startswith("40{")
+            sockets.append(ws)
+
+    await asyncio.gather(*(one(tokens[i % 10]) for i in range(1000)))
+    records = await registry_size(clean_redis)
+    assert records == 1000
+    for ws in sockets:  # all at once: abort the TCP connections
+        ws.transport.abort()
+
+    async def emptied() -> bool:
+        return await registry_size(clean_redis) == 0
+
+    await eventually(emptied, timeout=30)
+    assert "Could not remove a session" not in server.log_tail(5000)
+    assert "Traceback" not in server.log_tail(5000)
+
+
+async def registry_size(redis_url: str) -> int:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        return await client.hlen("chorus:sessions:records")
+    finally:
+        await client.aclose()

@@ -1,0 +1,27 @@
+"""``manage.py check`` refuses realtime settings that cannot work together."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+
+def test_defaults_pass():
+    call_command("check", "--fail-level", "ERROR")
+
+
+@pytest.mark.parametrize(
+    ("knobs", "check_id"),
+    [
+        ({"SESSION_TTL": 30}, "realtime.E001"),
+        ({"DOC_SAVE_DEBOUNCE": 5, "DOC_SAVE_MAX_WAIT": 1}, "realtime.E002"),
+        ({"CONNECT_TIMEOUT": 0}, "realtime.E003"),
+        # A state reply of a 10 MB document is up to 40 MB of JSON: it must fit the mark.
+        ({"SEND_BUFFER_MAX_BYTES": 16 * 2**20}, "realtime.E004"),
+    ],
+)
+def test_contradictory_settings_fail_the_check(settings, knobs, check_id):
+    settings.CHORUS = knobs
+    with pytest.raises(SystemCheckError, match=check_id):
+        call_command("check", "--fail-level", "ERROR")
