@@ -1080,6 +1080,8 @@ def chorus_env(cfg: Config, spec: ServerSpec, urls: dict) -> dict[str, str]:
             # per user sending far above a human rate
             "EVENT_RATE": "1000000",
             "EVENT_BURST": "1000000",
+            "YJS_MESSAGE_RATE": "1000000",
+            "YJS_MESSAGE_BURST": "1000000",
             "MAX_SOCKETS_PER_USER": "10000",
             "LAST_ACTIVE_WRITE_INTERVAL": str(cfg.last_active_interval),
             "DOC_SAVE_DEBOUNCE": str(cfg.doc_save_debounce),

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_SOCKETS_PER_USER": 20,
     # Per-connection token bucket for y-websocket messages (an editor sends an update and an
     # awareness message per keystroke): sustained rate (messages/s) and burst size. Messages
-    # beyond it wait for the bucket; RATE_LIMIT_DISCONNECT_AFTER waits in a row close 4429.
+    # beyond it wait for the bucket (none is dropped; TCP holds back a client that keeps on).
     "YJS_MESSAGE_RATE": 60.0,
     "YJS_MESSAGE_BURST": 120,
     # Typing events relayed per user per channel: at most one per interval. Seconds.

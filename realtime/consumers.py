@@ -90,8 +90,9 @@ class LeanConsumer(AsyncWebsocketConsumer):
     ``disconnect`` runs exactly once (session registry, presence, rooms, documents).
     """
 
-    #: The socket's way out, from the WebSocket connect on.
+    #: The socket's way out, from the WebSocket connect on, and its inbound gate (daphne).
     out: Outbound | None = None
+    _gate: daphne_io.InboundGate | None = None
     sid = ""
     user = None
     jti = ""
@@ -119,7 +120,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
-        gate = daphne_io.inbound_gate(send, receive)
+        self._gate = gate = daphne_io.inbound_gate(send, receive)
         try:
             while True:
                 message = await receive()
@@ -156,6 +157,11 @@ class LeanConsumer(AsyncWebsocketConsumer):
             await self.disconnect(code)
         except Exception:
             logger.exception("Socket %s: cleaning up after the disconnect failed", self.sid)
+        finally:
+            try:  # whatever failed before it, the session never outlives the socket
+                await self.close_session()
+            except Exception:
+                logger.exception("Socket %s: closing its session failed", self.sid)
 
     async def websocket_connect(self, message):
         self.out = outbound.for_connection(self.base_send, self._overflowed)
@@ -200,11 +206,18 @@ class LeanConsumer(AsyncWebsocketConsumer):
         """Close with ``code`` (any code, 1009 included) after what is queued; idempotent."""
         if self.closed:
             return
-        self.closed = True
         if self.out is None:
+            self.closed = True
             await super().close(code, reason)
         else:
-            self.out.close(code or 1000, reason or "")
+            self._close_now(code or 1000, reason or "")
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """Close through ``out`` (after what is queued) and read again until the end."""
+        self.closed = True
+        if self._gate is not None:
+            self._gate.release()
+        self.out.close(code, reason)
 
     def _overflowed(self, waiting: int) -> None:
         logger.info(
@@ -213,8 +226,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
             self.sid or "-",
             waiting,
         )
-        self.closed = True
-        self.out.close(CLOSE_SLOW_CONSUMER, "send buffer full")
+        self._close_now(CLOSE_SLOW_CONSUMER, "send buffer full")
 
     # --- the session ------------------------------------------------------------------------
 
@@ -329,6 +341,8 @@ class SocketIOConsumer(LeanConsumer):
         self._later("ping", interval, self._ping)
 
     async def disconnect(self, code) -> None:
+        """Stop the timers and leave every document (the session is closed after this, by
+        ``LeanConsumer``, whatever happens here)."""
         self.closed = True
         for handle in self._timers.values():
             handle.cancel()
@@ -340,7 +354,6 @@ class SocketIOConsumer(LeanConsumer):
                 await leave_document(self, note_id)
             except Exception:
                 logger.exception("Socket %s: leaving document %s failed", self.sid, note_id)
-        await self.close_session()
 
     # --- timers -----------------------------------------------------------------------------
 

@@ -101,19 +101,16 @@ def waiting(transport) -> int:
     return 0
 
 
-def write(protocol, data: bytes) -> bool:
+def write(protocol, data: bytes, queued: int | None = None) -> bool:
     """Write ``data`` (whole frames) to an open protocol's plain-TCP transport; False if it is
-    not open (nothing written)."""
+    not open (nothing written). ``queued``: ``waiting(transport)`` if the caller has it."""
     if protocol.state != protocol.STATE_OPEN:
         return False
     transport = protocol.transport
     sock = getattr(transport, "socket", None)
-    if (
-        sock is not None
-        and transport.connected
-        and not transport.disconnecting
-        and waiting(transport) == 0
-    ):
+    if queued is None:
+        queued = waiting(transport)
+    if sock is not None and transport.connected and not transport.disconnecting and not queued:
         try:
             sent = sock.send(data)
         except OSError:  # full (EAGAIN) or failing: Twisted's own path retries or reports it
@@ -183,14 +180,26 @@ class InboundGate:
     MAX_MESSAGES = 32
     MAX_BYTES = 4 * 2**20
 
-    __slots__ = ("paused", "queue", "transport")
+    __slots__ = ("paused", "queue", "released", "transport")
 
     def __init__(self, transport, queue: asyncio.Queue) -> None:
         self.transport = transport
         self.queue = queue
         self.paused = False
+        self.released = False
+
+    def release(self) -> None:
+        """The socket is closing: read again, for good — the client's close reply must be read
+        (a socket closed with unread data is reset, and the client could lose the close frame
+        it was sent)."""
+        self.released = True
+        if self.paused:
+            self.paused = False
+            self.transport.resumeProducing()
 
     def taken(self) -> None:
+        if self.released:
+            return
         waiting = self.queue.qsize()
         if self.paused:
             if waiting == 0:
@@ -220,9 +229,16 @@ def inbound_gate(send, receive) -> InboundGate | None:
     return InboundGate(protocol.transport, queue)
 
 
+#: Seconds a client has to answer the server's close frame before it is dropped (autobahn's
+#: default, 1 s, dropped busy clients — the close frame unsent — while they were still reading
+#: what came before it). A client over the send high-water mark is dropped after it too.
+CLOSE_HANDSHAKE_TIMEOUT = 5.0
+
+
 def _apply_protocol_options(factory) -> None:
     """Chorus's options for daphne's WebSocket factory (see ``install``)."""
     factory.failByDrop = False
+    factory.closeHandshakeTimeout = CLOSE_HANDSHAKE_TIMEOUT
     needed = largest_client_message()
     for option, flag in (
         ("maxMessagePayloadSize", "--websocket-max-message-size"),
@@ -243,21 +259,48 @@ def _apply_protocol_options(factory) -> None:
 
 
 def install() -> None:
-    """Under daphne (a no-op elsewhere; idempotent): a message over daphne's size limits is
-    answered with close 1009 (autobahn's ``failByDrop`` off; on, it dropped the TCP connection
-    without a close frame), and a warning names limits below what Chorus accepts. Applied when
-    daphne sets its factory's options at startup (``Server.run``)."""
+    """Under daphne (a no-op elsewhere; idempotent), so that every close reaches the client
+    with its code:
+
+    - a message over daphne's size limits is answered with close 1009 (autobahn's
+      ``failByDrop`` off; on, it dropped the TCP connection without a close frame), a client
+      has ``CLOSE_HANDSHAKE_TIMEOUT`` seconds to take the close frame and answer it, and a
+      warning names limits below what Chorus accepts — applied when daphne sets its factory's
+      options at startup (``Server.run``);
+    - a protocol error in a frame that arrives while the server's close frame is on its way
+      (a client still sending) no longer drops the TCP connection at once: autobahn did, with
+      the client's data unread, so the kernel reset the connection and the client could lose
+      the close frame it had been sent. Nothing more is delivered to the application (a frame
+      that is not UTF-8 would otherwise reach daphne's decoder and kill the connection); the
+      close handshake (or its timeout) ends it;
+    - once the close handshake has completed, the TCP connection is closed, not reset
+      (autobahn aborted it: a client that had sent its close frame before reading the
+      server's could lose that frame to the reset). A handshake that times out still aborts,
+      which discards what a client that does not read left in the send buffer."""
     if "daphne.server" not in sys.modules:
         return
-    from daphne.ws_protocol import WebSocketFactory
+    from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 
     if getattr(WebSocketFactory.setProtocolOptions, "chorus_options", False):
         return
     set_options = WebSocketFactory.setProtocolOptions
+    fail = WebSocketProtocol._fail_connection
+    drop = WebSocketProtocol.dropConnection
 
     def setProtocolOptions(self, *args, **kwargs):
         set_options(self, *args, **kwargs)
         _apply_protocol_options(self)
 
+    def _fail_connection(self, *args, **kwargs):
+        if self.state != self.STATE_CLOSING:
+            fail(self, *args, **kwargs)
+        else:  # deliver nothing more (as autobahn does once failed), but keep the connection
+            self.failedByMe = True
+
+    def dropConnection(self, abort: bool = False) -> None:
+        drop(self, abort=abort and not self.wasClean)
+
     setProtocolOptions.chorus_options = True
     WebSocketFactory.setProtocolOptions = setProtocolOptions
+    WebSocketProtocol._fail_connection = _fail_connection
+    WebSocketProtocol.dropConnection = dropConnection

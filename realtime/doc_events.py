@@ -210,11 +210,11 @@ async def leave_document(conn, note_id: str) -> None:
         return
     client = room.clients.get(conn.sid)
     conn.leave(room.group)
+    if client is not None:  # the local room first: whatever fails later, it is left
+        await get_manager().leave(room, client)
     await get_registry().leave_group(room.group, conn.sid)
     await push.aemit(
         room.group,
         "ydoc:user:left",
         {"document_id": room.document_id, "user_id": str(conn.user.pk)},
     )
-    if client is not None:
-        await get_manager().leave(room, client)

@@ -25,6 +25,7 @@ instance), which decides who must not receive it back.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
@@ -94,12 +95,13 @@ def _merge_updates(messages: list[dict]) -> dict:
 
 @dataclass(slots=True)
 class Aware:
-    """One awareness client id's state in a room: the y-protocols clock, the state JSON, the
-    connection that introduced the id (its owner: user and client key) and when it was last
-    set (``time.monotonic``)."""
+    """One awareness client id's state in a room: the y-protocols clock, the state JSON and its
+    size in bytes, the connection that introduced the id (its owner: user and client key) and
+    when it was last set (``time.monotonic``)."""
 
     clock: int
     state: str
+    size: int
     user_id: str | None
     owner: str | None
     seen: float
@@ -136,8 +138,10 @@ class DocumentRoom:
         self.doc.apply_update(state)
         self.clients: dict[str, DocClient] = {}
         self.awareness: dict[int, Aware] = {}
-        #: Bytes of the states in ``awareness`` (bounded by AWARENESS_MAX_DOCUMENT_BYTES).
+        #: Bytes of the states in ``awareness`` (bounded by AWARENESS_MAX_DOCUMENT_BYTES), and
+        #: how many ids each owner holds (bounded by AWARENESS_MAX_IDS_PER_CONNECTION).
         self.awareness_bytes = 0
+        self._owned: collections.Counter[str | None] = collections.Counter()
         self.content: dict | None = None
         self.dirty_since: float | None = None
         self.size = len(state)
@@ -186,8 +190,9 @@ class DocumentRoom:
         yet (it builds on changes the server has not seen: see ``_park``)."""
         self.check_update_size(update, whole=whole or not publish)
         try:
+            yprotocol.check_update(update)
             self.doc.apply_update(update)
-        except ValueError:
+        except ValueError:  # DecodeError included
             raise DocError("bad_request", "The update is not a valid Yjs update.") from None
         if update == EMPTY_UPDATE:
             return True  # e.g. a y-websocket client's first sync reply: nothing to relay or save
@@ -212,7 +217,11 @@ class DocumentRoom:
                 },
                 # One editor's updates still waiting for the layer go out as one merged
                 # update: the layer's cost per message, not the editors, bounds the rate.
-                coalesce=Coalesce(("update", origin, user_id), _merge_updates),
+                # Only updates this Doc integrated: merging one that follows a gap in its
+                # client's clocks (``merge_updates``) loses it.
+                coalesce=Coalesce(("update", origin, user_id), _merge_updates)
+                if integrated
+                else None,
             )
         return integrated
 
@@ -322,40 +331,46 @@ class DocumentRoom:
     ) -> bool:
         """Apply one awareness entry under the ownership and size rules; False: dropped."""
         client_id, clock, state = entry
+        if clock >= yprotocol.MAX_VAR_UINT:
+            return False  # no later clock could be encoded (a leaving client's null is clock + 1)
         known = self.awareness.get(client_id)
         if known is not None:
             if known.user_id != user_id or known.clock > clock:
                 return False  # another user's id, or an older state than the one we have
         elif state == "null":
             return False  # nothing to clear
-        elif self._owned_by(origin) >= realtime_settings.AWARENESS_MAX_IDS_PER_CONNECTION:
+        elif self._owned[origin] >= realtime_settings.AWARENESS_MAX_IDS_PER_CONNECTION:
             return False
-        size = len(state.encode())
-        if state != "null":
-            if size > realtime_settings.AWARENESS_MAX_STATE_BYTES or not _is_json(state):
-                return False
-            before = len(known.state.encode()) if known is not None else 0
-            limit = realtime_settings.AWARENESS_MAX_DOCUMENT_BYTES
-            if self.awareness_bytes - before + size > limit:
-                return False
-        if known is not None:
-            self.awareness_bytes -= len(known.state.encode())
         if state == "null":
-            del self.awareness[client_id]
-        else:
-            self.awareness[client_id] = Aware(clock, state, user_id, origin, time.monotonic())
-            self.awareness_bytes += size
+            self._forget(client_id)
+            return True
+        size = len(state.encode())
+        if size > realtime_settings.AWARENESS_MAX_STATE_BYTES or not _is_json(state):
+            return False
+        before = known.size if known is not None else 0
+        if self.awareness_bytes - before + size > realtime_settings.AWARENESS_MAX_DOCUMENT_BYTES:
+            return False
+        self._forget(client_id)
+        self.awareness[client_id] = Aware(clock, state, size, user_id, origin, time.monotonic())
+        self.awareness_bytes += size
+        self._owned[origin] += 1
         return True
 
-    def _owned_by(self, origin: str | None) -> int:
-        return sum(1 for aware in self.awareness.values() if aware.owner == origin)
+    def _forget(self, client_id: int) -> None:
+        """Drop one awareness entry (if known), keeping the byte and owner counts."""
+        aware = self.awareness.pop(client_id, None)
+        if aware is not None:
+            self.awareness_bytes -= aware.size
+            self._owned[aware.owner] -= 1
+            if not self._owned[aware.owner]:
+                del self._owned[aware.owner]
 
     def awareness_update(self) -> bytes | None:
         """Every live awareness state as one update (None when there is none); states not
         renewed within ``AWARENESS_TIMEOUT`` are forgotten first."""
         cutoff = time.monotonic() - AWARENESS_TIMEOUT
         for client_id in [cid for cid, a in self.awareness.items() if a.seen < cutoff]:
-            self.awareness_bytes -= len(self.awareness.pop(client_id).state.encode())
+            self._forget(client_id)
         if not self.awareness:
             return None
         entries = [(cid, a.clock, a.state) for cid, a in self.awareness.items()]
@@ -542,7 +557,10 @@ class DocumentManager:
         """Remove ``client``; flush and unload the room when no local editor remains."""
         if room.clients.pop(client.key, None) is None:
             return
-        await room.forget_awareness(client)
+        try:
+            await room.forget_awareness(client)
+        except Exception:  # never keep the room from being flushed and unloaded
+            logger.exception("Note %s: clearing a leaving editor's awareness failed", room.note_id)
         if not room.clients:
             await room.save()  # unloads through on_saved when it succeeds
             await self._unload_if_idle(room)

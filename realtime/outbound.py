@@ -22,7 +22,7 @@ Two shapes, chosen once per connection by ``for_connection``:
 Closing goes through the same path, after what is queued. Under daphne the close frame is
 written by the protocol itself (``daphne_io.close``), because autobahn refuses close codes
 such as 1009 from an application and daphne drops close reasons; a client that does not take
-the close frame within autobahn's close-handshake timeout (1 s) is dropped. Elsewhere a
+the close frame within the close-handshake timeout (5 s) is dropped. Elsewhere a
 socket that overflowed is aborted at the transport when the server exposes it (uvicorn), since
 its send path waits for a buffer that will not drain.
 """
@@ -80,12 +80,14 @@ class Outbound:
 
     # --- shared -------------------------------------------------------------------------------
 
-    def _admit(self) -> bool:
-        """Whether another frame may be written now; calls ``on_overflow`` (once) when the
-        bytes waiting exceed the mark."""
+    def _admit(self, waiting: int | None = None) -> bool:
+        """Whether another frame may be written now (``waiting``: ``self.waiting()`` if the
+        caller has it already); calls ``on_overflow`` (once) when the bytes waiting exceed
+        the mark."""
         if self.closing or self.overflowed:
             return False
-        waiting = self.waiting()
+        if waiting is None:
+            waiting = self.waiting()
         if waiting <= self.mark:
             return True
         self.overflowed = True
@@ -104,7 +106,8 @@ class DirectOutbound(Outbound):
         return daphne_io.waiting(self.protocol.transport)
 
     def _write(self, wire: bytes) -> None:
-        if self._admit() and daphne_io.write(self.protocol, wire):
+        waiting = daphne_io.waiting(self.protocol.transport)
+        if self._admit(waiting) and daphne_io.write(self.protocol, wire, waiting):
             self.written += len(wire)
 
     def text(self, text: str) -> None:
@@ -187,8 +190,12 @@ class QueuedOutbound(Outbound):
                     await self._send(message)
                 finally:
                     self._queued -= size
-        except Exception:  # the client is gone (the server's disconnect message follows)
+        except OSError:  # the client is gone (uvicorn: ClientDisconnected); disconnect follows
             logger.debug("a send to a closed socket failed", exc_info=True)
+            self._queue.clear()
+            self._queued = 0
+        except Exception:  # the server refused a message (e.g. over its own size limit)
+            logger.exception("the server refused a message for a socket; its queue is dropped")
             self._queue.clear()
             self._queued = 0
         finally:

@@ -203,10 +203,23 @@ def encode_awareness_update(entries: list[tuple[int, int, str]]) -> bytes:
     return b"".join(parts)
 
 
+def check_update(update: bytes) -> None:
+    """Refuse (``DecodeError``) an update whose leading count — the number of clients with
+    structs, which the Yjs decoder reserves room for before reading any — cannot fit in its
+    bytes (each client block takes at least 3). pycrdt reserved half a GiB for the 6 bytes
+    ``80 80 80 80 01 00`` and blocked the event loop for 0.4 s; the rest of the update is
+    left to its decoder. Check every client-supplied update (and state vector:
+    ``decode_state_vector``) before it reaches pycrdt."""
+    count, pos = read_var_uint(update, 0)
+    if count * 3 > len(update) - pos:
+        raise DecodeError("update client count exceeds its length")
+
+
 def decode_state_vector(data: bytes) -> dict[int, int]:
-    """A Yjs state vector (varUint count, then (client, clock) pairs) as ``{client: clock}``."""
+    """A Yjs state vector (varUint count, then (client, clock) pairs) as ``{client: clock}``;
+    ``DecodeError`` for one that does not parse (a count past its bytes included)."""
     count, pos = read_var_uint(data, 0)
-    if count > len(data):
+    if count * 2 > len(data) - pos:
         raise DecodeError("state vector count exceeds its length")
     vector: dict[int, int] = {}
     for _ in range(count):

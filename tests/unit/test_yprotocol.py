@@ -362,3 +362,15 @@ def test_unintegrated_reads_only_well_formed_leftovers():
     assert not yp.unintegrated(b"\x00\x01\x07\x01\x00\x02", {7: 2})
     with pytest.raises(DecodeError):
         yp.unintegrated(b"\x00\x01\x07", {})
+
+
+def test_check_update_refuses_a_client_count_the_bytes_cannot_hold():
+    """pycrdt reserves room for the declared client count first: 6 bytes cost 512 MiB."""
+    with pytest.raises(DecodeError):
+        yp.check_update(bytes([0x80, 0x80, 0x80, 0x80, 0x01, 0x00]))
+    with pytest.raises(DecodeError):
+        yp.decode_state_vector(bytes([0x80, 0x80, 0x80, 0x80, 0x01, 0x00]))
+    doc = pycrdt.Doc()
+    doc.get("t", type=pycrdt.Text).insert(0, "fine")
+    yp.check_update(doc.get_update())  # a real update passes
+    yp.check_update(b"\x00\x00")  # and the empty one
