@@ -337,5 +337,6 @@ def delete_grant(access: NoteAccess, grant_id: object) -> None:
         if grant is None:
             raise exceptions.NotFound("No such grant on this note.")
         grant.delete()
-        _announce(_reload(note.pk))
+        # Sockets that lost read access leave before the announcement reaches the room.
         push.document_access_changed(note.pk)  # note room and live editors re-check access
+        _announce(_reload(note.pk))

@@ -28,10 +28,12 @@ DEFAULTS: dict[str, Any] = {
     # Largest frame a socket may send; a larger one closes the socket with code 1009. Bytes.
     "WEBSOCKET_MAX_MESSAGE_BYTES": 1_000_000,
     # Send high-water mark per socket: a frame is not written while more than this many bytes
-    # wait for the client to take them; the socket is closed with 4413 instead. Large enough
-    # for one Socket.IO state reply of a DOC_MAX_BYTES document (an int list: up to 4 bytes per
-    # byte). Bytes.
+    # wait for the client to take them; the socket is closed with 4413 instead. One reply
+    # carrying a whole document (a state, a sync step 2) does not count while it waits. Bytes.
     "SEND_BUFFER_MAX_BYTES": 48 * 2**20,
+    # A socket whose client has taken none of the bytes waiting for it for this long is
+    # closed with 4413, however few they are. Seconds.
+    "SEND_STALL_TIMEOUT": 60.0,
     # A socket must send its Socket.IO CONNECT within this many seconds after OPEN. Seconds.
     "CONNECT_TIMEOUT": 10.0,
     # Sockets of one client address not yet authenticated, per process; more are closed 4429.
@@ -67,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "DOC_MAX_UPDATE_BYTES": 1_000_000,
     "DOC_MAX_AWARENESS_BYTES": 64_000,
     "DOC_MAX_BYTES": 10_000_000,
+    # Updates a document holds that it cannot integrate yet (they build on changes the server
+    # has not seen); one more is refused and the waiting ones are dropped.
+    "DOC_MAX_PENDING_UPDATES": 100,
     # Largest client-rendered data.content ({md, html, json}) accepted, over Socket.IO and
     # REST alike, measured as compact UTF-8 JSON (notes/content.py). Bytes.
     "DOC_MAX_CONTENT_BYTES": 2_000_000,

@@ -68,6 +68,11 @@ CLOSE_SLOW_CONSUMER = 4413
 CLOSE_RATE_LIMITED = 4429
 
 _DISCONNECT_FRAME = engineio.encode_message(socketio.encode_disconnect())
+#: Longest Engine.IO PING payload answered (a probe is "probe"); longer: close 4400.
+MAX_PING_PAYLOAD = 16
+#: Largest message a Socket.IO socket may send before its CONNECT succeeds (under daphne:
+#: larger closes 1009 as its header arrives).
+PRE_CONNECT_MESSAGE_BYTES = 16 * 1024
 
 
 _HOSTNAME = socket.gethostname()
@@ -93,6 +98,8 @@ class LeanConsumer(AsyncWebsocketConsumer):
     #: The socket's way out, from the WebSocket connect on, and its inbound gate (daphne).
     out: Outbound | None = None
     _gate: daphne_io.InboundGate | None = None
+    #: daphne's WebSocket protocol of this socket (None under other servers).
+    _protocol = None
     sid = ""
     user = None
     jti = ""
@@ -105,8 +112,6 @@ class LeanConsumer(AsyncWebsocketConsumer):
     _first_session = False
     connected_at = 0.0
     last_seen = 0.0
-    #: ``out.written`` at the end of the last big reply (a document state or sync).
-    _reply_end = 0
 
     async def __call__(self, scope, receive, send):
         """Channels' consumer entry point minus the channel layer lookup (these consumers never
@@ -153,6 +158,11 @@ class LeanConsumer(AsyncWebsocketConsumer):
         self.authenticated()
         if not self._opened:
             return  # refused before ``connect`` ran: nothing to undo
+        # Shielded: daphne cancels an application still running 10 s after its disconnect
+        # (a slow save, a Redis pool wait); the cleanup then finishes in its own task.
+        await asyncio.shield(asyncio.ensure_future(self._clean_up(code)))
+
+    async def _clean_up(self, code) -> None:
         try:
             await self.disconnect(code)
         except Exception:
@@ -163,7 +173,19 @@ class LeanConsumer(AsyncWebsocketConsumer):
             except Exception:
                 logger.exception("Socket %s: closing its session failed", self.sid)
 
+    def unauthenticated_message_limit(self) -> int:
+        """Largest message the socket may send before it authenticates."""
+        return self.authenticated_message_limit()
+
+    def authenticated_message_limit(self) -> int:
+        """Largest message the socket may send (its endpoint's limit)."""
+        raise NotImplementedError
+
     async def websocket_connect(self, message):
+        self._protocol = daphne_io.protocol_of(self.base_send)
+        if self._protocol is not None:  # daphne buffers whole messages: cap them per socket
+            limit = self.unauthenticated_message_limit()
+            daphne_io.limit_messages(self._protocol, limit, limit)
         self.out = outbound.for_connection(self.base_send, self._overflowed)
         address = scope_client_address(self.scope)
         if not unauthenticated.admit(address):
@@ -180,10 +202,13 @@ class LeanConsumer(AsyncWebsocketConsumer):
         raise StopConsumer()
 
     def authenticated(self) -> None:
-        """The socket authenticated (or ended): it no longer counts as unauthenticated."""
+        """The socket authenticated (or ended): it no longer counts as unauthenticated, and
+        may send messages up to its endpoint's limit."""
         if self._unauthenticated is not None:
             unauthenticated.release(self._unauthenticated)
             self._unauthenticated = None
+            if self._protocol is not None and not self.closed:
+                daphne_io.limit_messages(self._protocol, self.authenticated_message_limit())
 
     # --- the way out ------------------------------------------------------------------------
 
@@ -218,6 +243,18 @@ class LeanConsumer(AsyncWebsocketConsumer):
         if self._gate is not None:
             self._gate.release()
         self.out.close(code, reason)
+
+    def check_stalled(self, now: float) -> None:
+        """Close (4413) a socket whose client has taken none of the bytes waiting for it for
+        ``SEND_STALL_TIMEOUT`` seconds (the hub's keeper asks every few seconds): a client
+        that answers pings but never reads would otherwise keep its buffer for good."""
+        if not self.closed and self.out is not None and self.out.stalled(now):
+            logger.info(
+                "Socket %s: the client took nothing for %.0f s; closed 4413",
+                self.sid,
+                realtime_settings.SEND_STALL_TIMEOUT,
+            )
+            self._close_now(CLOSE_SLOW_CONSUMER, "client stopped reading")
 
     def _overflowed(self, waiting: int) -> None:
         logger.info(
@@ -283,17 +320,6 @@ class LeanConsumer(AsyncWebsocketConsumer):
             last_seen=self.last_seen,
         )
 
-    # --- big replies ------------------------------------------------------------------------
-
-    def reply_pending(self) -> bool:
-        """Whether the client has not yet taken the last big reply (see ``reply_sent``): one
-        such reply at a time per socket, so requests cannot pile up copies of a document."""
-        return self.out is not None and self.out.taken() < self._reply_end
-
-    def reply_sent(self) -> None:
-        """Mark what was sent so far as a big reply (a document state, a sync step 2)."""
-        self._reply_end = self.out.written
-
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
@@ -303,6 +329,15 @@ class LeanConsumer(AsyncWebsocketConsumer):
 
 class SocketIOConsumer(LeanConsumer):
     """One Engine.IO / Socket.IO session on one WebSocket."""
+
+    def unauthenticated_message_limit(self) -> int:
+        """Before its CONNECT a socket may send only a CONNECT (a token is at most 4 KiB):
+        daphne buffers a message until it is whole, so 256 unauthenticated sockets of one
+        address could otherwise hold 256 partial 1 MB frames for ``CONNECT_TIMEOUT``."""
+        return PRE_CONNECT_MESSAGE_BYTES
+
+    def authenticated_message_limit(self) -> int:
+        return realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES
 
     # --- connection -------------------------------------------------------------------------
 
@@ -438,6 +473,10 @@ class SocketIOConsumer(LeanConsumer):
             elif kind == engineio.CLOSE:
                 await self.close(1000)
             elif kind == engineio.PING:
+                # Clients ping only to probe a transport ("2probe"): a long payload would make
+                # the server echo bulk data nobody asked for, before any authentication.
+                if len(rest) > MAX_PING_PAYLOAD:
+                    raise DecodeError("ping payload too long")
                 await self.send_frame(engineio.PONG_FRAME + rest)
         except DecodeError as error:
             logger.info("Socket %s: bad frame (%s)", self.sid or "-", error)
@@ -494,6 +533,8 @@ class SocketIOConsumer(LeanConsumer):
             raw = self.scope.get("credentials")  # the handshake's token, validated now
         try:
             validated = await validate_token(raw)
+            if self.closed:
+                return  # closed meanwhile (no CONNECT in time): register nothing
         except TokenRejected as rejected:
             await self._refuse_connect(rejected.message, rejected.code)
             close = CLOSE_FORBIDDEN if rejected.status == 403 else CLOSE_UNAUTHORIZED
@@ -536,6 +577,7 @@ class SocketIOConsumer(LeanConsumer):
                 result = events.EventError("internal_error", "The server failed.").as_ack()
         if packet.id is not None and not self.closed:
             await self.send_frame(engineio.encode_message(socketio.encode_ack(packet.id, [result])))
+        self.out.end_reply()  # a document state's reply ends with its ack (if any)
 
     # --- what the hub and handlers use ------------------------------------------------------
 

@@ -47,15 +47,6 @@ def protocol_of(send):
     return protocol if _websocket_protocol_class(type(protocol)) else None
 
 
-def daphne_protocol(send):
-    """daphne's WebSocket protocol behind ``send`` when frames may be written to its transport
-    directly (``FAST_BROADCAST``, plain TCP); else None."""
-    if not realtime_settings.FAST_BROADCAST:
-        return None
-    protocol = protocol_of(send)
-    return protocol if protocol is not None and plain_tcp(protocol.transport) else None
-
-
 @functools.cache
 def _websocket_protocol_class(cls: type) -> bool:
     """daphne's WebSocket protocol (autobahn's state constants and a transport)."""
@@ -166,16 +157,29 @@ def defer_autobahn_config_log() -> None:
         protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)
 
 
+def limit_messages(protocol, frame_size: int, message_size: int | None = None) -> None:
+    """This connection's own limits on what it receives, in bytes (autobahn keeps them per
+    protocol, copied from daphne's factory): a larger frame is answered with close 1009 as
+    soon as its header arrives, before it is buffered. ``message_size`` (default: the
+    factory's, daphne's ``--websocket-max-message-size``) bounds a fragmented message too —
+    and, in autobahn, what is *sent* through daphne's own path (TLS, ``FAST_BROADCAST``
+    off): so it is lowered only while a socket is not authenticated and is sent nothing
+    large."""
+    protocol.maxFramePayloadSize = frame_size
+    protocol.maxMessagePayloadSize = message_size or protocol.factory.maxMessagePayloadSize
+
+
 class InboundGate:
     """Backpressure for what one daphne WebSocket receives.
 
     daphne puts every message it reads into the application's queue at once, with no limit:
     a client flooding small frames (thousands per 64 KiB read) or large ones faster than the
-    application handles them grew the server's memory without bound. The consumer calls
-    ``taken`` after each message it takes: with ``MAX_MESSAGES`` messages or ``MAX_BYTES``
-    waiting the connection stops reading its socket (TCP pushes back on the client), and
-    reads again once the queue is empty. What may wait per socket is bounded by those limits
-    plus one read (64 KiB) of frames, or one frame in progress."""
+    application handles them grew the server's memory without bound. daphne calls ``queued``
+    after it queues a message (``install`` wraps its ``onMessage``), the consumer ``taken``
+    after it takes one: with ``MAX_MESSAGES`` messages or ``MAX_BYTES`` waiting the connection
+    stops reading its socket (TCP pushes back on the client), and reads again once the queue
+    is empty. What may wait per socket is bounded by those limits plus the rest of the read
+    (64 KiB) being parsed, or one frame in progress."""
 
     MAX_MESSAGES = 32
     MAX_BYTES = 4 * 2**20
@@ -197,17 +201,20 @@ class InboundGate:
             self.paused = False
             self.transport.resumeProducing()
 
-    def taken(self) -> None:
-        if self.released:
+    def queued(self) -> None:
+        """A message was queued for the application: stop reading if too much waits."""
+        if self.paused or self.released:
             return
         waiting = self.queue.qsize()
-        if self.paused:
-            if waiting == 0:
-                self.paused = False
-                self.transport.resumeProducing()
-        elif waiting >= self.MAX_MESSAGES or (waiting > 1 and self._bytes() >= self.MAX_BYTES):
+        if waiting >= self.MAX_MESSAGES or (waiting > 1 and self._bytes() >= self.MAX_BYTES):
             self.paused = True
             self.transport.pauseProducing()
+
+    def taken(self) -> None:
+        """The application took a message: read again once nothing waits."""
+        if self.paused and not self.released and self.queue.qsize() == 0:
+            self.paused = False
+            self.transport.resumeProducing()
 
     def _bytes(self) -> int:
         return sum(
@@ -226,7 +233,8 @@ def inbound_gate(send, receive) -> InboundGate | None:
     queue = getattr(receive, "__self__", None)
     if protocol is None or not isinstance(queue, asyncio.Queue):
         return None
-    return InboundGate(protocol.transport, queue)
+    protocol.chorus_gate = gate = InboundGate(protocol.transport, queue)
+    return gate
 
 
 #: Seconds a client has to answer the server's close frame before it is dropped (autobahn's
@@ -273,6 +281,7 @@ def install() -> None:
       the close frame it had been sent. Nothing more is delivered to the application (a frame
       that is not UTF-8 would otherwise reach daphne's decoder and kill the connection); the
       close handshake (or its timeout) ends it;
+    - a queued message is reported to the socket's ``InboundGate`` (backpressure);
     - once the close handshake has completed, the TCP connection is closed, not reset
       (autobahn aborted it: a client that had sent its close frame before reading the
       server's could lose that frame to the reset). A handshake that times out still aborts,
@@ -286,6 +295,7 @@ def install() -> None:
     set_options = WebSocketFactory.setProtocolOptions
     fail = WebSocketProtocol._fail_connection
     drop = WebSocketProtocol.dropConnection
+    on_message = WebSocketProtocol.onMessage
 
     def setProtocolOptions(self, *args, **kwargs):
         set_options(self, *args, **kwargs)
@@ -300,7 +310,14 @@ def install() -> None:
     def dropConnection(self, abort: bool = False) -> None:
         drop(self, abort=abort and not self.wasClean)
 
+    def onMessage(self, payload, isBinary):
+        on_message(self, payload, isBinary)
+        gate = getattr(self, "chorus_gate", None)
+        if gate is not None:
+            gate.queued()
+
     setProtocolOptions.chorus_options = True
     WebSocketFactory.setProtocolOptions = setProtocolOptions
     WebSocketProtocol._fail_connection = _fail_connection
     WebSocketProtocol.dropConnection = dropConnection
+    WebSocketProtocol.onMessage = onMessage

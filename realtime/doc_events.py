@@ -24,6 +24,7 @@ from .conf import realtime_settings
 from .documents import SIO, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
 from .events import EventError, Payload, no_such_note, note_access, on
 from .sessions import get_registry
+from .socketio import RawJSON
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -83,16 +84,18 @@ def _one_state_at_a_time(conn) -> None:
     """Refuse a request for a document state while the last one sent to this socket has not
     been taken by the client (``rate_limited``): a client that asks again and again without
     reading would otherwise pile up copies of the document in the server's memory."""
-    if conn.reply_pending():
+    if conn.out.reply_pending():
         raise EventError("rate_limited", "The last document state has not been read yet.")
 
 
-async def _state(conn, room: DocumentRoom) -> dict:
+async def _state(conn, room: DocumentRoom) -> RawJSON:
+    """Send the state (event ``ydoc:document:state``) and return it for the ack: one reply
+    (``Outbound.begin_reply``; the consumer ends it after the ack), encoded once."""
     registry = get_registry()
     await registry.join_group(room.group, [conn.sid])
     state = room.state_payload(await registry.group_members(room.group))
+    conn.out.begin_reply()
     await conn.send_frame(push.event_frame("ydoc:document:state", state))
-    conn.reply_sent()
     return state
 
 
@@ -133,6 +136,13 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
     )
     conn.documents[str(note_id)] = room
     await conn.join(room.group)
+    # A grant change published while the check and the load ran found no editor here to
+    # re-check: now that this one is in the room, read its access once more.
+    access = await note_access(conn.user, note_id)
+    if access is None:
+        await leave_document(conn, str(note_id))
+        raise no_such_note()
+    room.clients[conn.sid].writable = access == "write"
     state = await _state(conn, room)
     await push.aemit(
         room.group,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import time
 import uuid
@@ -38,7 +39,7 @@ from pycrdt import Doc, get_update, merge_updates
 
 from config import json_safety
 
-from . import push, yprotocol
+from . import push, socketio, yprotocol
 from .conf import realtime_settings
 from .db import orm
 from .events import access_by_user
@@ -148,6 +149,10 @@ class DocumentRoom:
         #: Updates given to the Doc that it could not integrate yet, and their bytes (``_park``).
         self.pending: list[bytes] = []
         self.pending_bytes = 0
+        #: The Doc's state when ``pending`` was last checked (rechecked once it moved on).
+        self._pending_checked_at = b""
+        #: The state as a JSON int list, for the current version of ``doc`` (``state_payload``).
+        self._state_json: str | None = None
         self._save_timer: asyncio.TimerHandle | None = None
         self._save_lock = asyncio.Lock()
         self._retry_delay = 0.5
@@ -197,6 +202,7 @@ class DocumentRoom:
         if update == EMPTY_UPDATE:
             return True  # e.g. a y-websocket client's first sync reply: nothing to relay or save
         integrated = self._park(update)
+        self._state_json = None
         if integrated:
             self.size += len(update)
         if content is not None:
@@ -230,27 +236,53 @@ class DocumentRoom:
 
         Yjs keeps structs whose predecessors it has not seen, and deletions of items it does
         not have, as *pending*: outside the document state, never saved, integrated if the
-        missing changes arrive. Pending updates are kept in ``pending`` and their bytes count
-        against ``DOC_MAX_BYTES`` (``check_update_size``) until they integrate, so no client
-        can grow the server's memory past the bound with updates that never integrate.
+        missing changes arrive. Pending updates are kept in ``pending``; their bytes count
+        against ``DOC_MAX_BYTES`` (``check_update_size``) until they integrate, and at most
+        ``DOC_MAX_PENDING_UPDATES`` wait: one more is refused (``too_large``) and the Doc is
+        rebuilt from its state, without any of them (they could only integrate if what they
+        build on arrived; a client that has it resyncs). So no client can grow the server's
+        memory, or the work each later update costs, with updates that never integrate.
         Returns whether ``update`` integrated entirely."""
         state = self.doc.get_state()
+        leftover = get_update(update, state)
+        if leftover == EMPTY_UPDATE and not self.pending:
+            return True  # the usual case: integrated, and nothing was waiting
         vector = yprotocol.decode_state_vector(state)
-        if self.pending:
+        if self.pending and state != self._pending_checked_at:  # the Doc moved on: recheck
             waiting = [p for p in self.pending if _unintegrated(p, state, vector)]
             self.size += self.pending_bytes - sum(map(len, waiting))
             self.pending = waiting
             self.pending_bytes = sum(map(len, waiting))
-        if not _unintegrated(update, state, vector):
+            self._pending_checked_at = state
+        if not yprotocol.unintegrated(leftover, vector):
             return True
+        if len(self.pending) >= realtime_settings.DOC_MAX_PENDING_UPDATES:
+            self._drop_pending()
+            raise DocError(
+                "too_large",
+                "Too many updates wait for changes the server lacks (DOC_MAX_PENDING_UPDATES).",
+            )
         self.pending.append(update)
         self.pending_bytes += len(update)
         logger.info(
-            "Note %s: an update builds on changes the server lacks (%d bytes wait)",
+            "Note %s: an update builds on changes the server lacks (%d wait, %d bytes)",
             self.note_id,
+            len(self.pending),
             self.pending_bytes,
         )
         return False
+
+    def _drop_pending(self) -> None:
+        """Rebuild the Doc from its integrated state: every pending update is gone."""
+        logger.warning(
+            "Note %s: %d updates waited for changes the server lacks; dropped",
+            self.note_id,
+            len(self.pending),
+        )
+        rebuilt = Doc()
+        rebuilt.apply_update(self.doc.get_update())
+        self.doc = rebuilt
+        self.pending, self.pending_bytes, self._pending_checked_at = [], 0, b""
 
     async def relay_update(self, update: bytes, origin: str | None, user_id: str | None) -> None:
         """Send a document update to every local editor except ``origin``."""
@@ -334,12 +366,15 @@ class DocumentRoom:
         if clock >= yprotocol.MAX_VAR_UINT:
             return False  # no later clock could be encoded (a leaving client's null is clock + 1)
         known = self.awareness.get(client_id)
+        cap = realtime_settings.AWARENESS_MAX_IDS_PER_CONNECTION
         if known is not None:
             if known.user_id != user_id or known.clock > clock:
                 return False  # another user's id, or an older state than the one we have
+            if known.owner != origin and state != "null" and self._owned[origin] >= cap:
+                return False  # taking an id over counts against the new owner's ids too
         elif state == "null":
             return False  # nothing to clear
-        elif self._owned[origin] >= realtime_settings.AWARENESS_MAX_IDS_PER_CONNECTION:
+        elif self._owned[origin] >= cap:
             return False
         if state == "null":
             self._forget(client_id)
@@ -462,6 +497,7 @@ class DocumentRoom:
             return
         missing = mirror.get_update(self.doc.get_state())
         self.doc.apply_update(missing)
+        self._state_json = None
         await self.relay_update(missing, None, None)
 
     async def recheck_access(self) -> None:
@@ -476,12 +512,16 @@ class DocumentRoom:
             if level is None and client.revoke is not None:
                 await client.revoke()
 
-    def state_payload(self, sessions: list[str]) -> dict:
-        return {
-            "document_id": self.document_id,
-            "state": list(self.doc.get_update()),
-            "sessions": sessions,
-        }
+    def state_payload(self, sessions: list[str]) -> socketio.RawJSON:
+        """``{"document_id","state":[ints],"sessions"}`` as JSON text. The int list of the
+        state — up to 4 bytes per byte of a document of up to ``DOC_MAX_BYTES``, seconds to
+        encode — is encoded once per version of the document and reused (a join sends it as
+        the event and as the ack; many joiners share it)."""
+        if self._state_json is None:
+            self._state_json = json.dumps(list(self.doc.get_update()), separators=(",", ":"))
+        head = json.dumps({"document_id": self.document_id}, separators=(",", ":"))[:-1]
+        sessions_json = json.dumps(sessions, separators=(",", ":"))
+        return socketio.RawJSON(f'{head},"state":{self._state_json},"sessions":{sessions_json}}}')
 
 
 class DocumentManager:

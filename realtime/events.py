@@ -330,7 +330,12 @@ async def join_note(conn, payload: JoinNote) -> dict:
     if await note_access(conn.user, payload.note_id) is None:
         raise no_such_note()
     get_hub().on_message("chorus.note_access", recheck_note_room)
-    await conn.join(push.note_room(payload.note_id))
+    room = push.note_room(payload.note_id)
+    await conn.join(room)
+    # A grant change published between the check and the join did not see this socket.
+    if await note_access(conn.user, payload.note_id) is None:
+        conn.leave(room)
+        raise no_such_note()
     return {"note_id": str(payload.note_id)}
 
 

@@ -67,6 +67,10 @@ class Connection(Protocol):
 
     async def on_room_left(self, room: str) -> None: ...
 
+    def check_stalled(self, now: float) -> None:
+        """Close the socket if its client has stopped taking what is sent to it."""
+        ...
+
     def session_record(self) -> SessionRecord: ...
 
 
@@ -426,6 +430,9 @@ class Hub:
     async def keep(self) -> None:
         """One upkeep round: refresh local sessions, sweep expired ones, refresh groups."""
         registry = get_registry()
+        now = time.monotonic()
+        for conn in tuple(self.connections.values()):
+            conn.check_stalled(now)
         records = [conn.session_record() for conn in self.connections.values()]
         changes = await registry.refresh(records) if records else []
         # A socket that closed while the refresh was on its way was removed before the refresh

@@ -5,9 +5,10 @@ Two guarantees, whatever the server (daphne, uvicorn, the test communicator):
 - **Bounded.** Bytes handed over for a client and not yet taken by it ("waiting": Chorus's own
   queue plus the server's transport buffer) are checked before each frame is written. With
   more than ``SEND_BUFFER_MAX_BYTES`` waiting the frame is not written; ``on_overflow`` is
-  called once and nothing is written after it (the consumer closes with 4413). So a socket
-  holds at most the mark plus one frame, however fast others talk to it and however slowly it
-  reads.
+  called once and nothing is written after it (the consumer closes with 4413). One reply
+  carrying a whole document (``begin_reply``) is exempt while it waits, and only one is
+  answered at a time. So a socket holds at most the mark, one such reply and one frame,
+  however fast others talk to it and however slowly it reads.
 - **Never blocking.** Writing a frame never waits for the client: a broadcast to a room with a
   stalled reader in it does not stall the room.
 
@@ -51,6 +52,10 @@ class Outbound:
         self.overflowed = False
         self.closing = False
         self._on_overflow = on_overflow
+        self._last_taken = 0
+        self._progress_at = 0.0
+        self._reply_start = 0
+        self._reply_end: int | None = 0
 
     # --- what consumers use -------------------------------------------------------------------
 
@@ -78,6 +83,40 @@ class Outbound:
         """Bytes of ``written`` the client has taken so far."""
         return self.written - self.waiting()
 
+    # --- whole-document replies -----------------------------------------------------------------
+
+    def begin_reply(self) -> None:
+        """What is written from now until ``end_reply`` is one reply carrying a whole document
+        (a state and its ack, a sync step 2). Its bytes do not count against the mark while
+        they wait — so one initial sync of a ``DOC_MAX_BYTES`` document always goes out, to
+        a client however slow — but only one such reply is answered at a time
+        (``reply_pending``)."""
+        self._reply_start = self.written
+        self._reply_end = None
+
+    def end_reply(self) -> None:
+        if self._reply_end is None:
+            self._reply_end = self.written
+
+    def reply_pending(self) -> bool:
+        """Whether the client has not yet taken all of the last whole-document reply."""
+        return self._reply_end is None or self.written - self.waiting() < self._reply_end
+
+    def _reply_waiting(self, waiting: int) -> int:
+        """Bytes of the last whole-document reply among the ``waiting`` ones."""
+        end = self.written if self._reply_end is None else self._reply_end
+        return max(0, end - max(self._reply_start, self.written - waiting))
+
+    def stalled(self, now: float) -> bool:
+        """Whether bytes have been waiting and the client has taken none of them for
+        ``SEND_STALL_TIMEOUT`` seconds (``now``: ``time.monotonic()``, called periodically)."""
+        waiting = self.waiting()
+        taken = self.written - waiting
+        if not waiting or taken != self._last_taken:
+            self._last_taken, self._progress_at = taken, now
+            return False
+        return now - self._progress_at >= realtime_settings.SEND_STALL_TIMEOUT
+
     # --- shared -------------------------------------------------------------------------------
 
     def _admit(self, waiting: int | None = None) -> bool:
@@ -88,7 +127,7 @@ class Outbound:
             return False
         if waiting is None:
             waiting = self.waiting()
-        if waiting <= self.mark:
+        if waiting - self._reply_waiting(waiting) <= self.mark:
             return True
         self.overflowed = True
         self._on_overflow(waiting)

@@ -3,15 +3,15 @@
 
 - Token revocations: logout kicks the sockets of that token; revoke-all, deactivation, a role
   set to pending, a password change or deletion kicks all of the user's sockets.
-- Group membership: a user leaving a group (or a group losing a user) can lose read access to
-  the notes shared with that group; those notes' rooms re-check their sockets' access
-  (``push.document_access_changed``).
+- Group membership: a user leaving a group (or a group losing a user, or the group being
+  deleted) can lose read access to the notes shared with that group; those notes' rooms
+  re-check their sockets' access (``push.document_access_changed``).
 """
 
 from __future__ import annotations
 
 from django.contrib.auth.models import Group
-from django.db.models.signals import m2m_changed
+from django.db.models.signals import m2m_changed, pre_delete
 from django.dispatch import receiver
 
 from accounts.models import User
@@ -30,6 +30,20 @@ def kick_user(sender, user, **kwargs) -> None:
     push.disconnect_user(user.pk, "token_revoked", "All sessions were revoked.")
 
 
+def _recheck_notes_of(groups) -> None:
+    from notes.models import NoteGrant, PrincipalType
+
+    notes = NoteGrant.objects.filter(principal_type=PrincipalType.GROUP, group__in=groups)
+    for note_id in notes.values_list("note_id", flat=True).distinct():
+        push.document_access_changed(note_id)
+
+
+@receiver(pre_delete, sender=Group, dispatch_uid="realtime.group_deleted")
+def recheck_deleted_group_notes(sender, instance: Group, **kwargs) -> None:
+    """A deleted group takes its grants with it (after commit, the notes re-check)."""
+    _recheck_notes_of([instance.pk])
+
+
 @receiver(m2m_changed, sender=User.groups.through, dispatch_uid="realtime.group_access")
 def recheck_group_notes(sender, instance, action: str, reverse: bool, pk_set, **kwargs) -> None:
     """After users leave groups, the notes granted to those groups re-check access."""
@@ -43,10 +57,5 @@ def recheck_group_notes(sender, instance, action: str, reverse: bool, pk_set, **
     elif action != "post_remove":
         return
     groups = {instance.pk} if isinstance(instance, Group) else set(pk_set or ())
-    if not groups or not pk_set:
-        return
-    from notes.models import NoteGrant, PrincipalType
-
-    notes = NoteGrant.objects.filter(principal_type=PrincipalType.GROUP, group__in=groups)
-    for note_id in notes.values_list("note_id", flat=True).distinct():
-        push.document_access_changed(note_id)
+    if groups and pk_set:
+        _recheck_notes_of(groups)

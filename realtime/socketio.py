@@ -228,22 +228,36 @@ def encode_connect_error(message: str, data: dict | None = None, namespace: str 
     return _prefix("4", namespace) + _dumps(body)
 
 
+class RawJSON(str):
+    """JSON text encoded already: the encoders below embed it as it is (a large value sent
+    several times — a document's state as the event and as the ack — is encoded once)."""
+
+    __slots__ = ()
+
+
 def encode_event(
     event: str, data: Any = None, *, ack_id: int | None = None, namespace: str = "/"
 ) -> str:
     """``2["name",data]``, or ``2["name"]`` when data is None; ``217["name",data]`` with ack id 17.
 
-    ``data`` is the event's single argument, so a list is sent as one array argument.
+    ``data`` is the event's single argument, so a list is sent as one array argument; a
+    ``RawJSON`` is embedded as it is.
     """
     head = _prefix("2", namespace)
     if ack_id is not None:
         head += str(int(ack_id))
+    if isinstance(data, RawJSON):
+        return head + _dumps([event])[:-1] + "," + data + "]"
     return head + _dumps([event] if data is None else [event, data])
 
 
 def encode_ack(ack_id: int, data: list, namespace: str = "/") -> str:
-    """``317[{…}]``: ``data`` is the list of values passed to the client's ack callback."""
-    return _prefix("3", namespace) + str(int(ack_id)) + _dumps(data)
+    """``317[{…}]``: ``data`` is the list of values passed to the client's ack callback (one
+    ``RawJSON`` value is embedded as it is)."""
+    head = _prefix("3", namespace) + str(int(ack_id))
+    if len(data) == 1 and isinstance(data[0], RawJSON):
+        return head + "[" + data[0] + "]"
+    return head + _dumps(data)
 
 
 def encode_disconnect(namespace: str = "/") -> str:

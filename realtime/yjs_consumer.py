@@ -57,6 +57,9 @@ logger = logging.getLogger("chorus.realtime.yjs")
 
 
 class YjsConsumer(LeanConsumer):
+    def authenticated_message_limit(self) -> int:
+        return realtime_settings.DOC_MAX_BYTES + SYNC_HEADROOM
+
     async def connect(self) -> None:
         self.room: DocumentRoom | None = None
         self.client: DocClient | None = None
@@ -101,6 +104,13 @@ class YjsConsumer(LeanConsumer):
             revoke=self._revoked,
         )
         self.room.clients[self.sid] = self.client
+        # A grant change published while the check and the load ran found no editor here to
+        # re-check: now that this one is in the room, read its access once more.
+        access = await note_access(self.user, note_id)
+        if access is None:
+            await self.close(CLOSE_FORBIDDEN, "forbidden")
+            return
+        self.client.writable = access == "write"
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(
             max(0.0, validated.expires_at - time.time()),
@@ -110,7 +120,8 @@ class YjsConsumer(LeanConsumer):
         awareness = self.room.awareness_update()
         if awareness is not None:
             await self._send_bytes(yprotocol.encode_awareness(awareness))
-        self.announce_online()
+        if not self.closed:  # kicked meanwhile: its disconnect announces nothing either
+            self.announce_online()
 
     async def disconnect(self, code) -> None:
         self.closed = True
@@ -151,13 +162,14 @@ class YjsConsumer(LeanConsumer):
         room, client = self.room, self.client
         if message.kind == yprotocol.MESSAGE_SYNC:
             if message.subtype == yprotocol.SYNC_STEP1:
-                if self.reply_pending():
+                if self.out.reply_pending():
                     return  # the step 2 still on its way (and later updates) answer it
                 yprotocol.decode_state_vector(message.payload)  # before pycrdt sees it
+                self.out.begin_reply()
                 await self._send_bytes(
                     yprotocol.encode_sync_step2(room.doc.get_update(message.payload))
                 )
-                self.reply_sent()
+                self.out.end_reply()
             elif client.writable:  # step 2 or update; a read-only client's is dropped
                 step2 = message.subtype == yprotocol.SYNC_STEP2
                 await room.apply(message.payload, self.sid, client.user_id, whole=step2)

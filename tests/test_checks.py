@@ -17,8 +17,7 @@ def test_defaults_pass():
         ({"SESSION_TTL": 30}, "realtime.E001"),
         ({"DOC_SAVE_DEBOUNCE": 5, "DOC_SAVE_MAX_WAIT": 1}, "realtime.E002"),
         ({"CONNECT_TIMEOUT": 0}, "realtime.E003"),
-        # A state reply of a 10 MB document is up to 40 MB of JSON: it must fit the mark.
-        ({"SEND_BUFFER_MAX_BYTES": 16 * 2**20}, "realtime.E004"),
+        ({"SEND_STALL_TIMEOUT": -1}, "realtime.E003"),
     ],
 )
 def test_contradictory_settings_fail_the_check(settings, knobs, check_id):

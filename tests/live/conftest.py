@@ -26,7 +26,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from accounts.models import User
 from channels_app.models import Channel, ChannelMember, ChannelType, MemberRole
 from tests.conftest import PASSWORD, delete_chorus_keys
-from tests.live.harness import Client, DaphneServer, RawSocket
+from tests.live.harness import Client, DaphneServer, RawSocket, UvicornServer
 
 SERVERS = pytest.StashKey[list]()
 
@@ -59,10 +59,18 @@ class ServerPool:
     ) -> DaphneServer:
         return self.many([name], redis_url, **knobs)[0]
 
+    def uvicorn(self, name: str = "uvicorn", **knobs: Any) -> DaphneServer:
+        """One server of the app under uvicorn instead of daphne (no Redis)."""
+        return self.many([name], None, server_class=UvicornServer, **knobs)[0]
+
     def many(
-        self, names: list[str], redis_url: str | None = None, **knobs: Any
+        self,
+        names: list[str],
+        redis_url: str | None = None,
+        server_class: type[DaphneServer] = DaphneServer,
+        **knobs: Any,
     ) -> list[DaphneServer]:
-        servers = [DaphneServer(self.log_dir, n, redis_url, knobs) for n in names]
+        servers = [server_class(self.log_dir, n, redis_url, knobs) for n in names]
         self.started += servers
         for server in servers:
             server.spawn()

@@ -152,22 +152,28 @@ class DaphneServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}{SOCKETIO_PATH}/?EIO=4&transport=websocket"
 
+    SERVER = "daphne"
+
+    def command(self) -> list[str]:
+        """The command line serving the app on ``self.port``."""
+        return [
+            str(DAPHNE),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            *DAPHNE_LIMITS,
+            "config.asgi:application",
+        ]
+
     def spawn(self) -> None:
         """Start the process (does not wait for it to serve; see ``wait_ready``)."""
         self.port = free_port()
         with self.log_path.open("ab") as log:
-            log.write(f"=== {self.name}: daphne on port {self.port}\n".encode())
+            log.write(f"=== {self.name}: {self.SERVER} on port {self.port}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [
-                    str(DAPHNE),
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    *DAPHNE_LIMITS,
-                    "config.asgi:application",
-                ],
+                self.command(),
                 cwd=ROOT,
                 env=server_env(self.redis_url, self.knobs),
                 stdout=log,
@@ -280,6 +286,26 @@ class DaphneServer:
         )
         assert status == 200, (status, body)
         return {entry["id"] for entry in body["online"]}
+
+
+class UvicornServer(DaphneServer):
+    """The same app under uvicorn (its default WebSocket implementation), with the message
+    limit docs/operations.md states."""
+
+    SERVER = "uvicorn"
+
+    def command(self) -> list[str]:
+        return [
+            str(ROOT / ".venv" / "bin" / "uvicorn"),
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ws-max-size",
+            DAPHNE_LIMITS[1],
+            "--no-access-log",
+        ]
 
 
 # --- tokens and event predicates ------------------------------------------------------------------

@@ -45,13 +45,16 @@ def test_direct_writes_go_to_plain_tcp_only_never_around_tls():
     from twisted.internet.protocol import Factory, Protocol
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    from realtime.daphne_io import daphne_protocol
+    from realtime.outbound import DirectOutbound, QueuedOutbound, for_connection
+
+    def outbound(protocol):
+        return for_connection(functools.partial(print, protocol), lambda waiting: None)
 
     ours, theirs = socket.socketpair()
     try:
         plain = tcp.Connection(ours, Protocol())
         protocol = _daphne_protocol_over(plain)
-        assert daphne_protocol(functools.partial(print, protocol)) is protocol
+        assert isinstance(outbound(protocol), DirectOutbound)
 
         factory = TLSMemoryBIOFactory(
             ssl.CertificateOptions(), False, Factory.forProtocol(Protocol)
@@ -59,7 +62,7 @@ def test_direct_writes_go_to_plain_tcp_only_never_around_tls():
         tls = factory.buildProtocol(None)
         tls.makeConnection(plain)
         assert tls.socket is ours  # the attribute a naive check would trust
-        assert daphne_protocol(functools.partial(print, _daphne_protocol_over(tls))) is None
+        assert isinstance(outbound(_daphne_protocol_over(tls)), QueuedOutbound)
     finally:
         ours.close()
         theirs.close()

@@ -439,3 +439,14 @@ if given is not None:
         assert sio.decode(text) == Packet(sio.EVENT, namespace, expected, ack_id)
         theirs = ref.Packet(encoded_packet=text)
         assert (theirs.data, theirs.id, theirs.namespace or "/") == (expected, ack_id, namespace)
+
+
+def test_raw_json_is_embedded_as_it_is_in_events_and_acks():
+    """A document's state is encoded once and sent as the event and the ack."""
+    raw = sio.RawJSON('{"state":[1,2,3]}')
+    assert (
+        sio.encode_event("ydoc:document:state", raw) == '2["ydoc:document:state",{"state":[1,2,3]}]'
+    )
+    assert sio.encode_ack(7, [raw]) == '37[{"state":[1,2,3]}]'
+    assert sio.decode(sio.encode_event("x", raw)).data == ["x", {"state": [1, 2, 3]}]
+    assert sio.encode_event('a"b', raw) == '2["a\\"b",{"state":[1,2,3]}]'
