@@ -371,6 +371,7 @@ async def test_oversize_frames_close_1009_and_leave_no_ghost_session(servers, cl
         assert "error" not in await call_raw(ws, 2, "ydoc:document:join", document)
         await ws.send("42" + json.dumps(["heartbeat", {"pad": "x" * 150_000}]))
         assert await close_code(ws) == 1009
+        await eventually(absent(server, channel_id, bob_token, alice))  # cleaned up at once
     client = await online(clients, server, alice, "alice, again")  # not too_many_connections
     state = await client.call("ydoc:document:join", document)
     assert len(state["sessions"]) == 1  # this socket only: no dead sid listed
@@ -445,15 +446,20 @@ async def test_y_websocket_frames_up_to_the_limit_pass_and_larger_ones_close_100
 async def test_an_update_past_doc_max_bytes_closes_1009_and_is_cleaned_up(
     servers, ypeers, make_user
 ):
+    """Before, the 1009 close crashed the handler and left the session registered: the user
+    was soon refused (MAX_SOCKETS_PER_USER) and shown online for good."""
     server = servers("daphne", DOC_MAX_BYTES=200_000, MAX_SOCKETS_PER_USER=2)
-    owner = await database_sync_to_async(make_user)("owner")
-    token = await access(owner)
+    owner, watcher = [await database_sync_to_async(make_user)(n) for n in ("owner", "watcher")]
+    token, watcher_token = await access(owner), await access(watcher)
     note = await make_note(owner)
+    channel_id = await channel_with(server, token, watcher)
+    gone = absent(server, channel_id, watcher_token, owner)
     for _ in range(4):  # more than MAX_SOCKETS_PER_USER: each must be cleaned up
         ws = await yws(server, note.id, token)
         doc = Doc()
         await ws.send(yprotocol.encode_sync_update(append_text(doc, "q" * 300_000)))
         assert await close_code(ws) == 1009
+        await eventually(gone)  # its session is gone (presence says offline)
     peer = await ypeers(server, note.id, token, name="after").start()
     assert text_of(peer.doc) == ""
 
