@@ -140,10 +140,12 @@ def _scope_header(scope: dict, name: bytes) -> str | None:
 
 def scope_client_address(scope: dict) -> str:
     """``client_address`` of an ASGI scope (``scope["client"][0]`` and the ``x-forwarded-for``
-    headers) with ``settings.TRUSTED_PROXIES``."""
-    return client_address(
-        _scope_peer(scope), _scope_header(scope, b"x-forwarded-for"), _settings_trusted()
-    )
+    headers) with ``settings.TRUSTED_PROXIES``. Without trusted proxies (the default) the peer
+    as the server gives it, unparsed: every socket connect asks."""
+    trusted = _settings_trusted()
+    if not trusted:
+        return _scope_peer(scope) or ""
+    return client_address(_scope_peer(scope), _scope_header(scope, b"x-forwarded-for"), trusted)
 
 
 def scope_forwarded_proto(scope: dict) -> str | None:

@@ -145,8 +145,15 @@ class DirectOutbound(Outbound):
         return daphne_io.waiting(self.protocol.transport)
 
     def _write(self, wire: bytes) -> None:
-        waiting = daphne_io.waiting(self.protocol.transport)
-        if self._admit(waiting) and daphne_io.write(self.protocol, wire, waiting):
+        if self.closing or self.overflowed:
+            return
+        # Per frame, per recipient of a broadcast: the plain-TCP case of ``daphne_io.waiting``
+        # inline, and the mark consulted only when something waits.
+        transport = self.protocol.transport
+        waiting = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        if waiting and not self._admit(waiting):
+            return
+        if daphne_io.write(self.protocol, wire, waiting):
             self.written += len(wire)
 
     def text(self, text: str) -> None:
@@ -195,7 +202,8 @@ class QueuedOutbound(Outbound):
 
     def text(self, text: str) -> None:
         if self._admit():
-            self._put({"type": "websocket.send", "text": text}, len(text))
+            size = len(text) if text.isascii() else len(text.encode())  # bytes, as sent
+            self._put({"type": "websocket.send", "text": text}, size)
 
     def binary(self, data: bytes) -> None:
         if self._admit():
