@@ -260,6 +260,26 @@ def encode_ack(ack_id: int, data: list, namespace: str = "/") -> str:
     return head + _dumps(data)
 
 
+_TRAILING_OFFSET = re.compile(r',"(\d{1,20}-\d{1,20})"\]\Z')
+
+
+def add_offset(event: str, offset: str) -> str:
+    """Append ``offset`` as the last argument of an encoded EVENT packet, with or without the
+    Engine.IO "4": ``42["x",{}]`` and ``"5-1"`` -> ``42["x",{},"5-1"]``; ``42["x"]`` ->
+    ``42["x","5-1"]`` (connection state recovery: the client keeps the last one it got).
+    ``offset`` is trusted (``<digits>-<digits>``, nothing to escape)."""
+    if not event.endswith("]"):
+        raise ValueError("not an encoded EVENT packet")
+    return event[:-1] + ',"' + offset + '"]'
+
+
+def trailing_offset(event: str) -> str | None:
+    """The offset ``add_offset`` appended to ``event``, or None: ``42["x",{},"5-1"]`` -> "5-1".
+    (An event whose own last argument is such a string reads as one too.)"""
+    match = _TRAILING_OFFSET.search(event)
+    return match[1] if match else None
+
+
 def encode_disconnect(namespace: str = "/") -> str:
     """``1``; for another namespace ``1/chat,``."""
     return _prefix("1", namespace)

@@ -450,3 +450,20 @@ def test_raw_json_is_embedded_as_it_is_in_events_and_acks():
     assert sio.encode_ack(7, [raw]) == '37[{"state":[1,2,3]}]'
     assert sio.decode(sio.encode_event("x", raw)).data == ["x", {"state": [1, 2, 3]}]
     assert sio.encode_event('a"b', raw) == '2["a\\"b",{"state":[1,2,3]}]'
+
+
+def test_an_offset_is_appended_as_the_last_argument_of_an_event():
+    """Connection state recovery: the offset is the event's last argument, on the exact wire."""
+    assert sio.add_offset('42["x",{"a":1}]', "17-3") == '42["x",{"a":1},"17-3"]'
+    assert sio.add_offset('2["x"]', "0-1") == '2["x","0-1"]'
+    framed = sio.add_offset("4" + sio.encode_event("note-events", {"id": "n"}), "5-1")
+    assert sio.decode(framed[1:]).data == ["note-events", {"id": "n"}, "5-1"]
+    with pytest.raises(ValueError):
+        sio.add_offset('0{"sid":"x"}', "5-1")
+
+
+def test_the_trailing_offset_is_read_back_and_nothing_else_is():
+    assert sio.trailing_offset('42["x",{"a":1},"17-3"]') == "17-3"
+    assert sio.trailing_offset('42["x",{"a":1}]') is None
+    assert sio.trailing_offset('42["x",{"a":"17-3"}]') is None
+    assert sio.trailing_offset('42["x","17-3x"]') is None
