@@ -43,9 +43,12 @@ def check_realtime_settings(app_configs, **kwargs):
         "EVENT_BURST",
         "MAX_SOCKETS_PER_USER",
         "WEBSOCKET_MAX_MESSAGE_BYTES",
+        "RECOVERY_LOG_SIZE",
     ):
         if getattr(rs, name) <= 0:
             problems.append(Error(f"{name} must be positive.", id="realtime.E003"))
+    if rs.RECOVERY_WINDOW < 0:
+        problems.append(Error("RECOVERY_WINDOW must be 0 (off) or positive.", id="realtime.E004"))
     layer = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
     if settings.REDIS_URL and "redis" not in layer.lower():
         problems.append(

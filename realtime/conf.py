@@ -41,6 +41,13 @@ DEFAULTS: dict[str, Any] = {
     # How long a session record lives in the registry without a pong or heartbeat. Seconds.
     # Must exceed ping interval + ping timeout, or healthy sockets would flicker offline.
     "SESSION_TTL": 60.0,
+    # Connection state recovery (docs/protocol.md §4): a client that reconnects within this
+    # many seconds of losing its socket gets its rooms back and the broadcasts it missed.
+    # 0 turns it off (no pid in the CONNECT reply, no offsets on events). Seconds.
+    "RECOVERY_WINDOW": 120.0,
+    # Broadcasts kept for recovery (across all rooms; Redis trims approximately). A client
+    # that missed more than the log still holds gets a normal connect. Entries.
+    "RECOVERY_LOG_SIZE": 10_000,
     # How often each process looks for expired sessions (to announce "offline"). Seconds.
     "SESSION_SWEEP_INTERVAL": 5.0,
     # Each process re-adds its room subscriptions this often (and before the layer's

@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 from accounts.models import Role, User
 from accounts.tokens import issue_token_pair
 from realtime.db import close_connections
+from realtime.recovery import reset_memory_store
 from realtime.sessions import reset_memory_registry
 
 PASSWORD = "correct horse battery staple"
@@ -97,9 +98,11 @@ def _fresh_realtime_state():
     session registry must not leak between tests: every test starts with fresh ones."""
     channel_layers.backends.clear()
     reset_memory_registry()
+    reset_memory_store()
     yield
     channel_layers.backends.clear()
     reset_memory_registry()
+    reset_memory_store()
     close_connections()  # the realtime ORM thread's connection: flushes and drops need it gone
 
 
