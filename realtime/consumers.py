@@ -15,7 +15,12 @@ Lifecycle of a socket:
    an attachment, a binary frame: close 4401), and no event handler ever runs;
 3. events are rate limited (token bucket), validated and handled one at a time, in order;
 4. server PING every interval; no PONG in time → close 4408, cleaned up as a disconnect;
-   at the token's ``exp`` → ``error {code: token_expired}``, DISCONNECT, close.
+   at the token's ``exp`` → ``error {code: token_expired}``, DISCONNECT, close;
+5. connection state recovery (``RECOVERY_WINDOW``, docs/protocol.md §4): the CONNECT reply
+   carries a ``pid``; a socket that ends without choosing to (the network, a ping timeout,
+   a server shutdown) is kept resumable; a CONNECT with that ``pid`` (and the last offset the
+   client got) by the same user within the window gets the old sid, its rooms (re-checked)
+   and every logged broadcast it missed, in order, right after the CONNECT reply.
 
 Close codes: 1001 server shutting down, 1009 frame too large, 1011 the server failed, 4400
 bad frame / packet / version, 4401 not authenticated, 4403 forbidden, 4408 ping timeout or no
@@ -43,7 +48,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from accounts.tokens import TokenRejected, ValidatedToken
 from config.proxies import scope_client_address
 
-from . import daphne_io, engineio, events, outbound, push, socketio
+from . import daphne_io, engineio, events, outbound, push, recovery, socketio
 from .admission import unauthenticated
 from .conf import realtime_settings
 from .db import validate_token
@@ -70,6 +75,9 @@ CLOSE_RATE_LIMITED = 4429
 _DISCONNECT_FRAME = engineio.encode_message(socketio.encode_disconnect())
 #: Longest Engine.IO PING payload answered (a probe is "probe"); longer: close 4400.
 MAX_PING_PAYLOAD = 16
+#: Server closes after which a socket stays resumable (ping timeout, server shutting down);
+#: any other server close (a kick, a refusal, a protocol error, a slow reader) ends it for good.
+RESUMABLE_CLOSES = frozenset({CLOSE_TIMEOUT, CLOSE_GOING_AWAY})
 #: Largest message a Socket.IO socket may send before its CONNECT succeeds (under daphne:
 #: larger closes 1009 as its header arrives).
 PRE_CONNECT_MESSAGE_BYTES = 16 * 1024
@@ -172,6 +180,13 @@ class LeanConsumer(AsyncWebsocketConsumer):
                 await self.close_session()
             except Exception:
                 logger.exception("Socket %s: closing its session failed", self.sid)
+            try:  # after the session is gone: a resumed socket may take the sid at once
+                await self.keep_resumable()
+            except Exception:
+                logger.exception("Socket %s: keeping it resumable failed", self.sid)
+
+    async def keep_resumable(self) -> None:
+        """After the session closed: keep what a reconnecting client may resume (if any)."""
 
     def unauthenticated_message_limit(self) -> int:
         """Largest message the socket may send before it authenticates."""
@@ -347,6 +362,13 @@ class SocketIOConsumer(LeanConsumer):
         self.rooms: set[str] = set()
         self.documents: dict = {}  # note id -> DocumentRoom joined through ydoc:document:join
         self.sid = ""
+        #: Connection state recovery: the private session id (in the CONNECT reply), the log
+        #: position from which the client has been told nothing, whether an end now leaves
+        #: the socket resumable, and what is kept when it does (``disconnect``).
+        self.pid = ""
+        self._log_start = recovery.ORIGIN
+        self._resumable = False
+        self._resume: recovery.Session | None = None
         self.connected_at = time.time()
         self.last_seen = self.connected_at
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -376,9 +398,15 @@ class SocketIOConsumer(LeanConsumer):
         self._later("ping", interval, self._ping)
 
     async def disconnect(self, code) -> None:
-        """Stop the timers and leave every document (the session is closed after this, by
-        ``LeanConsumer``, whatever happens here)."""
+        """Note what a resumed socket gets back, stop the timers and leave every document (the
+        session is closed after this, by ``LeanConsumer``, whatever happens here)."""
         self.closed = True
+        if self._resumable and self.user is not None and self.pid and recovery.enabled():
+            rooms = tuple(room for room in self.rooms if recovery.recoverable(room))
+            if len(rooms) <= recovery.MAX_RECOVERABLE_ROOMS:
+                self._resume = recovery.Session(
+                    self.pid, self.sid, str(self.user.pk), rooms, self._log_start
+                )
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -389,6 +417,16 @@ class SocketIOConsumer(LeanConsumer):
                 await leave_document(self, note_id)
             except Exception:
                 logger.exception("Socket %s: leaving document %s failed", self.sid, note_id)
+
+    async def keep_resumable(self) -> None:
+        session, self._resume = self._resume, None
+        if session is not None:
+            await recovery.get_store().persist(session)
+
+    def _close_now(self, code: int, reason: str) -> None:
+        if code not in RESUMABLE_CLOSES:
+            self._resumable = False  # the server chose to end this socket
+        super()._close_now(code, reason)
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -471,6 +509,7 @@ class SocketIOConsumer(LeanConsumer):
                     return
                 await self._on_packet(packet)
             elif kind == engineio.CLOSE:
+                self._resumable = False  # the client chose to end it
                 await self.close(1000)
             elif kind == engineio.PING:
                 # Clients ping only to probe a transport ("2probe"): a long payload would make
@@ -510,6 +549,7 @@ class SocketIOConsumer(LeanConsumer):
         elif packet.type == socketio.EVENT:
             await self._on_event(packet)
         elif packet.type == socketio.DISCONNECT:
+            self._resumable = False  # the client chose to end it
             await self.close(1000)
         # ACKs from the client answer nothing this server asked: ignored.
 
@@ -531,8 +571,14 @@ class SocketIOConsumer(LeanConsumer):
         raw = auth.get("token")
         if raw is None:
             raw = self.scope.get("credentials")  # the handshake's token, validated now
+        resuming = recovery.enabled()
         try:
-            validated = await validate_token(raw)
+            if resuming:  # where the log stands before any room is joined (in parallel)
+                validated, self._log_start = await asyncio.gather(
+                    validate_token(raw), recovery.get_store().position()
+                )
+            else:
+                validated = await validate_token(raw)
             if self.closed:
                 return  # closed meanwhile (no CONNECT in time): register nothing
         except TokenRejected as rejected:
@@ -540,20 +586,172 @@ class SocketIOConsumer(LeanConsumer):
             close = CLOSE_FORBIDDEN if rejected.status == 403 else CLOSE_UNAUTHORIZED
             await self.close(close, rejected.code)
             return
-        self.sid = secrets.token_urlsafe(15)
+        session = None
+        if resuming and isinstance(auth.get("pid"), str):
+            # Only the user the session belonged to can take it (checked by the store).
+            session = await recovery.get_store().take(auth["pid"], str(validated.user.pk))
+        held = None
+        if session is not None:
+            self.sid, self.pid = session.sid, session.pid
+            held = self._hold()  # from the first room joined on (the user's, just below)
+        else:
+            self.sid = secrets.token_urlsafe(15)
+            self.pid = secrets.token_urlsafe(15) if resuming else ""
         if not await self.open_session(validated):
+            self._stop_holding()
             await self._refuse_connect("Too many open sockets.", "too_many_connections")
             await self.close(CLOSE_RATE_LIMITED, "too many connections")
             return
         self._cancel("connect")
         self.adopt_token(validated)
-        await self.send_frame(engineio.encode_message(socketio.encode_connect({"sid": self.sid})))
+        frames: list[str] = []
+        seen: set[str] = set()
+        if session is not None:
+            try:
+                resumed = await self._resume_session(session, auth.get("offset"), frames, seen)
+            finally:
+                self._stop_holding()
+            if not resumed:
+                self.pid = secrets.token_urlsafe(15)  # not resumed: a new session
+        reply = {"sid": self.sid, "pid": self.pid} if self.pid else {"sid": self.sid}
+        await self.send_frame(engineio.encode_message(socketio.encode_connect(reply)))
+        if held is not None:
+            self._release(frames, seen, held)
+        self._resumable = resuming
         self.announce_online()
 
     def adopt_token(self, validated: ValidatedToken) -> None:
         """Bind the socket to ``validated``: its jti (for logout kicks) and its expiry."""
         self.jti = validated.jti
         self._later("expiry", validated.expires_at - time.time(), self._token_expired)
+
+    # --- connection state recovery ----------------------------------------------------------
+
+    async def _resume_session(
+        self, session: recovery.Session, client_offset: object, frames: list[str], seen: set[str]
+    ) -> bool:
+        """Rejoin the rooms of ``session`` the user may still be in and collect in ``frames``
+        what the client missed since its last offset (or, without one, since
+        ``session.start``), and in ``seen`` the offsets of the log entries read. False — the
+        socket left in its own user room only, ``frames`` empty — when the client cannot be
+        told everything: an offset that is not one, entries dropped from the log.
+
+        Call with live frames held (``_hold``), so that nothing published while the log is
+        read is lost or sent twice. The log is replayed as the socket would have lived it: a
+        ``join`` entry adds its room, a ``leave`` takes it away."""
+        begin = session.start
+        if client_offset is not None:
+            parsed = recovery.parse_offset(client_offset)
+            if parsed is None:
+                return False
+            if parsed > (recovery.parse_offset(begin) or (0, 0)):
+                begin = client_offset  # an older one is from before this session
+        own = push.user_room(self.user.pk)
+        member = await self._still_allowed({own, *session.rooms})
+        for room in member - self.rooms:
+            await self.join(room)
+        cursor = begin
+        for _ in range(3):  # again after joins the log asked for, in case they missed some
+            entries = await recovery.get_store().read_after(cursor)
+            if entries is None:
+                frames.clear()
+                for room in list(self.rooms):
+                    if room != own:
+                        self.leave(room)
+                return False
+            joins = self._replay(entries, member, frames, seen)
+            if entries:
+                cursor = entries[-1].offset
+            for room in joins:
+                if room not in self.rooms:
+                    await self.join(room)
+            if not joins:
+                break
+        for room in list(self.rooms):
+            if room not in member:
+                self.leave(room)
+        for room in sorted({*session.rooms} - member):
+            if room.startswith("note."):  # as recheck_note_room tells a socket online
+                note_id = room.removeprefix("note.")
+                frames.append(push.event_frame("note-events", {"id": note_id, "access": None}))
+        self._log_start = cursor
+        return True
+
+    def _replay(
+        self, entries: list[recovery.Entry], member: set[str], frames: list[str], seen: set[str]
+    ) -> list[str]:
+        """Walk ``entries`` as the socket would have lived them: frames for its rooms go to
+        ``frames``, ``member`` follows joins and leaves; returns the rooms joined."""
+        joined = []
+        for entry in entries:
+            seen.add(entry.offset)
+            if entry.room not in member:
+                continue
+            if entry.kind == "emit":
+                if entry.skip == self.sid or not entry.frame:
+                    continue
+            elif entry.kind == "join" and entry.target and recovery.recoverable(entry.target):
+                if entry.target not in member:
+                    member.add(entry.target)
+                    joined.append(entry.target)
+            elif entry.kind == "leave" and entry.target:
+                if entry.target not in member:
+                    continue  # as online: a leave of a room not joined sends nothing
+                member.discard(entry.target)
+            else:
+                continue
+            if entry.frame:
+                frames.append(socketio.add_offset(entry.frame, entry.offset))
+        return joined
+
+    async def _still_allowed(self, rooms: set[str]) -> set[str]:
+        """The rooms of ``rooms`` this user may be in now: its own user room, the channels it
+        is an active member of, the notes it can read."""
+        allowed = {push.user_room(self.user.pk)} & rooms
+        channels = {r for r in rooms if r.startswith(push.CHANNEL_ROOMS)}
+        if channels:
+            ids = await events._member_channel_ids(self.user.pk)
+            allowed |= channels & {push.channel_room(i) for i in ids}
+        notes = [r for r in rooms if r.startswith("note.")]
+        if notes:
+            get_hub().on_message("chorus.note_access", events.recheck_note_room)
+        for room in notes:
+            if await events.note_access(self.user, room.removeprefix("note.")) is not None:
+                allowed.add(room)
+        return allowed
+
+    def _hold(self) -> list:
+        """Keep the frames the hub sends this socket (broadcasts, notices) in a list, in order,
+        instead of sending them, until ``_stop_holding``; ``_release`` sends them."""
+        held: list = []
+
+        async def hold(frame: str) -> None:
+            held.append(frame)
+
+        self.deliver = held.append  # type: ignore[method-assign]
+        self.send_frame = hold  # type: ignore[method-assign]
+        return held
+
+    def _stop_holding(self) -> None:
+        self.__dict__.pop("deliver", None)
+        self.__dict__.pop("send_frame", None)
+
+    def _release(self, frames: list[str], seen: set[str], held: list) -> None:
+        """Send the missed ``frames``, then what arrived live meanwhile that was not among the
+        entries read (``seen``)."""
+        if self.closed:
+            return
+        for frame in frames:
+            self.out.text(frame)
+        for item in held:
+            text = item if isinstance(item, str) else item.text
+            offset = socketio.trailing_offset(text)
+            if offset is not None and offset in seen:
+                continue
+            if isinstance(item, str):
+                self.out.text(item)
+            else:
+                self.out.shared(item)
 
     # --- events -----------------------------------------------------------------------------
 
@@ -591,9 +789,10 @@ class SocketIOConsumer(LeanConsumer):
         """Called by the hub after a membership change took the socket out of ``room``."""
 
     async def kick(self, code: str, message: str, close_code: int = 1000) -> None:
-        """Tell the client why (event ``error``), send DISCONNECT, close."""
+        """Tell the client why (event ``error``), send DISCONNECT, close (for good)."""
         if self.closed:
             return
+        self._resumable = False
         await self.send_frame(push.event_frame("error", {"code": code, "message": message}))
         await self.send_frame(_DISCONNECT_FRAME)
         await self.close(close_code, code)

@@ -12,6 +12,8 @@ layer's ``group_expiry`` can lapse them, and reports presence changes.
 
 Layer messages the hub understands (all carry ``room``):
 - ``chorus.emit``  {frame, skip}: write ``frame`` to local sockets in ``room`` except sid ``skip``.
+  ``chorus.emit``, ``chorus.join`` and ``chorus.leave`` may carry ``offset`` (logged for
+  connection state recovery, ``realtime.recovery``): their frame is sent with it appended.
 - ``chorus.kick``  {code, message, jti}: disconnect local sockets in ``room`` (matching ``jti``).
 - ``chorus.join``  {target, frame}: local sockets in ``room`` join room ``target`` (and then
   get ``frame`` if given: a notice that cannot be lost to the join's race).
@@ -41,9 +43,11 @@ from typing import Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
+from . import recovery
 from .conf import realtime_settings
 from .presence import PresenceQueue
 from .sessions import SessionRecord, get_registry
+from .socketio import add_offset
 from .wsframe import SharedFrame
 
 logger = logging.getLogger("chorus.realtime.hub")
@@ -158,7 +162,8 @@ class Hub:
         self.connections[conn.sid] = conn
 
     async def unregister(self, conn: Connection) -> None:
-        self.connections.pop(conn.sid, None)
+        if self.connections.get(conn.sid) is conn:  # a resumed socket may hold the sid now
+            self.connections.pop(conn.sid)
         for room in list(conn.rooms):
             self._leave_local(conn, room)
 
@@ -231,12 +236,23 @@ class Hub:
     def may_reach(self, room: str) -> bool:
         """Whether a message published to ``room`` can reach a socket. Across processes,
         always: the rooms of other instances are not known here. On a process-local layer
-        only when a socket of this process is in the room."""
-        return not self.single_process or room in self.rooms
+        only when a socket of this process is in the room, or a resumable session was (what
+        is published now is logged for it: ``realtime.recovery``)."""
+        if not self.single_process or room in self.rooms:
+            return True
+        store = recovery.memory_store()
+        return store is not None and recovery.enabled() and store.holds(room)
 
     def may_reach_kind(self, kind: str) -> bool:
         """``may_reach`` for every room of one kind at once (``room_kind``, e.g. "channel.")."""
-        return not self.single_process or self._kind_counts[kind] > 0
+        if not self.single_process or self._kind_counts[kind] > 0:
+            return True
+        store = recovery.memory_store()
+        return (
+            store is not None
+            and recovery.enabled()
+            and any(room.startswith(kind) for room in tuple(store.rooms))
+        )
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -361,8 +377,13 @@ class Hub:
                         exc_info=True,
                     )
 
-    async def deliver(self, room: str, frame: str, skip: str | None = None) -> None:
-        """Write ``frame`` to the local sockets of ``room`` (except sid ``skip``)."""
+    async def deliver(
+        self, room: str, frame: str, skip: str | None = None, offset: str | None = None
+    ) -> None:
+        """Write ``frame`` (with ``offset`` appended, if given) to the local sockets of ``room``
+        (except sid ``skip``)."""
+        if offset is not None:
+            frame = add_offset(frame, offset)  # once per broadcast, not per socket
         shared = SharedFrame(frame)  # framed once, for every local socket that can take bytes
         for conn in tuple(self.rooms.get(room, ())):
             if conn.sid == skip:
@@ -376,24 +397,26 @@ class Hub:
     async def _handle(self, message: dict) -> None:
         kind, room = message.get("type"), message.get("room", "")
         if kind == "chorus.emit":
-            await self.deliver(room, message["frame"], message.get("skip"))
+            await self.deliver(room, message["frame"], message.get("skip"), message.get("offset"))
         elif kind == "chorus.kick":
             jti = message.get("jti")
             for conn in tuple(self.rooms.get(room, ())):
                 if jti is None or conn.jti == jti:
                     await conn.kick(message["code"], message["message"])
         elif kind == "chorus.join":
+            frame = _notice(message)
             for conn in tuple(self.rooms.get(room, ())):
                 await self.join(conn, message["target"])
-                if message.get("frame"):
-                    await conn.send_frame(message["frame"])
+                if frame:
+                    await conn.send_frame(frame)
         elif kind == "chorus.leave":
             target = message["target"]
+            frame = _notice(message)
             for conn in tuple(self.rooms.get(room, ())):
                 if target in conn.rooms:
                     self.leave(conn, target)
-                    if message.get("frame"):
-                        await conn.send_frame(message["frame"])
+                    if frame:
+                        await conn.send_frame(frame)
                     await conn.on_room_left(target)
         elif kind in self._message_handlers and message.get("origin") != self.token:
             await self._message_handlers[kind](message)
@@ -460,6 +483,12 @@ class Hub:
             self._last_group_refresh = time.monotonic()
             for room in tuple(self._subscribed):
                 await self.layer.group_add(room, self.channel_name)
+
+
+def _notice(message: dict) -> str | None:
+    """The notice frame of a join / leave message, with its offset if it has one."""
+    frame, offset = message.get("frame"), message.get("offset")
+    return add_offset(frame, offset) if frame and offset is not None else frame
 
 
 def room_kind(room: str) -> str:

@@ -7,6 +7,10 @@ is never announced. Async code calls the ``a``-prefixed coroutines, which send a
 Every function reaches the sockets on every instance: it publishes one hub message to a room
 (see ``realtime.hub``); the frame is encoded here, once, and written as-is to each socket.
 
+Broadcasts to the rooms a resumed socket gets back (``realtime.recovery``) are logged as they
+are published: the layer message carries the entry's ``offset``, which every recipient's frame
+ends with (docs/protocol.md §4). Ephemeral ones (``emit_soon``: typing) are not logged.
+
 With the in-memory channel layer (no ``REDIS_URL``) only the current process is reached: a
 management command cannot kick the sockets of a running server. Use Redis for that.
 """
@@ -19,7 +23,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from . import engineio, socketio
+from . import engineio, recovery, socketio
 
 
 def user_room(user_id: object) -> str:
@@ -54,10 +58,31 @@ async def apublish(room: str, message: dict) -> None:
     await get_channel_layer().group_send(room, {**message, "room": room})
 
 
+async def apublish_logged(
+    room: str,
+    message: dict,
+    kind: str,
+    frame: str | None = None,
+    skip: str | None = None,
+    target: str | None = None,
+) -> None:
+    """``apublish``, the message first logged for connection state recovery (when it is on and
+    ``room`` is of a kind a resumed socket gets back): the message then carries ``offset``.
+    One process publishes its logged messages in the order of their offsets."""
+    if not recovery.enabled() or not recovery.recoverable(room):
+        await apublish(room, message)
+        return
+    store = recovery.get_store()
+    async with store.lock():
+        offset = await store.append(room, kind, frame, skip, target)
+        await apublish(room, {**message, "offset": offset})
+
+
 async def aemit(room: str, event: str, data: Any, *, skip_sid: str | None = None) -> None:
     """Send event ``event`` with ``data`` to every socket in ``room`` except ``skip_sid``."""
-    await apublish(
-        room, {"type": "chorus.emit", "frame": event_frame(event, data), "skip": skip_sid}
+    frame = event_frame(event, data)
+    await apublish_logged(
+        room, {"type": "chorus.emit", "frame": frame, "skip": skip_sid}, "emit", frame, skip_sid
     )
 
 
@@ -107,7 +132,8 @@ async def aadd_user_to_room(
     event ``notice`` if given. Use the notice (not a room emit) to tell the joining user: a
     room emit published right after may reach an instance before its join completes."""
     frame = event_frame(*notice) if notice else None
-    await apublish(user_room(user_id), {"type": "chorus.join", "target": room, "frame": frame})
+    message = {"type": "chorus.join", "target": room, "frame": frame}
+    await apublish_logged(user_room(user_id), message, "join", frame, target=room)
 
 
 async def aremove_user_from_room(
@@ -115,7 +141,8 @@ async def aremove_user_from_room(
 ) -> None:
     """Take the user's live sockets out of ``room``; each gets event ``notice`` if given."""
     frame = event_frame(*notice) if notice else None
-    await apublish(user_room(user_id), {"type": "chorus.leave", "target": room, "frame": frame})
+    message = {"type": "chorus.leave", "target": room, "frame": frame}
+    await apublish_logged(user_room(user_id), message, "leave", frame, target=room)
 
 
 async def apublish_document_update(note_id: object, update: bytes, user_id: object = None) -> None:
