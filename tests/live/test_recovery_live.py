@@ -1,0 +1,319 @@
+"""Connection state recovery with the stock Node ``socket.io-client`` against real daphne
+(docs/protocol.md §4).
+
+The client reaches daphne through ``TcpProxy``, a TCP forwarder in the test process: ``cut``
+resets both TCP connections (no WebSocket close, no DISCONNECT: what a network failure looks
+like to both ends) and refuses new ones until ``restore``, so that events published meanwhile
+can only reach the client through recovery. The Node client (tests/live/node/) is installed
+with ``npm ci`` on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.live.test_channels_live import People, create_channel, post, rest
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+EVENT = "events:channel"
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node binary, with tests/live/node/node_modules installed."""
+    binary = shutil.which("node")
+    if binary is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the stock socket.io-client")
+    if not (NODE_DIR / "node_modules" / "socket.io-client").exists():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--omit=optional"], cwd=NODE_DIR, check=True
+        )
+    return binary
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to ``target`` (a port); ``cut`` resets every connection
+    and stops listening, ``restore`` listens again (to ``target``, which may change)."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self._writers |= {writer, up_writer}
+
+        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+
+    async def cut(self) -> None:
+        """Reset (RST) every forwarded connection, both sides; accept no new one."""
+        self._server.close()
+        for writer in self._writers:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:  # linger 0: close() sends RST, not FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def restore(self, target: int | None = None) -> None:
+        self.target = target or self.target
+        await self.start()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+
+
+class NodeClient:
+    """``recovery_client.cjs`` in a subprocess: every line it prints, parsed, in ``lines``."""
+
+    def __init__(self, node: str, url: str, auth: dict[str, Any]) -> None:
+        self.args = [node, str(NODE_DIR / "recovery_client.cjs"), url, json.dumps(auth)]
+        self.lines: list[dict] = []
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task | None = None
+
+    async def start(self) -> NodeClient:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, stdout=asyncio.subprocess.PIPE, env={**os.environ, "DEBUG": ""}
+        )
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        while line := await self.process.stdout.readline():
+            self.lines.append(json.loads(line))
+
+    async def wait_for(self, kind: str, count: int = 1, timeout: float = 15.0) -> list[dict]:
+        """Poll until ``count`` lines of ``kind`` were printed; returns them."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            found = [line for line in self.lines if line["type"] == kind]
+            if len(found) >= count:
+                return found
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"{count} x {kind} not printed in {timeout}s: {self.lines[-5:]}"
+            )
+            await asyncio.sleep(0.05)
+
+    def events(self, name: str = EVENT) -> list[list]:
+        return [
+            line["args"] for line in self.lines if line["type"] == "event" and line["name"] == name
+        ]
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        if self._reader is not None:
+            await self._reader
+
+
+@pytest.fixture
+async def proxies():
+    made: list[TcpProxy] = []
+
+    async def make(target: int) -> TcpProxy:
+        made.append(await TcpProxy(target).start())
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        await proxy.close()
+
+
+@pytest.fixture
+async def node_clients(node):
+    made: list[NodeClient] = []
+
+    async def make(url: str, auth: dict[str, Any]) -> NodeClient:
+        made.append(await NodeClient(node, url, auth).start())
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.stop()
+
+
+@pytest.fixture
+def people(make_user) -> People:
+    return People(make_user)
+
+
+async def offline(server, channel_id: str, who, viewer) -> None:
+    """Poll until ``who`` is offline in the channel (the server noticed the cut)."""
+    for _ in range(200):
+        if who.id not in await server.online_ids(channel_id, viewer.token):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{who.user.name} still online after the cut")
+
+
+def messages(args_list: list[list]) -> list[tuple[str, str]]:
+    """(content, offset) of each ``message`` event (args: [payload, offset])."""
+    return [
+        (args[0]["data"]["data"]["content"], args[-1])
+        for args in args_list
+        if args[0].get("data", {}).get("type") == "message"
+    ]
+
+
+async def cut_and_miss(proxy, server, client, cid, alice, bob, count: int) -> None:
+    """Cut alice's client off, wait until the server knows, and post ``count`` messages."""
+    await proxy.cut()
+    await client.wait_for("disconnect")
+    await offline(server, cid, alice, bob)
+    for i in range(count):
+        await post(server, bob, cid, f"missed {i}")
+
+
+async def test_a_cut_client_gets_all_100_missed_events_in_order_once(
+    servers, proxies, node_clients, people
+):
+    """The headline: TCP cut, 100 events to its channel, reconnect: all 100, in order, no
+    duplicate, ``socket.recovered === true``, same id."""
+    server = servers()
+    alice, bob = await people("Alice"), await people("Bob")
+    cid = (await create_channel(server, alice, bob))["id"]
+    proxy = await proxies(server.port)
+    client = await node_clients(f"http://127.0.0.1:{proxy.port}", {"token": alice.token})
+    [first] = await client.wait_for("connect")
+    await client.wait_for("joined")
+    assert first["recovered"] is False and first["pid"]
+    await post(server, bob, cid, "before")
+    await client.wait_for("event")
+    await cut_and_miss(proxy, server, client, cid, alice, bob, 100)
+    await proxy.restore()
+    connects = await client.wait_for("connect", 2)
+    assert connects[1]["recovered"] is True
+    assert (connects[1]["id"], connects[1]["pid"]) == (first["id"], first["pid"])
+    await asyncio.sleep(0)
+    for _ in range(200):
+        if len(messages(client.events())) >= 101:
+            break
+        await asyncio.sleep(0.05)
+    await post(server, bob, cid, "after")  # live again, after the replay
+    for _ in range(100):
+        if len(messages(client.events())) >= 102:
+            break
+        await asyncio.sleep(0.05)
+    got = messages(client.events())
+    contents = [content for content, _ in got]
+    assert contents == ["before", *(f"missed {i}" for i in range(100)), "after"]
+    offsets = [offset for _, offset in got]
+    assert len(set(offsets)) == len(offsets)  # each once
+
+
+async def test_past_the_window_the_client_connects_anew(servers, proxies, node_clients, people):
+    server = servers(RECOVERY_WINDOW=1)
+    alice, bob = await people("Alice"), await people("Bob")
+    cid = (await create_channel(server, alice, bob))["id"]
+    proxy = await proxies(server.port)
+    client = await node_clients(f"http://127.0.0.1:{proxy.port}", {"token": alice.token})
+    [first] = await client.wait_for("connect")
+    await client.wait_for("joined")
+    await cut_and_miss(proxy, server, client, cid, alice, bob, 3)
+    await asyncio.sleep(1.5)
+    await proxy.restore()
+    connects = await client.wait_for("connect", 2)
+    assert connects[1]["recovered"] is False
+    assert connects[1]["id"] != first["id"] and connects[1]["pid"] != first["pid"]
+    await asyncio.sleep(0.5)
+    assert messages(client.events()) == []
+
+
+async def test_another_users_pid_connects_anew_and_leaves_the_session(
+    servers, proxies, node_clients, people
+):
+    """Carol sends Alice's pid (a stock client passes ``auth`` through): a normal connect,
+    nothing of Alice's; Alice then resumes as if nothing happened."""
+    server = servers()
+    alice, bob, carol = await people("Alice"), await people("Bob"), await people("Carol")
+    cid = (await create_channel(server, alice, bob))["id"]
+    proxy = await proxies(server.port)
+    client = await node_clients(f"http://127.0.0.1:{proxy.port}", {"token": alice.token})
+    [first] = await client.wait_for("connect")
+    await client.wait_for("joined")
+    await cut_and_miss(proxy, server, client, cid, alice, bob, 3)
+    intruder = await node_clients(
+        server.url, {"token": carol.token, "pid": first["pid"], "offset": "0-0"}
+    )
+    [theirs] = await intruder.wait_for("connect")
+    assert theirs["recovered"] is False
+    assert theirs["id"] != first["id"] and theirs["pid"] != first["pid"]
+    await proxy.restore()
+    connects = await client.wait_for("connect", 2)
+    assert connects[1]["recovered"] is True
+    for _ in range(100):
+        if len(messages(client.events())) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    assert [content for content, _ in messages(client.events())] == [
+        f"missed {i}" for i in range(3)
+    ]
+    assert messages(intruder.events()) == []
+
+
+@pytest.mark.services
+async def test_a_client_resumes_on_the_other_instance(
+    servers, clean_redis, proxies, node_clients, people
+):
+    """Cut from instance A, reconnected to instance B (same Redis): rooms and the 100 missed
+    events are found there."""
+    a, b = servers.many(["instance-A", "instance-B"], clean_redis)
+    alice, bob = await people("Alice"), await people("Bob")
+    cid = (await create_channel(a, alice, bob))["id"]
+    proxy = await proxies(a.port)
+    client = await node_clients(f"http://127.0.0.1:{proxy.port}", {"token": alice.token})
+    [first] = await client.wait_for("connect")
+    await client.wait_for("joined")
+    await cut_and_miss(proxy, a, client, cid, alice, bob, 100)
+    await proxy.restore(b.port)
+    connects = await client.wait_for("connect", 2)
+    assert connects[1]["recovered"] is True and connects[1]["id"] == first["id"]
+    for _ in range(200):
+        if len(messages(client.events())) >= 100:
+            break
+        await asyncio.sleep(0.05)
+    await post(a, bob, cid, "after")  # published on A, live on B: the room is back on B
+    for _ in range(100):
+        if len(messages(client.events())) >= 101:
+            break
+        await asyncio.sleep(0.05)
+    assert [c for c, _ in messages(client.events())] == [
+        *(f"missed {i}" for i in range(100)),
+        "after",
+    ]
+    await rest(b, alice, "GET", f"/api/channels/{cid}/presence/")
