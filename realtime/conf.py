@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     # How long a session record lives in the registry without a pong or heartbeat. Seconds.
     # Must exceed ping interval + ping timeout, or healthy sockets would flicker offline.
     "SESSION_TTL": 60.0,
-    # Connection state recovery (docs/protocol.md §4): a client that reconnects within this
+    # Connection state recovery (docs/protocol.md §4.1): a client that reconnects within this
     # many seconds of losing its socket gets its rooms back and the broadcasts it missed.
     # 0 turns it off (no pid in the CONNECT reply, no offsets on events). Seconds.
     "RECOVERY_WINDOW": 120.0,

@@ -16,7 +16,7 @@ Lifecycle of a socket:
 3. events are rate limited (token bucket), validated and handled one at a time, in order;
 4. server PING every interval; no PONG in time → close 4408, cleaned up as a disconnect;
    at the token's ``exp`` → ``error {code: token_expired}``, DISCONNECT, close;
-5. connection state recovery (``RECOVERY_WINDOW``, docs/protocol.md §4): the CONNECT reply
+5. connection state recovery (``RECOVERY_WINDOW``, docs/protocol.md §4.1): the CONNECT reply
    carries a ``pid``; a socket that ends without choosing to (the network, a ping timeout,
    a server shutdown) is kept resumable; a CONNECT with that ``pid`` (and the last offset the
    client got) by the same user within the window gets the old sid, its rooms (re-checked)

@@ -9,7 +9,7 @@ Every function reaches the sockets on every instance: it publishes one hub messa
 
 Broadcasts to the rooms a resumed socket gets back (``realtime.recovery``) are logged as they
 are published: the layer message carries the entry's ``offset``, which every recipient's frame
-ends with (docs/protocol.md §4). Ephemeral ones (``emit_soon``: typing) are not logged.
+ends with (docs/protocol.md §4.1). Ephemeral ones (``emit_soon``: typing) are not logged.
 
 With the in-memory channel layer (no ``REDIS_URL``) only the current process is reached: a
 management command cannot kick the sockets of a running server. Use Redis for that.

@@ -1,5 +1,5 @@
 """Socket.IO connection state recovery: the log of what a client may have missed, and the
-sessions a client may resume. Wire rules: docs/protocol.md §4; architecture: docs/realtime.md.
+sessions a client may resume. Wire rules: docs/protocol.md §4.1; architecture: docs/realtime.md.
 
 One interface (``RecoveryStore``), two backends, like the session registry:
 
