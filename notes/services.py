@@ -10,9 +10,11 @@ Contract (docs/notes.md has the tables):
   (schema, storable JSON, ``DOC_MAX_CONTENT_BYTES``), else 400 and nothing changes. A
   ``data.content`` with a ProseMirror ``json`` object is applied to the stored Yjs state
   (``notes.yjs.content_change_update``) and the resulting Yjs update is published to the live
-  document on every instance. Content without ``json`` on a note that has a Yjs state, or
-  whose document is open in an editor, cannot be merged: 409 ``conflict``, nothing changes.
-  On a note with neither it is simply stored.
+  document on every instance; the stored ``data.content`` is then the server's rendering of
+  the resulting document (``notes.yjs.rendered_content``: the client's md/html are not kept).
+  Content without ``json`` on a note that has a Yjs state, or whose document is open in an
+  editor, cannot be merged: 409 ``conflict``, nothing changes. On a note with neither it is
+  simply stored.
 - Every successful change of an existing note emits ``note-events`` to ``note.<id>`` (after
   commit, via ``realtime.push``): the note as the REST API shows it minus the per-caller
   ``access``, or ``{"id", "deleted": true}`` on delete. A change that rolls back announces nothing.
@@ -49,6 +51,7 @@ from .yjs import (
     content_change_update,
     doc_from_state,
     fragment_to_prosemirror,
+    rendered_content,
     seed_state,
 )
 
@@ -165,8 +168,9 @@ def _announce(note: Note) -> None:
 def create_note(user: User, title: str, data: dict[str, Any] | None = None) -> Note:
     """Create a note owned by ``user``.
 
-    A ``data.content.json`` document seeds the Yjs state at once (so the collaborative document
-    and the REST copy start equal); JSON that is not a ProseMirror document is a 400.
+    A ``data.content.json`` document seeds the Yjs state at once, and ``data.content`` is the
+    server's rendering of it (so the collaborative document and the REST copy start equal);
+    JSON that is not a ProseMirror document is a 400.
     """
     data = dict(data or {})
     _check_content(data)
@@ -177,6 +181,7 @@ def create_note(user: User, title: str, data: dict[str, Any] | None = None) -> N
             state = seed_state(pm_json)
         except ContentError as error:
             raise BadRequest(str(error)) from error
+        data["content"] = rendered_content(state)
     created = Note.objects.create(owner=user, title=title, data=data, yjs_state=state)
     # No note-events: nobody can have joined ``note.<id>`` of a note that did not exist.
     return _reload(created.pk, Permission.WRITE)
@@ -203,6 +208,10 @@ def _same_content(state: bytes | None, pm_json: dict) -> bool:
         return fragment_to_prosemirror(fragment) == pm_json
     except Exception:  # an unreadable state is simply "different": the change replaces it
         return False
+
+
+def _stored_state(note_id: object) -> bytes:
+    return bytes(Note.objects.values_list("yjs_state", flat=True).get(pk=note_id))
 
 
 def document_is_open(note_id: object) -> bool:
@@ -249,6 +258,8 @@ def update_note(
                             update = content_change_update(note_id, pm_json)
                         except ContentError as error:
                             raise BadRequest(str(error)) from error
+                        state = _stored_state(note_id)
+                    content = rendered_content(state)
                 elif state or document_is_open(note_id):
                     raise Conflict(UNMERGEABLE_CONTENT)
                 merged["content"] = content

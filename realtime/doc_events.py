@@ -8,7 +8,8 @@ and name relayed to others are the authenticated user's, never the client's.
 Refusals: ``bad_request`` (bad id / payload / update / ``data.content``, or an operation on a
 document the socket has not joined), ``forbidden`` (no read access to join, no write access to
 update), ``not_found`` (no such note), ``too_large`` (update / awareness / document /
-``data.content`` size limits). An update whose ``data.content`` is refused is not applied.
+``data.content`` size limits). An update whose ``data.content`` is refused is not applied; a
+valid one is ignored (the server renders the stored content from the document on save).
 """
 
 from __future__ import annotations
@@ -170,16 +171,17 @@ async def document_update(conn, payload: DocumentUpdate) -> dict:
     _, room = _joined(conn, payload.document_id)
     if not room.clients[conn.sid].writable:
         raise EventError("forbidden", "You may not edit this note.")
-    content = _checked_content(payload)
+    _checked_content(payload)  # checked (a bad one refuses the event), then ignored
     try:
-        await room.apply(payload.update, conn.sid, str(conn.user.pk), content)
+        await room.apply(payload.update, conn.sid, str(conn.user.pk))
     except DocError as error:
         raise EventError(error.code, error.message) from None
     return {}
 
 
 def _checked_content(payload: DocumentUpdate) -> dict | None:
-    """The update's ``data.content`` as stored ({md?, html?, json?}), or None if it has none.
+    """The update's ``data.content`` ({md?, html?, json?}) once checked, or None if it has
+    none. Checked only: nothing stores it (``notes.yjs.merge_save`` renders the content).
 
     Raises ``EventError`` (``too_large`` over ``DOC_MAX_CONTENT_BYTES``, else ``bad_request``)
     for content ``notes.content.check_content`` refuses: then the update is not applied

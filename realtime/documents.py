@@ -143,7 +143,6 @@ class DocumentRoom:
         #: how many ids each owner holds (bounded by AWARENESS_MAX_IDS_PER_CONNECTION).
         self.awareness_bytes = 0
         self._owned: collections.Counter[str | None] = collections.Counter()
-        self.content: dict | None = None
         self.dirty_since: float | None = None
         self.size = len(state)
         #: Updates given to the Doc that it could not integrate yet, and their bytes (``_park``).
@@ -185,7 +184,6 @@ class DocumentRoom:
         update: bytes,
         origin: str | None,
         user_id: str | None,
-        content: dict | None = None,
         publish: bool = True,
         whole: bool = False,
     ) -> None:
@@ -205,8 +203,6 @@ class DocumentRoom:
         self._state_json = None
         if integrated:
             self.size += len(update)
-        if content is not None:
-            self.content = content
         self.schedule_save()
         await self.relay_update(update, origin, user_id)
         if publish:
@@ -458,10 +454,10 @@ class DocumentRoom:
             if self._save_timer is not None:
                 self._save_timer.cancel()
                 self._save_timer = None
-            state, content = self.doc.get_update(), self.content
-            dirty_since, self.dirty_since, self.content = self.dirty_since, None, None
+            state = self.doc.get_update()
+            dirty_since, self.dirty_since = self.dirty_since, None
             try:
-                merged = await orm(merge_save)(self.note_id, state, content)
+                merged = await orm(merge_save)(self.note_id, state)
             except Note.DoesNotExist:
                 logger.warning(
                     "Note %s was deleted while open; its edits are dropped", self.note_id
@@ -472,8 +468,6 @@ class DocumentRoom:
                     "Saving note %s failed; retrying in %.1fs", self.note_id, self._retry_delay
                 )
                 self.dirty_since = dirty_since
-                if content is not None and self.content is None:
-                    self.content = content
                 self.schedule_save(self._retry_delay)
                 self._retry_delay = min(self._retry_delay * 2, 30.0)
                 return False

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 from django.db import DataError, IntegrityError, connection, transaction
-from pycrdt import Doc, Text, XmlFragment
+from pycrdt import Doc, Text, XmlElement, XmlFragment, XmlText
 
 from notes import services
 from notes.content import (
@@ -279,22 +279,31 @@ def test_services_refuse_unstorable_content_below_the_http_parser(alice, note):
     assert _unchanged(note) == before
 
 
-# --- merge_save: the state is stored whatever happens to the content ------------------------
+# --- merge_save: the server renders the content; the state is stored whatever happens to it ----
 
 
-def _typed(note: Note, text: str) -> bytes:
-    """The note's stored state plus ``text`` appended to the Text ``t``."""
-    doc = doc_from_state(bytes(note.yjs_state) if note.yjs_state else None)
+def _typed(note: Note, text: str, **attrs) -> bytes:
+    """The note's stored state plus ``text`` appended to the Text ``t`` and, as a paragraph
+    (with ``attrs``), to the ``prosemirror`` fragment."""
+    doc = doc_from_state(_stored_state(note))
     doc.get("t", type=Text).insert(0, text)
+    paragraph = XmlElement("paragraph", attrs)
+    doc.get(FRAGMENT, type=XmlFragment).children.append(paragraph)
+    paragraph.children.append(XmlText(text))
     return doc.get_update()
 
 
-def _stored_state(note: Note) -> bytes:
-    return bytes(Note.objects.values_list("yjs_state", flat=True).get(pk=note.pk))
+def _stored_state(note: Note) -> bytes | None:
+    state = Note.objects.values_list("yjs_state", flat=True).get(pk=note.pk)
+    return bytes(state) if state is not None else None
 
 
 def _stored_text(note: Note) -> str:
     return str(doc_from_state(_stored_state(note)).get("t", type=Text))
+
+
+def _stored(note: Note) -> tuple[dict, object]:
+    return Note.objects.values_list("data", "updated_at").get(pk=note.pk)
 
 
 @pytest.fixture
@@ -304,13 +313,66 @@ def save_warnings(caplog):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_save_stores_the_content_rendered_from_the_document_and_moves_updated_at(note):
+    Note.objects.filter(pk=note.pk).update(data={"content": {"md": "client"}, "tags": ["a"]})
+    _, before = _stored(note)
+    merge_save(note.pk, _typed(note, "new"))
+    data, updated_at = _stored(note)
+    assert data == {
+        "content": {
+            "md": "hello\n\nworld\n\nnew",
+            "html": "<p>hello</p><p>world</p><p>new</p>",
+            "json": pm_doc("hello", "world", "new"),
+        },
+        "tags": ["a"],
+    }
+    assert updated_at > before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_that_changes_no_content_writes_nothing(note):
+    merge_save(note.pk, _typed(note, "new"))
+    data, updated_at = _stored(note)
+    doc = doc_from_state(_stored_state(note))
+    doc.get("t", type=Text).insert(0, "not in the fragment ")  # a change, not to the content
+    merge_save(note.pk, doc.get_update())
+    assert _stored_text(note).startswith("not in the fragment")
+    assert _stored(note) == (data, updated_at)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_new_md_or_html_alone_is_stored_without_moving_updated_at(note):
+    """Same document, another rendering (stored before the rules changed): rewritten, but
+    the note keeps its place in the -updated_at order."""
+    merge_save(note.pk, _typed(note, "new"))
+    data, updated_at = _stored(note)
+    stale = {**data, "content": {**data["content"], "md": "old rendering"}}
+    Note.objects.filter(pk=note.pk).update(data=stale)
+    doc = doc_from_state(_stored_state(note))
+    doc.get("t", type=Text).insert(0, "x")
+    merge_save(note.pk, doc.get_update())
+    assert _stored(note) == (data, updated_at)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_note_that_never_had_content_gets_none_from_an_empty_document(plain_note):
+    Note.objects.filter(pk=plain_note.pk).update(data={})
+    _, before = _stored(plain_note)
+    doc = Doc()
+    doc.get("t", type=Text).insert(0, "typed")
+    merge_save(plain_note.pk, doc.get_update())
+    assert _stored_text(plain_note) == "typed"
+    assert _stored(plain_note) == ({}, before)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_content_the_database_refuses_is_dropped_and_the_state_is_stored(note, save_warnings):
-    """``Infinity`` is refused by SQLite's JSON_VALID check and by PostgreSQL's jsonb."""
+    """``Infinity`` (a node attribute a client wrote) is refused by SQLite's JSON_VALID
+    check and by PostgreSQL's jsonb."""
     data_before = Note.objects.get(pk=note.pk).data
     marker = "secret-rendered-text"
-    content = {"md": marker, "json": paragraph(attrs={"n": float("inf")})}
-    merged = merge_save(note.pk, _typed(note, "typed"), content)
-    assert _stored_text(note) == "typed"
+    merged = merge_save(note.pk, _typed(note, marker, n=float("inf")))
+    assert _stored_text(note) == marker
     assert _stored_state(note) == merged
     assert Note.objects.get(pk=note.pk).data == data_before
     warning = [r for r in save_warnings.records if r.name == "chorus.notes.yjs"]
@@ -319,9 +381,25 @@ def test_content_the_database_refuses_is_dropped_and_the_state_is_stored(note, s
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_document_the_renderer_cannot_convert_does_not_block_the_state(note, save_warnings):
+    """A y-websocket client may nest elements deeper than Python recurses."""
+    doc = doc_from_state(_stored_state(note))
+    parent = doc.get(FRAGMENT, type=XmlFragment)
+    for _ in range(5000):
+        child = XmlElement("blockquote")
+        parent.children.append(child)
+        parent = child
+    data_before = Note.objects.get(pk=note.pk).data
+    merged = merge_save(note.pk, doc.get_update())
+    assert _stored_state(note) == merged
+    assert Note.objects.get(pk=note.pk).data == data_before
+    assert "RecursionError" in save_warnings.text and str(note.pk) in save_warnings.text
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_stored_data_that_is_not_an_object_does_not_block_the_state(note, save_warnings):
     Note.objects.filter(pk=note.pk).update(data=["not", "an", "object"])
-    merge_save(note.pk, _typed(note, "kept"), {"md": "kept"})
+    merge_save(note.pk, _typed(note, "kept"))
     assert _stored_text(note) == "kept"
     assert Note.objects.get(pk=note.pk).data == ["not", "an", "object"]
     assert str(note.pk) in save_warnings.text
@@ -340,20 +418,9 @@ def test_a_stored_data_python_cannot_write_back_does_not_block_the_state(note, s
         table, column = Note._meta.db_table, Note._meta.pk.column
         pk = Note._meta.pk.get_db_prep_value(note.pk, connection)
         cursor.execute(f"UPDATE {table} SET data = {raw} WHERE {column} = %s", [literal, pk])
-    merge_save(note.pk, _typed(note, "kept"), {"md": "kept"})
+    merge_save(note.pk, _typed(note, "kept"))
     assert _stored_text(note) == "kept"
     assert str(note.pk) in save_warnings.text
-
-
-@pytest.mark.django_db(transaction=True)
-def test_acceptable_content_is_stored_with_the_state_and_other_keys_kept(note):
-    Note.objects.filter(pk=note.pk).update(data={"content": {"md": "old"}, "tags": ["a"]})
-    merge_save(note.pk, _typed(note, "new"), {"md": "new", "json": pm_doc("new")})
-    assert _stored_text(note) == "new"
-    assert Note.objects.get(pk=note.pk).data == {
-        "content": {"md": "new", "json": pm_doc("new")},
-        "tags": ["a"],
-    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -363,7 +430,7 @@ def test_a_savepoint_that_cannot_be_rolled_back_fails_the_whole_save(note, monke
     save that will be rolled back."""
     monkeypatch.setattr(transaction, "get_rollback", lambda using=None: True)
     before = _stored_state(note)
-    content = {"json": paragraph(attrs={"n": float("inf")})}  # refused by both databases
+    refused = _typed(note, "lost", n=float("inf"))  # refused by both databases
     with pytest.raises((DataError, IntegrityError)):  # SQLite's CHECK / PostgreSQL's jsonb
-        merge_save(note.pk, _typed(note, "lost"), content)
+        merge_save(note.pk, refused)
     assert _stored_state(note) == before
