@@ -241,14 +241,14 @@ def _store_rendered(note_id, state: bytes) -> None:
 
     Written only when it differs from the stored content; ``updated_at`` moves only when
     the ProseMirror JSON differs (a change of md/html alone — the rendering rules changed —
-    is stored without reordering the notes). A note without stored content whose document
-    is empty is left alone. Nothing here fails the save: a document the renderer cannot
-    convert (e.g. nested deeper than Python recurses), or a write the database or the
-    encoder refuses (``_CONTENT_WRITE_ERRORS``: e.g. a text holding NUL on PostgreSQL, or a
-    stored ``data`` that is not an object or cannot be read back and rewritten), is logged
-    at WARNING with the note id only — never the content — and dropped (the write rolled
-    back to the savepoint). A savepoint that cannot be rolled back (a broken connection)
-    fails the whole save instead.
+    is stored without reordering the notes). An empty document does not replace a content
+    that has no ``json`` (none, or a legacy md/html copy). Nothing here fails the save: a
+    document the renderer cannot convert (e.g. nested deeper than Python recurses), or a
+    write the database or the encoder refuses (``_CONTENT_WRITE_ERRORS``: e.g. a text
+    holding NUL on PostgreSQL, or a stored ``data`` that is not an object or cannot be read
+    back and rewritten), is logged at WARNING with the note id only — never the content —
+    and dropped (the write rolled back to the savepoint). A savepoint that cannot be rolled
+    back (a broken connection) fails the whole save instead.
     """
     try:
         content = rendered_content(state)
@@ -280,8 +280,8 @@ def _write_rendered(note_id, data: Any, content: dict) -> bool:
     stored = data.get("content") if isinstance(data, dict) else None
     if stored == content:
         return False
-    if stored is None and not content["json"]["content"]:
-        return False  # never had content and still has none
+    if not content["json"]["content"] and not (isinstance(stored, dict) and stored.get("json")):
+        return False  # an empty document has nothing better than what is stored (or nothing)
     changes: dict[str, Any] = {"data": {**(data or {}), "content": content}}
     if not isinstance(stored, dict) or stored.get("json") != content["json"]:
         changes["updated_at"] = timezone.now()

@@ -355,14 +355,29 @@ def test_new_md_or_html_alone_is_stored_without_moving_updated_at(note):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_note_that_never_had_content_gets_none_from_an_empty_document(plain_note):
-    Note.objects.filter(pk=plain_note.pk).update(data={})
+@pytest.mark.parametrize("data", [{}, {"content": {"md": "legacy", "html": "<p>legacy</p>"}}])
+def test_an_empty_document_does_not_replace_a_content_without_json(plain_note, data):
+    """Nothing, or a legacy md/html copy: an empty document has nothing better to show."""
+    Note.objects.filter(pk=plain_note.pk).update(data=data)
     _, before = _stored(plain_note)
     doc = Doc()
     doc.get("t", type=Text).insert(0, "typed")
     merge_save(plain_note.pk, doc.get_update())
     assert _stored_text(plain_note) == "typed"
-    assert _stored(plain_note) == ({}, before)
+    assert _stored(plain_note) == (data, before)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_document_emptied_by_its_editors_is_stored_empty(note):
+    merge_save(note.pk, _typed(note, "new"))
+    _, before = _stored(note)
+    doc = doc_from_state(_stored_state(note))
+    fragment = doc.get(FRAGMENT, type=XmlFragment)
+    del fragment.children[0 : len(fragment.children)]
+    merge_save(note.pk, doc.get_update())
+    data, updated_at = _stored(note)
+    assert data["content"] == {"md": "", "html": "", "json": {"type": "doc", "content": []}}
+    assert updated_at > before
 
 
 @pytest.mark.django_db(transaction=True)

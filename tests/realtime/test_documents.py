@@ -13,6 +13,7 @@ from pycrdt import Doc, Text, XmlFragment
 
 from accounts.tokens import issue_access_token
 from notes.models import Note, NoteGrant, Permission, PrincipalType
+from notes.render import render_content
 from notes.yjs import FRAGMENT, doc_from_state, fragment_to_prosemirror, merge_save
 from realtime import yprotocol
 from realtime.documents import _managers
@@ -144,7 +145,7 @@ async def test_updates_relay_to_others_with_server_identity_and_are_saved(
 
     await until(saved)
     data = (await database_sync_to_async(Note.objects.get)(pk=note.id)).data
-    assert data["content"] == {"md": "hi", "html": "<p>hi</p>"}
+    assert data["content"] == render_content(PM)  # the server's rendering, not the client's
 
 
 async def test_binary_attachment_update_is_accepted(sio, note, alice, bob):
