@@ -31,7 +31,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 from pycrdt import XmlFragment
 from rest_framework import exceptions, status
 
@@ -42,11 +42,12 @@ from realtime.conf import realtime_settings
 from realtime.sessions import get_registry
 
 from .content import check_content
-from .models import Note, NoteGrant, Permission, PrincipalType
+from .models import Note, NoteGrant, NoteUpdate, Permission, PrincipalType
 from .yjs import (
     FRAGMENT,
     ContentError,
     content_change_update,
+    current_state,
     doc_from_state,
     fragment_to_prosemirror,
     seed_state,
@@ -69,12 +70,15 @@ class BadRequest(exceptions.APIException):
 
 def note_queryset() -> QuerySet[Note]:
     """Notes as the API shows them: owner joined, ``yjs_state`` never loaded, plus a
-    ``has_yjs_state`` flag."""
+    ``has_yjs_state`` flag (a stored state or any row in the update log)."""
     return (
         Note.objects.select_related("owner")
         .defer("yjs_state")
         .annotate(
-            has_yjs_state=ExpressionWrapper(Q(yjs_state__isnull=False), output_field=BooleanField())
+            has_yjs_state=ExpressionWrapper(
+                Q(yjs_state__isnull=False) | Exists(NoteUpdate.objects.filter(note=OuterRef("pk"))),
+                output_field=BooleanField(),
+            )
         )
     )
 
@@ -242,7 +246,7 @@ def update_note(
             if "content" in data:
                 content = data["content"]
                 pm_json = content.get("json")
-                state = bytes(locked.yjs_state) if locked.yjs_state else None
+                state = current_state(note_id)  # the stored state and its update log
                 if isinstance(pm_json, dict):
                     if not _same_content(state, pm_json):
                         try:

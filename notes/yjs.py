@@ -3,14 +3,18 @@
 The Yjs state in ``Note.yjs_state`` is the truth; ``Note.data["content"]`` ({md, html, json})
 is the client-rendered copy kept for Open WebUI compatibility and search.
 
-- ``load_state(note)`` returns the bytes to build the server ``Doc`` from. A note with stored
-  content but no Yjs state is seeded here, on the server, from ``content.json`` into the XML
-  fragment ``prosemirror`` (the shape y-prosemirror reads) — clients never seed.
-- ``merge_save(note_id, state, content)`` merges a document state into the stored one inside a
-  ``select_for_update`` transaction: two instances saving in any order keep every edit, and an
-  older state never overwrites a newer one (Yjs merge is commutative and idempotent). The
-  rendered content is written after the state, in a savepoint: content the database refuses
-  is logged and dropped, never a reason to lose the state.
+- ``append_updates(batch)`` writes accepted updates to the update log (``NoteUpdate``) in one
+  transaction: the live document calls it (group-committed) before it acks or relays an update.
+- ``load_state(note)`` returns the bytes to build the server ``Doc`` from: the stored state
+  plus the update log. A note with stored content but neither is seeded here, on the server,
+  from ``content.json`` into the XML fragment ``prosemirror`` (the shape y-prosemirror reads) —
+  clients never seed.
+- ``merge_save(note_id, state, content)`` merges a document state and the update log into the
+  stored one inside a ``select_for_update`` transaction and deletes the log rows it merged:
+  two instances saving in any order keep every edit, and an older state never overwrites a
+  newer one (Yjs merge is commutative and idempotent). The rendered content is written after
+  the state, in a savepoint: content the database refuses is logged and dropped, never a
+  reason to lose the state.
 - ``content_change_update(note, pm_json)`` expresses a REST content change as a Yjs update
   against the stored state (replace the fragment's children), so live editors receive it as an
   ordinary edit instead of having it overwritten by their next save.
@@ -28,7 +32,7 @@ from django.db import DataError, IntegrityError, transaction
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText, merge_updates
 
 from .content import ContentError, check_prosemirror
-from .models import Note
+from .models import Note, NoteUpdate
 
 logger = logging.getLogger("chorus.notes.yjs")
 
@@ -134,21 +138,41 @@ def seed_state(pm_json: dict) -> bytes:
 # --- persistence ------------------------------------------------------------------------------
 
 
+def _logged(note_id) -> tuple[list[int], list[bytes]]:
+    """The ids and updates of the note's update log, oldest first."""
+    rows = list(
+        NoteUpdate.objects.filter(note_id=note_id).order_by("id").values_list("id", "update")
+    )
+    return [row_id for row_id, _ in rows], [bytes(update) for _, update in rows]
+
+
+def _with_log(stored: bytes | None, updates: list[bytes], *more: bytes) -> bytes | None:
+    """``stored`` with the logged ``updates`` (and ``more``) merged in; None if all are empty."""
+    parts = [part for part in (stored, *updates, *more) if part]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else merge_updates(*parts)
+
+
 def load_state(note_id) -> bytes:
-    """The note's Yjs state, seeding (and storing) it from ``content.json`` when missing.
+    """The note's Yjs state with its update log applied, seeding (and storing) it from
+    ``content.json`` when there is neither a stored state nor a log.
 
     Raises ``Note.DoesNotExist``. Seeding happens under the row lock, once.
     """
     note = Note.objects.only("yjs_state", "data").get(pk=note_id)
-    if note.yjs_state:
-        return bytes(note.yjs_state)
+    _, updates = _logged(note_id)
+    stored = bytes(note.yjs_state) if note.yjs_state else None
+    if stored or updates:
+        return _with_log(stored, updates)
     pm_json = ((note.data or {}).get("content") or {}).get("json")
     if not pm_json:
         return Doc().get_update()
     with transaction.atomic():
         note = Note.objects.select_for_update().only("yjs_state", "data").get(pk=note_id)
-        if note.yjs_state:
-            return bytes(note.yjs_state)
+        _, updates = _logged(note_id)
+        if note.yjs_state or updates:
+            return _with_log(bytes(note.yjs_state) if note.yjs_state else None, updates)
         try:
             state = seed_state(pm_json)
         except ContentError:
@@ -157,19 +181,69 @@ def load_state(note_id) -> bytes:
         return state
 
 
+def append_updates(batch: list[tuple[str, bytes]]) -> list[bool | Exception]:
+    """Store ``(note_id, update)`` pairs in the update log, in order, in one transaction (a
+    group commit: ``realtime.db.orm_batched`` hands over every update that arrived while the
+    previous write ran). One result per pair: True, or ``Note.DoesNotExist`` for a note
+    deleted meanwhile (its updates are dropped; the others are stored)."""
+    rows = [NoteUpdate(note_id=note_id, update=update) for note_id, update in batch]
+    try:
+        with transaction.atomic():
+            NoteUpdate.objects.bulk_create(rows)
+        return [True] * len(rows)
+    except IntegrityError:  # a note was deleted: store the rest one by one
+        pass
+    results: list[bool | Exception] = []
+    for row in rows:
+        try:
+            with transaction.atomic():
+                row.pk = None
+                row.save(force_insert=True)
+            results.append(True)
+        except IntegrityError:
+            results.append(Note.DoesNotExist("The note was deleted."))
+    return results
+
+
+def logged_since(note_id, after_id: int) -> tuple[int, bytes | None]:
+    """The note's update-log rows with an id above ``after_id``: the highest id (or
+    ``after_id``) and the rows merged into one update (None when there are none)."""
+    rows = list(
+        NoteUpdate.objects.filter(note_id=note_id, id__gt=after_id)
+        .order_by("id")
+        .values_list("id", "update")
+    )
+    if not rows:
+        return after_id, None
+    return rows[-1][0], _with_log(None, [bytes(update) for _, update in rows])
+
+
+def current_state(note_id) -> bytes | None:
+    """The stored state with the update log merged in (inside a transaction that holds the
+    note's row lock, so that no save compacts the log meanwhile); None for neither."""
+    note = Note.objects.only("yjs_state").get(pk=note_id)
+    _, updates = _logged(note_id)
+    return _with_log(bytes(note.yjs_state) if note.yjs_state else None, updates)
+
+
 def merge_save(note_id, state: bytes, content: dict | None = None) -> bytes:
-    """Merge ``state`` into the stored state under a row lock; returns the merged state.
+    """Merge ``state`` and the note's update log into the stored state under a row lock,
+    delete the log rows merged (by id: rows another instance adds meanwhile stay for the
+    next save), and return the merged state.
 
     ``content`` (the newest client-rendered {md, html, json}), when given, is then stored as
     ``data["content"]`` by ``_store_content``: if that write fails the state is kept anyway.
     Raises ``Note.DoesNotExist`` when the note was deleted, and what the database raises
-    for the state write (the caller retries).
+    for the state write (the caller retries; the log is then untouched).
     """
     with transaction.atomic():
         note = Note.objects.select_for_update().only("yjs_state").get(pk=note_id)
+        row_ids, updates = _logged(note_id)
         stored = bytes(note.yjs_state) if note.yjs_state else None
-        merged = merge_updates(stored, state) if stored else state
+        merged = _with_log(stored, updates, state)
         Note.objects.filter(pk=note_id).update(yjs_state=merged)
+        if row_ids:
+            NoteUpdate.objects.filter(pk__in=row_ids).delete()
         if content is not None:
             _store_content(note_id, content)
         return merged
@@ -204,9 +278,12 @@ def content_change_update(note_id, pm_json: dict) -> bytes:
     """
     with transaction.atomic():
         note = Note.objects.select_for_update().only("yjs_state").get(pk=note_id)
-        doc = doc_from_state(bytes(note.yjs_state) if note.yjs_state else None)
+        row_ids, updates = _logged(note_id)
+        doc = doc_from_state(_with_log(bytes(note.yjs_state) if note.yjs_state else None, updates))
         before = doc.get_state()
         fill_fragment(doc.get(FRAGMENT, type=XmlFragment), pm_json)
         update = doc.get_update(before)
         Note.objects.filter(pk=note_id).update(yjs_state=doc.get_update())
+        if row_ids:
+            NoteUpdate.objects.filter(pk__in=row_ids).delete()
         return update

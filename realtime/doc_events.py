@@ -93,6 +93,7 @@ async def _state(conn, room: DocumentRoom) -> RawJSON:
     (``Outbound.begin_reply``; the consumer ends it after the ack), encoded once."""
     registry = get_registry()
     await registry.join_group(room.group, [conn.sid])
+    await room.settled()  # nothing goes out that is not in the update log
     state = room.state_payload(await registry.group_members(room.group))
     conn.out.begin_reply()
     await conn.send_frame(push.event_frame("ydoc:document:state", state))
@@ -172,10 +173,32 @@ async def document_update(conn, payload: DocumentUpdate) -> dict:
         raise EventError("forbidden", "You may not edit this note.")
     content = _checked_content(payload)
     try:
-        await room.apply(payload.update, conn.sid, str(conn.user.pk), content)
+        integrated = await room.apply(payload.update, conn.sid, str(conn.user.pk), content)
     except DocError as error:
         raise EventError(error.code, error.message) from None
+    if not integrated:
+        await _ask_for_missing(conn, room)
     return {}
+
+
+async def _ask_for_missing(conn, room: DocumentRoom) -> None:
+    """The update builds on changes the server does not have: the client holds state the
+    server lacks (e.g. it kept editing across a server crash). Never acked as success:
+    ``ydoc:document:sync`` asks for the difference (the server's state vector; the client
+    answers with ``ydoc:document:update`` carrying ``Y.encodeStateAsUpdate(doc, vector)``)
+    and the ack is the error ``missing_updates`` with the same vector."""
+    vector = list(room.doc.get_state())
+    await conn.send_frame(
+        push.event_frame(
+            "ydoc:document:sync", {"document_id": room.document_id, "state_vector": vector}
+        )
+    )
+    raise EventError(
+        "missing_updates",
+        "The update builds on changes the server does not have; send them"
+        " (Y.encodeStateAsUpdate(doc, state_vector)).",
+        state_vector=vector,
+    )
 
 
 def _checked_content(payload: DocumentUpdate) -> dict | None:

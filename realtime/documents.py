@@ -8,13 +8,16 @@ states, and the debounced saves. A document's life, in order:
   Yjs state is seeded on the server (``notes.yjs.load_state``); a failed load leaves nothing
   behind and nothing is ever saved from it;
 - change: ``apply`` — an update is applied to the server ``Doc`` first (malformed → refused,
-  neither stored nor relayed), then relayed to every local editor except its sender, encoded
-  once per frame type, and queued once for the other instances (``chorus.doc`` messages,
-  which they apply to their own ``Doc``; published in order by the hub's outbox, so the
-  sender never waits for the layer, and not at all on a single-process layer);
+  neither stored nor relayed), what it changed is written to the note's update log (durable,
+  group-committed: ``append_update``) — only then is it acknowledged and relayed to every
+  local editor except its sender, encoded once per frame type, and queued once for the other
+  instances (``chorus.doc`` messages, which they apply to their own ``Doc``; published in
+  order by the hub's outbox, so the sender never waits for the layer, and not at all on a
+  single-process layer);
 - store: ``save`` — trailing debounce ``DOC_SAVE_DEBOUNCE`` with ceiling ``DOC_SAVE_MAX_WAIT``;
-  merges into the stored state under a row lock (``notes.yjs.merge_save``); a failed save is
-  logged, retried with backoff and keeps the document dirty and in memory;
+  merges the state and the update log into the stored state under a row lock and deletes the
+  log rows merged (``notes.yjs.merge_save``); a failed save is logged, retried with backoff
+  and keeps the document dirty and in memory;
 - unload: when the last local editor leaves the room is flushed, then dropped from memory —
   only after re-checking that no editor came back and nothing is dirty.
 
@@ -41,12 +44,22 @@ from config import json_safety
 
 from . import push, socketio, yprotocol
 from .conf import realtime_settings
-from .db import orm
+from .db import orm, orm_batched
 from .events import access_by_user
 from .hub import Coalesce, get_hub
 from .protocol_errors import DecodeError
 
 logger = logging.getLogger("chorus.realtime.documents")
+
+
+def _append_updates(batch: list[tuple[str, bytes]]) -> list:
+    from notes.yjs import append_updates
+
+    return append_updates(batch)
+
+
+#: One update into the note's log; concurrent calls on a process share one transaction.
+append_update = orm_batched(_append_updates)
 
 SIO, YWS = "sio", "yws"
 #: A Yjs update with no items and no deletions.
@@ -137,6 +150,15 @@ class DocumentRoom:
         self.group = push.doc_room(note_id)
         self.doc = Doc()
         self.doc.apply_update(state)
+        #: What ``apply`` changed in the Doc (pycrdt's per-transaction updates, captured only
+        #: while ``apply`` applies): the update log gets exactly what the Doc integrated.
+        self._changes: list[bytes] = []
+        self._capturing = False
+        self.doc.observe(self._on_transaction)
+        #: The newest update-log write (``settled`` waits for it before the state goes out).
+        self._last_write: asyncio.Future | None = None
+        #: The highest update-log row id ``catch_up`` has taken in.
+        self._log_seen = 0
         self.clients: dict[str, DocClient] = {}
         self.awareness: dict[int, Aware] = {}
         #: Bytes of the states in ``awareness`` (bounded by AWARENESS_MAX_DOCUMENT_BYTES), and
@@ -180,6 +202,10 @@ class DocumentRoom:
                     " changes they build on count).",
                 )
 
+    def _on_transaction(self, event) -> None:
+        if self._capturing:
+            self._changes.append(event.update)
+
     async def apply(
         self,
         update: bytes,
@@ -188,17 +214,27 @@ class DocumentRoom:
         content: dict | None = None,
         publish: bool = True,
         whole: bool = False,
-    ) -> None:
-        """Apply ``update`` to the server Doc, relay it, publish it (unless it came from
-        another instance: ``publish=False``), schedule a save. ``whole``: see
-        ``check_update_size``. Returns False when the document could not integrate all of it
-        yet (it builds on changes the server has not seen: see ``_park``)."""
+    ) -> bool:
+        """Apply ``update`` to the server Doc, store what it changed in the update log
+        (durable before this returns, and before anything is relayed or published), relay
+        it, publish it (unless it came from another instance: ``publish=False``, already
+        logged there), schedule a save. ``whole``: see ``check_update_size``.
+
+        Returns False when the document could not integrate all of it yet (it builds on
+        changes the server has not seen: see ``_park``); what did integrate is logged and
+        relayed. Raises ``DocError``: ``not_found`` (the note was deleted), ``internal_error``
+        (the log write failed: nothing relayed; the change stays in memory and is stored by
+        the next save)."""
         self.check_update_size(update, whole=whole or not publish)
+        self._capturing = True
         try:
             yprotocol.check_update(update)
             self.doc.apply_update(update)
         except ValueError:  # DecodeError included
             raise DocError("bad_request", "The update is not a valid Yjs update.") from None
+        finally:
+            self._capturing = False
+            changes, self._changes = self._changes, []
         if update == EMPTY_UPDATE:
             return True  # e.g. a y-websocket client's first sync reply: nothing to relay or save
         integrated = self._park(update)
@@ -208,6 +244,8 @@ class DocumentRoom:
         if content is not None:
             self.content = content
         self.schedule_save()
+        if publish and changes:
+            await self._log(changes[0] if len(changes) == 1 else merge_updates(*changes))
         await self.relay_update(update, origin, user_id)
         if publish:
             await get_hub().publish_to_peers(
@@ -230,6 +268,32 @@ class DocumentRoom:
                 else None,
             )
         return integrated
+
+    async def _log(self, change: bytes) -> None:
+        """Store ``change`` in the note's update log (group-committed with every update
+        waiting on this process); returns once it is durable."""
+        write = asyncio.ensure_future(append_update((self.note_id, change)))
+        self._last_write = write
+        try:
+            await asyncio.shield(write)
+        except Exception as error:
+            from notes.models import Note
+
+            if isinstance(error, Note.DoesNotExist):
+                raise DocError("not_found", "No such note.") from None
+            logger.exception("Note %s: an update could not be stored in the log", self.note_id)
+            raise DocError(
+                "internal_error", "The update could not be stored; it was not accepted."
+            ) from None
+
+    async def settled(self) -> None:
+        """Take in what other instances logged and this Doc lacks (``catch_up``), then wait
+        until every update applied here is in the update log (writes complete in order), so
+        that a state sent right after holds every acknowledged edit and nothing that is not
+        durable."""
+        await self.catch_up()
+        while self._last_write is not None and not self._last_write.done():
+            await asyncio.wait([self._last_write])
 
     def _park(self, update: bytes) -> bool:
         """Account for what the Doc could not integrate of an update it was just given.
@@ -281,6 +345,7 @@ class DocumentRoom:
         )
         rebuilt = Doc()
         rebuilt.apply_update(self.doc.get_update())
+        rebuilt.observe(self._on_transaction)
         self.doc = rebuilt
         self.pending, self.pending_bytes, self._pending_checked_at = [], 0, b""
 
@@ -486,19 +551,34 @@ class DocumentRoom:
         return True
 
     async def _absorb(self, stored: bytes) -> None:
-        """Apply the items the stored state holds and the server Doc lacks (e.g. from a
-        crashed instance's earlier save) and relay them to the local editors. Compared by
-        state vector: a stored deletion alone reaches editors when the document reloads."""
-        mirror = Doc()
-        mirror.apply_update(stored)
-        ours = yprotocol.decode_state_vector(self.doc.get_state())
-        theirs = yprotocol.decode_state_vector(mirror.get_state())
-        if all(ours.get(client, 0) >= clock for client, clock in theirs.items()):
+        """Apply what ``stored`` (a state or updates from the database: already durable)
+        holds that the server Doc lacks — e.g. a crashed instance's logged or saved edits —
+        and relay exactly that to the local editors (deletions included)."""
+        self._capturing = True
+        try:
+            self.doc.apply_update(stored)
+        finally:
+            self._capturing = False
+            changes, self._changes = self._changes, []
+        if changes:
+            self._state_json = None
+            change = changes[0] if len(changes) == 1 else merge_updates(*changes)
+            await self.relay_update(change, None, None)
+
+    async def catch_up(self) -> None:
+        """Take in the update-log rows this process has not applied: edits another instance
+        acknowledged and then died before it published them. Called before a state goes
+        out to a joining client (and a save merges the whole log anyway; a row committed
+        after a higher id was read waits for that save). A single process writes every row
+        itself: nothing to read."""
+        from notes.yjs import logged_since
+
+        if get_hub().single_process:
             return
-        missing = mirror.get_update(self.doc.get_state())
-        self.doc.apply_update(missing)
-        self._state_json = None
-        await self.relay_update(missing, None, None)
+        last_id, update = await orm(logged_since)(self.note_id, self._log_seen)
+        self._log_seen = max(self._log_seen, last_id)
+        if update is not None:
+            await self._absorb(update)
 
     async def recheck_access(self) -> None:
         """Re-read every local editor's access: write may become read (updates refused from
@@ -636,6 +716,7 @@ class DocumentManager:
 
     async def _answer_sync(self, room: DocumentRoom, message: dict) -> None:
         """Send the asking instance what its freshly loaded document lacks."""
+        await room.settled()
         missing = room.doc.get_update(message["payload"])
         if missing == EMPTY_UPDATE or not message.get("reply_to"):
             return

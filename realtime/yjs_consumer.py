@@ -42,6 +42,7 @@ from .conf import SYNC_HEADROOM, realtime_settings
 from .consumers import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
     CLOSE_UNAUTHORIZED,
@@ -54,6 +55,13 @@ from .protocol_errors import DecodeError
 from .ratelimit import TokenBucket
 
 logger = logging.getLogger("chorus.realtime.yjs")
+
+#: The close code for a refused document operation (``DocError.code``); others: 4400.
+_DOC_ERROR_CLOSE = {
+    "too_large": CLOSE_TOO_LARGE,
+    "not_found": CLOSE_FORBIDDEN,  # the note was deleted: told apart from nothing else
+    "internal_error": CLOSE_INTERNAL_ERROR,  # not stored: the provider reconnects and resyncs
+}
 
 
 class YjsConsumer(LeanConsumer):
@@ -149,8 +157,7 @@ class YjsConsumer(LeanConsumer):
             logger.info("y-websocket %s: bad message (%s)", self.sid, error)
             await self.close(CLOSE_BAD_REQUEST, "bad message")
         except DocError as error:
-            close = CLOSE_TOO_LARGE if error.code == "too_large" else CLOSE_BAD_REQUEST
-            await self.close(close, error.code)
+            await self.close(_DOC_ERROR_CLOSE.get(error.code, CLOSE_BAD_REQUEST), error.code)
 
     async def _paced(self) -> None:
         """Take a token from the bucket, waiting for one if there is none."""
@@ -165,6 +172,9 @@ class YjsConsumer(LeanConsumer):
                 if self.out.reply_pending():
                     return  # the step 2 still on its way (and later updates) answer it
                 yprotocol.decode_state_vector(message.payload)  # before pycrdt sees it
+                await room.settled()  # nothing goes out that is not in the update log
+                if self.closed:
+                    return
                 self.out.begin_reply()
                 await self._send_bytes(
                     yprotocol.encode_sync_step2(room.doc.get_update(message.payload))
@@ -172,7 +182,10 @@ class YjsConsumer(LeanConsumer):
                 self.out.end_reply()
             elif client.writable:  # step 2 or update; a read-only client's is dropped
                 step2 = message.subtype == yprotocol.SYNC_STEP2
-                await room.apply(message.payload, self.sid, client.user_id, whole=step2)
+                if not await room.apply(message.payload, self.sid, client.user_id, whole=step2):
+                    # It builds on changes the server lacks: ask for them (stock providers
+                    # answer a step 1 with a step 2 holding everything the server is missing).
+                    await self._send_bytes(yprotocol.encode_sync_step1(room.doc.get_state()))
         elif message.kind == yprotocol.MESSAGE_AWARENESS:
             await room.apply_awareness(message.payload, self.sid, client.user_id)
         elif message.kind == yprotocol.MESSAGE_QUERY_AWARENESS:
