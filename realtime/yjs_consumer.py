@@ -229,7 +229,8 @@ class YjsConsumer(LeanConsumer):
     # --- what the hub uses (logout / revoke-all kicks) --------------------------------------
 
     def deliver(self, shared) -> None:
-        """Socket.IO text frames broadcast to the user's room do not apply here."""
+        """Socket.IO text frames broadcast to the user's or the document's room do not apply
+        here."""
 
     async def send_frame(self, frame: str) -> None:
         """Socket.IO text frames (a join notice) do not apply here."""
@@ -238,7 +239,7 @@ class YjsConsumer(LeanConsumer):
         await self.close(CLOSE_UNAUTHORIZED, code)
 
     async def on_room_left(self, room: str) -> None:
-        """Nothing to do: this connection is only in its user's room."""
+        """Nothing to do: this connection is only in its user's room and its document's."""
 
 
 def _changes(room: DocumentRoom, update: bytes, step2: bool) -> bool:
