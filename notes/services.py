@@ -210,9 +210,8 @@ def _same_content(state: bytes | None, pm_json: dict) -> bool:
 
 
 def document_is_open(note_id: object) -> bool:
-    """Whether a Socket.IO editor has the note's live document open on any instance (the
-    session registry's ``doc.note.<id>`` members). y-websocket clients are not registered
-    there; a document they alone hold open without a stored state is not detected."""
+    """Whether any editor — a Socket.IO socket or a y-websocket connection — has the note's
+    live document open on any instance (the session registry's ``doc.note.<id>`` members)."""
 
     async def members() -> list[str]:
         return await get_registry().group_members(push.doc_room(note_id))

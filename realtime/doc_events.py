@@ -5,6 +5,17 @@ before anything is relayed (see ``realtime.documents``). Updates and awareness p
 accepted as int lists (what Open WebUI's client sends) or binary attachments. The user id
 and name relayed to others are the authenticated user's, never the client's.
 
+Awareness comes in two forms, told apart by the first byte: Open WebUI's JSON
+(``realtime.jsonawareness``: ``{"<client id>": state}``) or a y-protocols awareness update.
+Both go through the same rules (``DocumentRoom.apply_awareness``). A socket receives awareness
+in the form it last sent, Open WebUI's JSON until it has sent any; on join it is sent the
+states the document already has.
+
+``ydoc:document:state.sessions``: the session ids of every connection in the document on
+every instance, sorted — a Socket.IO socket's ``sid`` (its CONNECT ack, ``socket.id``), a
+y-websocket connection's ``y:<id>`` (a ``:`` never occurs in a Socket.IO sid), read from the
+session registry's ``doc.note.<id>`` group.
+
 Refusals: ``bad_request`` (bad id / payload / update / ``data.content``, or an operation on a
 document the socket has not joined), ``forbidden`` (no read access to join, no write access to
 update), ``not_found`` (no such note), ``too_large`` (update / awareness / document /
@@ -19,7 +30,7 @@ from pydantic import BeforeValidator, Field
 
 from notes.content import ContentError, ContentTooLarge, check_content
 
-from . import push
+from . import jsonawareness, push
 from .conf import realtime_settings
 from .documents import SIO, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
 from .events import EventError, Payload, no_such_note, note_access, on
@@ -134,6 +145,7 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
         writable=access == "write",
         send=conn.send_frame,
         revoke=revoke,
+        awareness_json=True,  # Open WebUI's form until the socket sends y-protocols
     )
     conn.documents[str(note_id)] = room
     await conn.join(room.group)
@@ -145,6 +157,9 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
         raise no_such_note()
     room.clients[conn.sid].writable = access == "write"
     state = await _state(conn, room)
+    known = room.awareness_entries()
+    if known:  # as a y-websocket client gets them on accept
+        await conn.send_frame(room.awareness_frame(known, None, as_json=True))
     await push.aemit(
         room.group,
         "ydoc:user:joined",
@@ -228,11 +243,18 @@ async def document_leave(conn, payload: DocumentRef) -> dict:
 
 @on("ydoc:awareness:update", AwarenessUpdate)
 async def awareness_update(conn, payload: AwarenessUpdate) -> dict:
+    """Open WebUI's JSON form or a y-protocols update; from then on the socket receives
+    awareness in the form it sent."""
     _, room = _joined(conn, payload.document_id)
+    as_json = jsonawareness.is_json_form(payload.update)
+    apply = room.apply_json_awareness if as_json else room.apply_awareness
     try:
-        await room.apply_awareness(payload.update, conn.sid, str(conn.user.pk))
+        await apply(payload.update, conn.sid, str(conn.user.pk))
     except DocError as error:
         raise EventError(error.code, error.message) from None
+    client = room.clients.get(conn.sid)
+    if client is not None:
+        client.awareness_json = as_json
     return {}
 
 

@@ -42,7 +42,7 @@ from pycrdt import Doc, get_update, merge_updates
 
 from config import json_safety
 
-from . import push, socketio, yprotocol
+from . import jsonawareness, push, socketio, yprotocol
 from .conf import realtime_settings
 from .db import orm, orm_batched
 from .events import access_by_user
@@ -132,6 +132,9 @@ class DocClient:
 
     ``send`` takes a text frame (sio) or bytes (yws) and must never raise; ``revoke`` ends
     the client's editing when its read access is gone (see ``DocumentRoom.recheck_access``).
+    ``awareness_json``: a Socket.IO client gets awareness in Open WebUI's JSON form
+    (``realtime.jsonawareness``) rather than as y-protocols bytes; y-websocket clients always
+    get y-protocols.
     """
 
     key: str
@@ -141,6 +144,7 @@ class DocClient:
     writable: bool
     send: Callable[[str | bytes], Awaitable[None]]
     revoke: Callable[[], Awaitable[None]] | None = None
+    awareness_json: bool = False
 
 
 class DocumentRoom:
@@ -385,7 +389,7 @@ class DocumentRoom:
     async def apply_awareness(
         self, update: bytes, origin: str | None, user_id: str | None, publish: bool = True
     ) -> None:
-        """Track and relay an awareness update (never stored).
+        """Track and relay a y-protocols awareness update (never stored).
 
         Ownership: a client id belongs to the connection (``origin``) that introduced it; only
         that connection may set or clear it (another connection of the same user takes it
@@ -393,22 +397,54 @@ class DocumentRoom:
         ``AWARENESS_MAX_IDS_PER_CONNECTION`` ids for the connection, states over
         ``AWARENESS_MAX_STATE_BYTES`` or that would take the document's states past
         ``AWARENESS_MAX_DOCUMENT_BYTES``, states that are not JSON, and stale clocks are
-        dropped; what is left is relayed (re-encoded) and published. A message that does not
-        decode is refused (``bad_request``)."""
-        if len(update) > realtime_settings.DOC_MAX_AWARENESS_BYTES:
-            raise DocError("too_large", "The awareness update is larger than allowed.")
+        dropped; what is left is relayed (re-encoded, in each client's form) and published.
+        A message that does not decode is refused (``bad_request``)."""
+        self._check_awareness_size(update)
         try:
             entries = yprotocol.decode_awareness_update(update)
         except DecodeError:
             raise DocError("bad_request", "Not a valid awareness update.") from None
+        await self._accept_awareness(entries, origin, user_id, publish)
+
+    async def apply_json_awareness(
+        self, update: bytes, origin: str | None, user_id: str | None
+    ) -> None:
+        """Track and relay an awareness update in Open WebUI's JSON form
+        (``realtime.jsonawareness``) under the rules of ``apply_awareness``. The form has no
+        clocks: the server gives each entry ``max(last clock + 1, milliseconds since the
+        epoch)``, so that y-protocols peers, which keep the last clock of a client id even
+        after its state is gone, take every new state as newer. Once accepted the entries are
+        y-protocols entries like any other (peers on other instances get them so)."""
+        self._check_awareness_size(update)
+        try:
+            states = jsonawareness.decode(update)
+        except DecodeError:
+            raise DocError("bad_request", "Not a valid awareness update.") from None
+        now = int(time.time() * 1000)
+        entries = []
+        for client_id, state in states:
+            known = self.awareness.get(client_id)
+            entries.append((client_id, max(known.clock + 1 if known else 1, now), state))
+        await self._accept_awareness(entries, origin, user_id, publish=True)
+
+    @staticmethod
+    def _check_awareness_size(update: bytes) -> None:
+        if len(update) > realtime_settings.DOC_MAX_AWARENESS_BYTES:
+            raise DocError("too_large", "The awareness update is larger than allowed.")
+
+    async def _accept_awareness(
+        self,
+        entries: list[tuple[int, int, str]],
+        origin: str | None,
+        user_id: str | None,
+        publish: bool,
+    ) -> None:
+        """Keep the entries the rules allow; relay them to the local editors and publish."""
         accepted = [e for e in entries if self._take_awareness(e, origin, user_id)]
         if not accepted:
             return
         update = yprotocol.encode_awareness_update(accepted)
-        payload = {"document_id": self.document_id, "user_id": user_id}
-        await self._broadcast(
-            origin, "ydoc:awareness:update", payload, update, yprotocol.encode_awareness
-        )
+        await self._relay_awareness(origin, user_id, accepted, update)
         if publish:
             await get_hub().publish_to_peers(
                 self.group,
@@ -422,6 +458,43 @@ class DocumentRoom:
                     "note_id": self.note_id,
                 },
             )
+
+    async def _relay_awareness(
+        self,
+        origin: str | None,
+        user_id: str | None,
+        entries: list[tuple[int, int, str]],
+        update: bytes,
+    ) -> None:
+        """Send accepted entries to every local editor except ``origin``, each in its form:
+        y-websocket the awareness message of ``update``, Socket.IO ``ydoc:awareness:update``
+        with ``update`` as y-protocols bytes or as Open WebUI's JSON (``awareness_json``).
+        Each frame is built once, lazily."""
+        frames: dict[str, str | bytes] = {}
+        for client in tuple(self.clients.values()):
+            if client.key == origin:
+                continue
+            form = YWS if client.kind == YWS else "json" if client.awareness_json else "yjs"
+            frame = frames.get(form)
+            if frame is None:
+                if form == YWS:
+                    frame = yprotocol.encode_awareness(update)
+                else:
+                    frame = self.awareness_frame(entries, user_id, as_json=form == "json")
+                frames[form] = frame
+            await client.send(frame)
+
+    def awareness_frame(
+        self, entries: list[tuple[int, int, str]], user_id: str | None, as_json: bool
+    ) -> str:
+        """The ``ydoc:awareness:update`` event frame of ``entries``: ``update`` holds them as
+        a y-protocols awareness update, or in Open WebUI's JSON form when ``as_json``."""
+        if as_json:
+            data = jsonawareness.encode([(cid, state) for cid, _, state in entries])
+        else:
+            data = yprotocol.encode_awareness_update(entries)
+        payload = {"document_id": self.document_id, "user_id": user_id, "update": list(data)}
+        return push.event_frame("ydoc:awareness:update", payload)
 
     def _take_awareness(
         self, entry: tuple[int, int, str], origin: str | None, user_id: str | None
@@ -465,16 +538,18 @@ class DocumentRoom:
             if not self._owned[aware.owner]:
                 del self._owned[aware.owner]
 
-    def awareness_update(self) -> bytes | None:
-        """Every live awareness state as one update (None when there is none); states not
-        renewed within ``AWARENESS_TIMEOUT`` are forgotten first."""
+    def awareness_entries(self) -> list[tuple[int, int, str]]:
+        """Every live awareness state as ``(client id, clock, state)``; states not renewed
+        within ``AWARENESS_TIMEOUT`` are forgotten first."""
         cutoff = time.monotonic() - AWARENESS_TIMEOUT
         for client_id in [cid for cid, a in self.awareness.items() if a.seen < cutoff]:
             self._forget(client_id)
-        if not self.awareness:
-            return None
-        entries = [(cid, a.clock, a.state) for cid, a in self.awareness.items()]
-        return yprotocol.encode_awareness_update(entries)
+        return [(cid, a.clock, a.state) for cid, a in self.awareness.items()]
+
+    def awareness_update(self) -> bytes | None:
+        """Every live awareness state as one y-protocols update (None when there is none)."""
+        entries = self.awareness_entries()
+        return yprotocol.encode_awareness_update(entries) if entries else None
 
     async def forget_awareness(self, client: DocClient) -> None:
         """Broadcast a null state for each awareness client id ``client`` owned."""
