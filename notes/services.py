@@ -33,7 +33,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 from pycrdt import XmlFragment
 from rest_framework import exceptions, status
 
@@ -44,11 +44,12 @@ from realtime.conf import realtime_settings
 from realtime.sessions import get_registry
 
 from .content import check_content
-from .models import Note, NoteGrant, Permission, PrincipalType
+from .models import Note, NoteGrant, NoteUpdate, Permission, PrincipalType
 from .yjs import (
     FRAGMENT,
     ContentError,
     content_change_update,
+    current_state,
     doc_from_state,
     fragment_to_prosemirror,
     rendered_content,
@@ -72,12 +73,15 @@ class BadRequest(exceptions.APIException):
 
 def note_queryset() -> QuerySet[Note]:
     """Notes as the API shows them: owner joined, ``yjs_state`` never loaded, plus a
-    ``has_yjs_state`` flag."""
+    ``has_yjs_state`` flag (a stored state or any row in the update log)."""
     return (
         Note.objects.select_related("owner")
         .defer("yjs_state")
         .annotate(
-            has_yjs_state=ExpressionWrapper(Q(yjs_state__isnull=False), output_field=BooleanField())
+            has_yjs_state=ExpressionWrapper(
+                Q(yjs_state__isnull=False) | Exists(NoteUpdate.objects.filter(note=OuterRef("pk"))),
+                output_field=BooleanField(),
+            )
         )
     )
 
@@ -140,7 +144,9 @@ def readable_notes(user: User) -> list[Note]:
 def _lock(note_id: object, *fields: str) -> Note:
     """The note's row, locked until the transaction ends (only ``fields`` loaded); 404 if it
     was deleted since the access check."""
-    note = Note.objects.select_for_update().only("id", *fields).filter(pk=note_id).first()
+    note = (
+        Note.objects.select_for_update(no_key=True).only("id", *fields).filter(pk=note_id).first()
+    )
     if note is None:
         raise exceptions.NotFound("No such note.")
     return note
@@ -215,9 +221,8 @@ def _stored_state(note_id: object) -> bytes:
 
 
 def document_is_open(note_id: object) -> bool:
-    """Whether a Socket.IO editor has the note's live document open on any instance (the
-    session registry's ``doc.note.<id>`` members). y-websocket clients are not registered
-    there; a document they alone hold open without a stored state is not detected."""
+    """Whether any editor — a Socket.IO socket or a y-websocket connection — has the note's
+    live document open on any instance (the session registry's ``doc.note.<id>`` members)."""
 
     async def members() -> list[str]:
         return await get_registry().group_members(push.doc_room(note_id))
@@ -251,7 +256,7 @@ def update_note(
             if "content" in data:
                 content = data["content"]
                 pm_json = content.get("json")
-                state = bytes(locked.yjs_state) if locked.yjs_state else None
+                state = current_state(note_id)  # the stored state and its update log
                 if isinstance(pm_json, dict):
                     if not _same_content(state, pm_json):
                         try:

@@ -232,7 +232,7 @@ async def test_late_joiners_on_either_endpoint_receive_the_full_state(
     from_ack = Doc()
     from_ack.apply_update(bytes(ack["state"]))
     assert (content(from_ack), state_vector(from_ack)) == (view, vector)
-    assert len(ack["sessions"]) == 2  # the Socket.IO sockets in the document room
+    assert len(ack["sessions"]) == 4  # every connection: two Socket.IO, two y-websocket
     state_event = await late_sio.client.wait_for("ydoc:document:state")
     assert state_event["state"] == ack["state"]
 

@@ -20,7 +20,14 @@ from notes.content import (
     content_size,
 )
 from notes.models import Note
-from notes.yjs import FRAGMENT, doc_from_state, fragment_to_prosemirror, merge_save, seed_state
+from notes.yjs import (
+    FRAGMENT,
+    doc_from_state,
+    fragment_to_prosemirror,
+    merge_save,
+    render_saved,
+    seed_state,
+)
 from tests.notes.helpers import pm_doc
 
 try:
@@ -298,6 +305,14 @@ def _stored_state(note: Note) -> bytes | None:
     return bytes(state) if state is not None else None
 
 
+def _save(note_id, state: bytes) -> bytes:
+    """A live document's save: the state merged under the lock, then the content rendered
+    from it and stored."""
+    merged = merge_save(note_id, state)
+    render_saved(note_id, merged)
+    return merged
+
+
 def _stored_text(note: Note) -> str:
     return str(doc_from_state(_stored_state(note)).get("t", type=Text))
 
@@ -316,7 +331,7 @@ def save_warnings(caplog):
 def test_a_save_stores_the_content_rendered_from_the_document_and_moves_updated_at(note):
     Note.objects.filter(pk=note.pk).update(data={"content": {"md": "client"}, "tags": ["a"]})
     _, before = _stored(note)
-    merge_save(note.pk, _typed(note, "new"))
+    _save(note.pk, _typed(note, "new"))
     data, updated_at = _stored(note)
     assert data == {
         "content": {
@@ -331,11 +346,11 @@ def test_a_save_stores_the_content_rendered_from_the_document_and_moves_updated_
 
 @pytest.mark.django_db(transaction=True)
 def test_a_save_that_changes_no_content_writes_nothing(note):
-    merge_save(note.pk, _typed(note, "new"))
+    _save(note.pk, _typed(note, "new"))
     data, updated_at = _stored(note)
     doc = doc_from_state(_stored_state(note))
     doc.get("t", type=Text).insert(0, "not in the fragment ")  # a change, not to the content
-    merge_save(note.pk, doc.get_update())
+    _save(note.pk, doc.get_update())
     assert _stored_text(note).startswith("not in the fragment")
     assert _stored(note) == (data, updated_at)
 
@@ -344,13 +359,13 @@ def test_a_save_that_changes_no_content_writes_nothing(note):
 def test_new_md_or_html_alone_is_stored_without_moving_updated_at(note):
     """Same document, another rendering (stored before the rules changed): rewritten, but
     the note keeps its place in the -updated_at order."""
-    merge_save(note.pk, _typed(note, "new"))
+    _save(note.pk, _typed(note, "new"))
     data, updated_at = _stored(note)
     stale = {**data, "content": {**data["content"], "md": "old rendering"}}
     Note.objects.filter(pk=note.pk).update(data=stale)
     doc = doc_from_state(_stored_state(note))
     doc.get("t", type=Text).insert(0, "x")
-    merge_save(note.pk, doc.get_update())
+    _save(note.pk, doc.get_update())
     assert _stored(note) == (data, updated_at)
 
 
@@ -362,19 +377,19 @@ def test_an_empty_document_does_not_replace_a_content_without_json(plain_note, d
     _, before = _stored(plain_note)
     doc = Doc()
     doc.get("t", type=Text).insert(0, "typed")
-    merge_save(plain_note.pk, doc.get_update())
+    _save(plain_note.pk, doc.get_update())
     assert _stored_text(plain_note) == "typed"
     assert _stored(plain_note) == (data, before)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_document_emptied_by_its_editors_is_stored_empty(note):
-    merge_save(note.pk, _typed(note, "new"))
+    _save(note.pk, _typed(note, "new"))
     _, before = _stored(note)
     doc = doc_from_state(_stored_state(note))
     fragment = doc.get(FRAGMENT, type=XmlFragment)
     del fragment.children[0 : len(fragment.children)]
-    merge_save(note.pk, doc.get_update())
+    _save(note.pk, doc.get_update())
     data, updated_at = _stored(note)
     assert data["content"] == {"md": "", "html": "", "json": {"type": "doc", "content": []}}
     assert updated_at > before
@@ -386,7 +401,7 @@ def test_content_the_database_refuses_is_dropped_and_the_state_is_stored(note, s
     check and by PostgreSQL's jsonb."""
     data_before = Note.objects.get(pk=note.pk).data
     marker = "secret-rendered-text"
-    merged = merge_save(note.pk, _typed(note, marker, n=float("inf")))
+    merged = _save(note.pk, _typed(note, marker, n=float("inf")))
     assert _stored_text(note) == marker
     assert _stored_state(note) == merged
     assert Note.objects.get(pk=note.pk).data == data_before
@@ -405,7 +420,7 @@ def test_a_document_the_renderer_cannot_convert_does_not_block_the_state(note, s
         parent.children.append(child)
         parent = child
     data_before = Note.objects.get(pk=note.pk).data
-    merged = merge_save(note.pk, doc.get_update())
+    merged = _save(note.pk, doc.get_update())
     assert _stored_state(note) == merged
     assert Note.objects.get(pk=note.pk).data == data_before
     assert "RecursionError" in save_warnings.text and str(note.pk) in save_warnings.text
@@ -414,7 +429,7 @@ def test_a_document_the_renderer_cannot_convert_does_not_block_the_state(note, s
 @pytest.mark.django_db(transaction=True)
 def test_a_stored_data_that_is_not_an_object_does_not_block_the_state(note, save_warnings):
     Note.objects.filter(pk=note.pk).update(data=["not", "an", "object"])
-    merge_save(note.pk, _typed(note, "kept"))
+    _save(note.pk, _typed(note, "kept"))
     assert _stored_text(note) == "kept"
     assert Note.objects.get(pk=note.pk).data == ["not", "an", "object"]
     assert str(note.pk) in save_warnings.text
@@ -433,7 +448,7 @@ def test_a_stored_data_python_cannot_write_back_does_not_block_the_state(note, s
         table, column = Note._meta.db_table, Note._meta.pk.column
         pk = Note._meta.pk.get_db_prep_value(note.pk, connection)
         cursor.execute(f"UPDATE {table} SET data = {raw} WHERE {column} = %s", [literal, pk])
-    merge_save(note.pk, _typed(note, "kept"))
+    _save(note.pk, _typed(note, "kept"))
     assert _stored_text(note) == "kept"
     assert str(note.pk) in save_warnings.text
 
@@ -447,5 +462,5 @@ def test_a_savepoint_that_cannot_be_rolled_back_fails_the_whole_save(note, monke
     before = _stored_state(note)
     refused = _typed(note, "lost", n=float("inf"))  # refused by both databases
     with pytest.raises((DataError, IntegrityError)):  # SQLite's CHECK / PostgreSQL's jsonb
-        merge_save(note.pk, refused)
+        _save(note.pk, refused)
     assert _stored_state(note) == before
