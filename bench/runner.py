@@ -1042,6 +1042,21 @@ async def suite_collab(ctx: Context, proto: str) -> None:
                 "save_max_wait_s": cfg.doc_save_max_wait,
             }
         )
+        log_rows = [
+            r
+            for r in ctx.writes.rows("notes_noteupdate", wall0, wall1, "val")
+            if row_key(r[0]) in note_ids
+        ]
+        out["db_log_rows_per_doc_per_min"] = len(log_rows) / len(docs) / minutes
+        commits = {val for _, val in log_rows if val is not None}  # PostgreSQL only
+        if commits:
+            out["db_log_commits_per_min"] = len(commits) / minutes
+            out["db_log_rows_per_commit"] = len(log_rows) / len(commits)
+        log(
+            f"  {metric}: update log {len(log_rows)} rows"
+            + (f" in {len(commits)} commits" if commits else "")
+            + f" = {out['db_log_rows_per_doc_per_min']:.1f}/doc/min"
+        )
         log(
             f"  {metric}: {len(rows)} note writes in {wall1 - wall0:.0f}s = "
             f"{out['db_writes_per_doc_per_min']:.2f}/doc/min (worst doc "
@@ -1314,6 +1329,13 @@ METRICS = [
     ("collab sio p99 (ms, RATE)", False, ("collab_sio", "paced", "p99_ms"), ("collab_sio",), True),
     ("collab sio DB writes/doc/min", False, ("collab_sio", "db_writes_per_doc_per_min"), (), 0),
     (
+        "collab sio update-log rows/doc/min",
+        False,
+        ("collab_sio", "db_log_rows_per_doc_per_min"),
+        (),
+        0,
+    ),
+    (
         "collab yws updates/s (window)",
         True,
         ("collab_yws", "window", "updates_per_s"),
@@ -1322,6 +1344,13 @@ METRICS = [
     ),
     ("collab yws p99 (ms, RATE)", False, ("collab_yws", "paced", "p99_ms"), ("collab_yws",), True),
     ("collab yws DB writes/doc/min", False, ("collab_yws", "db_writes_per_doc_per_min"), (), 0),
+    (
+        "collab yws update-log rows/doc/min",
+        False,
+        ("collab_yws", "db_log_rows_per_doc_per_min"),
+        (),
+        0,
+    ),
 ]
 
 

@@ -51,6 +51,7 @@ WRITE_LOG_SQL = {
     "sqlite": [
         "DROP TRIGGER IF EXISTS bench_log_accounts_user",
         "DROP TRIGGER IF EXISTS bench_log_notes_note",
+        "DROP TRIGGER IF EXISTS bench_log_notes_noteupdate",
         "DROP TABLE IF EXISTS bench_write_log",
         "CREATE TABLE bench_write_log (tbl TEXT, row_id TEXT, at REAL, val REAL)",
         # val: the stored last_active_at (the application's clock, which its throttle uses),
@@ -64,10 +65,16 @@ WRITE_LOG_SQL = {
         """CREATE TRIGGER bench_log_notes_note AFTER UPDATE ON notes_note
            BEGIN INSERT INTO bench_write_log VALUES (
              'notes_note', NEW.id, (julianday('now') - 2440587.5) * 86400.0, NULL); END""",
+        # The update log: one row per accepted update (row_id: the note).
+        """CREATE TRIGGER bench_log_notes_noteupdate AFTER INSERT ON notes_noteupdate
+           BEGIN INSERT INTO bench_write_log VALUES (
+             'notes_noteupdate', NEW.note_id, (julianday('now') - 2440587.5) * 86400.0,
+             NULL); END""",
     ],
     "postgresql": [
         "DROP TRIGGER IF EXISTS bench_log_accounts_user ON accounts_user",
         "DROP TRIGGER IF EXISTS bench_log_notes_note ON notes_note",
+        "DROP TRIGGER IF EXISTS bench_log_notes_noteupdate ON notes_noteupdate",
         "DROP TABLE IF EXISTS bench_write_log",
         "CREATE TABLE bench_write_log (tbl text, row_id text, at double precision, "
         "val double precision)",
@@ -88,6 +95,16 @@ WRITE_LOG_SQL = {
                 FOR EACH ROW EXECUTE FUNCTION bench_log_{table}()"""
             for table in ("accounts_user", "notes_note")
         ],
+        # The update log: one row per accepted update (row_id: the note; val: the
+        # transaction id, so that the group commits can be counted).
+        """CREATE OR REPLACE FUNCTION bench_log_notes_noteupdate() RETURNS trigger AS $$
+            BEGIN
+              INSERT INTO bench_write_log VALUES ('notes_noteupdate', NEW.note_id::text,
+                extract(epoch from clock_timestamp()), txid_current());
+              RETURN NULL;
+            END $$ LANGUAGE plpgsql""",
+        """CREATE TRIGGER bench_log_notes_noteupdate AFTER INSERT ON notes_noteupdate
+            FOR EACH ROW EXECUTE FUNCTION bench_log_notes_noteupdate()""",
     ],
 }
 

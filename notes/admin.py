@@ -14,7 +14,7 @@ class NoteAdmin(admin.ModelAdmin):
     list_display = ("title", "owner", "updated_at", "created_at")
     search_fields = ("title",)
     autocomplete_fields = ("owner",)
-    readonly_fields = ("yjs_state_size", "created_at", "updated_at")
+    readonly_fields = ("yjs_state_size", "logged_updates", "created_at", "updated_at")
     exclude = ("yjs_state",)
     list_select_related = ("owner",)
     inlines = [NoteGrantInline]
@@ -22,6 +22,10 @@ class NoteAdmin(admin.ModelAdmin):
     @admin.display(description="Yjs state (bytes)")
     def yjs_state_size(self, obj: Note) -> int:
         return len(obj.yjs_state or b"")
+
+    @admin.display(description="Updates in the log (not yet merged by a save)")
+    def logged_updates(self, obj: Note) -> int:
+        return obj.updates.count()
 
 
 @admin.register(NoteGrant)

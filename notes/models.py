@@ -87,6 +87,24 @@ class Note(models.Model):
         return Permission.READ if perms else None
 
 
+class NoteUpdate(models.Model):
+    """One accepted Yjs update of a note's live document, stored before it is acknowledged
+    or relayed (the update log). A save merges the log into ``Note.yjs_state`` and deletes
+    the rows it merged, in one transaction (``notes.yjs.merge_save``); a load applies the
+    stored state plus the log (``notes.yjs.load_state``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    note = models.ForeignKey(Note, on_delete=models.CASCADE, related_name="updates")
+    update = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["note", "id"], name="note_update_log")]
+
+    def __str__(self) -> str:
+        return f"update {self.pk} of {self.note_id}"
+
+
 class NoteGrant(models.Model):
     """Gives a principal (a user, a group, or everyone) read or write on a note."""
 

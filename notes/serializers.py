@@ -114,8 +114,9 @@ class StrictCharField(serializers.CharField):
 
 
 class NoteContentSerializer(serializers.Serializer):
-    """``data.content``: the client-rendered copy. ``json`` is a ProseMirror document object
-    (checked further when it is applied to the Yjs document); ``md`` / ``html`` are strings."""
+    """``data.content`` as a client sends it. ``json`` is a ProseMirror document object
+    (checked further when it is applied to the Yjs document; the server then stores its own
+    rendering of the document, ``notes.yjs.rendered_content``); ``md`` / ``html`` are strings."""
 
     md = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
     html = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)

@@ -10,9 +10,11 @@ Contract (docs/notes.md has the tables):
   (schema, storable JSON, ``DOC_MAX_CONTENT_BYTES``), else 400 and nothing changes. A
   ``data.content`` with a ProseMirror ``json`` object is applied to the stored Yjs state
   (``notes.yjs.content_change_update``) and the resulting Yjs update is published to the live
-  document on every instance. Content without ``json`` on a note that has a Yjs state, or
-  whose document is open in an editor, cannot be merged: 409 ``conflict``, nothing changes.
-  On a note with neither it is simply stored.
+  document on every instance; the stored ``data.content`` is then the server's rendering of
+  the resulting document (``notes.yjs.rendered_content``: the client's md/html are not kept).
+  Content without ``json`` on a note that has a Yjs state, or whose document is open in an
+  editor, cannot be merged: 409 ``conflict``, nothing changes. On a note with neither it is
+  simply stored.
 - Every successful change of an existing note emits ``note-events`` to ``note.<id>`` (after
   commit, via ``realtime.push``): the note as the REST API shows it minus the per-caller
   ``access``, or ``{"id", "deleted": true}`` on delete. A change that rolls back announces nothing.
@@ -31,7 +33,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 from pycrdt import XmlFragment
 from rest_framework import exceptions, status
 
@@ -42,13 +44,15 @@ from realtime.conf import realtime_settings
 from realtime.sessions import get_registry
 
 from .content import check_content
-from .models import Note, NoteGrant, Permission, PrincipalType
+from .models import Note, NoteGrant, NoteUpdate, Permission, PrincipalType
 from .yjs import (
     FRAGMENT,
     ContentError,
     content_change_update,
+    current_state,
     doc_from_state,
     fragment_to_prosemirror,
+    rendered_content,
     seed_state,
 )
 
@@ -69,12 +73,15 @@ class BadRequest(exceptions.APIException):
 
 def note_queryset() -> QuerySet[Note]:
     """Notes as the API shows them: owner joined, ``yjs_state`` never loaded, plus a
-    ``has_yjs_state`` flag."""
+    ``has_yjs_state`` flag (a stored state or any row in the update log)."""
     return (
         Note.objects.select_related("owner")
         .defer("yjs_state")
         .annotate(
-            has_yjs_state=ExpressionWrapper(Q(yjs_state__isnull=False), output_field=BooleanField())
+            has_yjs_state=ExpressionWrapper(
+                Q(yjs_state__isnull=False) | Exists(NoteUpdate.objects.filter(note=OuterRef("pk"))),
+                output_field=BooleanField(),
+            )
         )
     )
 
@@ -137,7 +144,9 @@ def readable_notes(user: User) -> list[Note]:
 def _lock(note_id: object, *fields: str) -> Note:
     """The note's row, locked until the transaction ends (only ``fields`` loaded); 404 if it
     was deleted since the access check."""
-    note = Note.objects.select_for_update().only("id", *fields).filter(pk=note_id).first()
+    note = (
+        Note.objects.select_for_update(no_key=True).only("id", *fields).filter(pk=note_id).first()
+    )
     if note is None:
         raise exceptions.NotFound("No such note.")
     return note
@@ -165,8 +174,9 @@ def _announce(note: Note) -> None:
 def create_note(user: User, title: str, data: dict[str, Any] | None = None) -> Note:
     """Create a note owned by ``user``.
 
-    A ``data.content.json`` document seeds the Yjs state at once (so the collaborative document
-    and the REST copy start equal); JSON that is not a ProseMirror document is a 400.
+    A ``data.content.json`` document seeds the Yjs state at once, and ``data.content`` is the
+    server's rendering of it (so the collaborative document and the REST copy start equal);
+    JSON that is not a ProseMirror document is a 400.
     """
     data = dict(data or {})
     _check_content(data)
@@ -177,6 +187,7 @@ def create_note(user: User, title: str, data: dict[str, Any] | None = None) -> N
             state = seed_state(pm_json)
         except ContentError as error:
             raise BadRequest(str(error)) from error
+        data["content"] = rendered_content(state)
     created = Note.objects.create(owner=user, title=title, data=data, yjs_state=state)
     # No note-events: nobody can have joined ``note.<id>`` of a note that did not exist.
     return _reload(created.pk, Permission.WRITE)
@@ -205,10 +216,13 @@ def _same_content(state: bytes | None, pm_json: dict) -> bool:
         return False
 
 
+def _stored_state(note_id: object) -> bytes:
+    return bytes(Note.objects.values_list("yjs_state", flat=True).get(pk=note_id))
+
+
 def document_is_open(note_id: object) -> bool:
-    """Whether a Socket.IO editor has the note's live document open on any instance (the
-    session registry's ``doc.note.<id>`` members). y-websocket clients are not registered
-    there; a document they alone hold open without a stored state is not detected."""
+    """Whether any editor — a Socket.IO socket or a y-websocket connection — has the note's
+    live document open on any instance (the session registry's ``doc.note.<id>`` members)."""
 
     async def members() -> list[str]:
         return await get_registry().group_members(push.doc_room(note_id))
@@ -242,13 +256,15 @@ def update_note(
             if "content" in data:
                 content = data["content"]
                 pm_json = content.get("json")
-                state = bytes(locked.yjs_state) if locked.yjs_state else None
+                state = current_state(note_id)  # the stored state and its update log
                 if isinstance(pm_json, dict):
                     if not _same_content(state, pm_json):
                         try:
                             update = content_change_update(note_id, pm_json)
                         except ContentError as error:
                             raise BadRequest(str(error)) from error
+                        state = _stored_state(note_id)
+                    content = rendered_content(state)
                 elif state or document_is_open(note_id):
                     raise Conflict(UNMERGEABLE_CONTENT)
                 merged["content"] = content

@@ -1,16 +1,26 @@
 """A note's Yjs document: load, seed from ProseMirror JSON, merge-save, content changes.
 
 The Yjs state in ``Note.yjs_state`` is the truth; ``Note.data["content"]`` ({md, html, json})
-is the client-rendered copy kept for Open WebUI compatibility and search.
+is rendered from it by the server on every save (``notes.render``), for Open WebUI
+compatibility and search; what a client renders is never stored for a collaborative note.
 
-- ``load_state(note)`` returns the bytes to build the server ``Doc`` from. A note with stored
-  content but no Yjs state is seeded here, on the server, from ``content.json`` into the XML
-  fragment ``prosemirror`` (the shape y-prosemirror reads) — clients never seed.
-- ``merge_save(note_id, state, content)`` merges a document state into the stored one inside a
-  ``select_for_update`` transaction: two instances saving in any order keep every edit, and an
-  older state never overwrites a newer one (Yjs merge is commutative and idempotent). The
-  rendered content is written after the state, in a savepoint: content the database refuses
-  is logged and dropped, never a reason to lose the state.
+- ``append_updates(batch)`` writes accepted updates to the update log (``NoteUpdate``) in one
+  transaction: the live document calls it (group-committed) before it acks or relays an update.
+- ``load_state(note)`` returns the bytes to build the server ``Doc`` from: the stored state
+  plus the update log. A note with stored content but neither is seeded here, on the server,
+  from ``content.json`` into the XML fragment ``prosemirror`` (the shape y-prosemirror reads) —
+  clients never seed.
+- ``merge_save(note_id, state)`` merges a document state and the update log into the stored
+  one inside a row-locked transaction and deletes the log rows it merged: two instances saving
+  in any order keep every edit, and an older state never overwrites a newer one (Yjs merge is
+  commutative and idempotent).
+- ``rendered_content(state)`` / ``store_rendered(note_id, state, content)``: after a save, the
+  content rendered from the merged state (outside the lock, off the ORM thread) is stored only
+  if the stored state is still the one it was rendered from, and only when it changed (then
+  ``updated_at`` moves): content the renderer or the database refuses is logged and dropped,
+  never a reason to lose the state.
+- ``fragment_to_prosemirror`` is the exact inverse of the seeding (``fill_fragment``) for a
+  document in canonical form (its docstring; docs/notes.md, *Rendering*).
 - ``content_change_update(note, pm_json)`` expresses a REST content change as a Yjs update
   against the stored state (replace the fragment's children), so live editors receive it as an
   ordinary edit instead of having it overwritten by their next save.
@@ -25,10 +35,12 @@ import logging
 from typing import Any
 
 from django.db import DataError, IntegrityError, transaction
+from django.utils import timezone
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText, merge_updates
 
 from .content import ContentError, check_prosemirror
-from .models import Note
+from .models import Note, NoteUpdate
+from .render import render_content
 
 logger = logging.getLogger("chorus.notes.yjs")
 
@@ -86,28 +98,76 @@ def fill_fragment(fragment: XmlFragment, pm_json: dict) -> None:
         _children(fragment, pm_json.get("content") or [])
 
 
+#: Mark order of the canonical JSON: the rank Tiptap's StarterKit gives its marks (link has
+#: priority 1000: first), with ProseMirror's basic-schema names fitted in (link, em, strong,
+#: code). Other marks follow, by name. Yjs keeps a text's marks as an unordered map, so the
+#: order must come from somewhere: ProseMirror itself sorts marks by schema rank.
+MARK_ORDER = ("link", "em", "bold", "strong", "code", "italic", "strike", "underline")
+_MARK_RANK = {name: rank for rank, name in enumerate(MARK_ORDER)}
+
+
+def _number(value: Any) -> Any:
+    """``value`` with every integral float made an int, at any depth (Yjs numbers come back
+    as floats; JSON from a JavaScript editor cannot tell 1.0 from 1)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _number(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_number(item) for item in value]
+    return value
+
+
+def _marks(attributes: dict) -> list[dict]:
+    """A text run's formatting attributes as ProseMirror marks, in ``MARK_ORDER``. A key
+    ``name--hash`` (y-prosemirror's overlapping marks) is the mark ``name``."""
+    marks = []
+    for key, attrs in attributes.items():
+        mark: dict[str, Any] = {"type": key.split("--", 1)[0]}
+        if attrs:
+            mark["attrs"] = _number(attrs)
+        marks.append(mark)
+    return sorted(marks, key=lambda m: (_MARK_RANK.get(m["type"], len(MARK_ORDER)), m["type"]))
+
+
 def fragment_to_prosemirror(fragment: XmlFragment) -> dict:
-    """The ProseMirror JSON of a ``prosemirror`` fragment (inverse of ``fill_fragment``)."""
+    """The ProseMirror JSON of a ``prosemirror`` fragment: the exact inverse of
+    ``fill_fragment`` for a document in canonical form, which is how ProseMirror's
+    ``toJSON`` writes one, except for what Yjs does not keep (docs/notes.md, *Rendering*):
+
+    - a node is ``{"type", "attrs"?, "content"?}``: ``attrs`` only when it holds a non-null
+      value (null node attributes are not stored, as y-prosemirror does), ``content`` only
+      when not empty — except the ``doc``, whose ``content`` is always a list;
+    - a text node is ``{"type": "text", "text", "marks"?}``, never empty, adjacent runs with
+      the same marks merged; marks are sorted by ``MARK_ORDER``, a mark's ``attrs`` only when
+      not empty (kept as stored, nulls included);
+    - numbers: an integral float is an int, at any depth of ``attrs``.
+    """
 
     def convert(children) -> list[dict]:
         out: list[dict] = []
         for child in children:
             if isinstance(child, XmlText):
                 for chunk, attrs in child.diff():
+                    if not isinstance(chunk, str) or not chunk:
+                        continue  # an embed (y-prosemirror writes none) or nothing
                     node: dict[str, Any] = {"type": "text", "text": chunk}
                     if attrs:
-                        node["marks"] = [
-                            {"type": k, **({"attrs": v} if v else {})} for k, v in attrs.items()
-                        ]
-                    out.append(node)
+                        node["marks"] = _marks(attrs)
+                    previous = out[-1] if out else None
+                    if (
+                        previous is not None
+                        and previous["type"] == "text"
+                        and previous.get("marks") == node.get("marks")
+                    ):
+                        previous["text"] += chunk
+                    else:
+                        out.append(node)
             else:
                 node = {"type": child.tag}
-                attrs = dict(child.attributes)
+                attrs = {k: _number(v) for k, v in child.attributes if v is not None}
                 if attrs:
-                    node["attrs"] = {
-                        k: int(v) if isinstance(v, float) and v.is_integer() else v
-                        for k, v in attrs.items()
-                    }
+                    node["attrs"] = attrs
                 content = convert(child.children)
                 if content:
                     node["content"] = content
@@ -134,21 +194,41 @@ def seed_state(pm_json: dict) -> bytes:
 # --- persistence ------------------------------------------------------------------------------
 
 
+def _logged(note_id) -> tuple[list[int], list[bytes]]:
+    """The ids and updates of the note's update log, oldest first."""
+    rows = list(
+        NoteUpdate.objects.filter(note_id=note_id).order_by("id").values_list("id", "update")
+    )
+    return [row_id for row_id, _ in rows], [bytes(update) for _, update in rows]
+
+
+def _with_log(stored: bytes | None, updates: list[bytes], *more: bytes) -> bytes | None:
+    """``stored`` with the logged ``updates`` (and ``more``) merged in; None if all are empty."""
+    parts = [part for part in (stored, *updates, *more) if part]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else merge_updates(*parts)
+
+
 def load_state(note_id) -> bytes:
-    """The note's Yjs state, seeding (and storing) it from ``content.json`` when missing.
+    """The note's Yjs state with its update log applied, seeding (and storing) it from
+    ``content.json`` when there is neither a stored state nor a log.
 
     Raises ``Note.DoesNotExist``. Seeding happens under the row lock, once.
     """
     note = Note.objects.only("yjs_state", "data").get(pk=note_id)
-    if note.yjs_state:
-        return bytes(note.yjs_state)
+    _, updates = _logged(note_id)
+    stored = bytes(note.yjs_state) if note.yjs_state else None
+    if stored or updates:
+        return _with_log(stored, updates)
     pm_json = ((note.data or {}).get("content") or {}).get("json")
     if not pm_json:
         return Doc().get_update()
     with transaction.atomic():
-        note = Note.objects.select_for_update().only("yjs_state", "data").get(pk=note_id)
-        if note.yjs_state:
-            return bytes(note.yjs_state)
+        note = Note.objects.select_for_update(no_key=True).only("yjs_state", "data").get(pk=note_id)
+        _, updates = _logged(note_id)
+        if note.yjs_state or updates:
+            return _with_log(bytes(note.yjs_state) if note.yjs_state else None, updates)
         try:
             state = seed_state(pm_json)
         except ContentError:
@@ -157,44 +237,147 @@ def load_state(note_id) -> bytes:
         return state
 
 
-def merge_save(note_id, state: bytes, content: dict | None = None) -> bytes:
-    """Merge ``state`` into the stored state under a row lock; returns the merged state.
+def append_updates(batch: list[tuple[str, bytes]]) -> list[bool | Exception]:
+    """Store ``(note_id, update)`` pairs in the update log, in order, in one transaction (a
+    group commit: ``realtime.db.orm_batched`` hands over every update that arrived while the
+    previous write ran). One result per pair: True, or ``Note.DoesNotExist`` for a note
+    deleted meanwhile (its updates are dropped; the others are stored)."""
+    rows = [NoteUpdate(note_id=note_id, update=update) for note_id, update in batch]
+    try:
+        with transaction.atomic():
+            NoteUpdate.objects.bulk_create(rows)
+        return [True] * len(rows)
+    except IntegrityError:  # a note was deleted: store the rest one by one
+        pass
+    results: list[bool | Exception] = []
+    for row in rows:
+        try:
+            with transaction.atomic():
+                row.pk = None
+                row.save(force_insert=True)
+            results.append(True)
+        except IntegrityError:
+            results.append(Note.DoesNotExist("The note was deleted."))
+    return results
 
-    ``content`` (the newest client-rendered {md, html, json}), when given, is then stored as
-    ``data["content"]`` by ``_store_content``: if that write fails the state is kept anyway.
+
+def logged_since(note_id, after_id: int) -> tuple[int, bytes | None]:
+    """The note's update-log rows with an id above ``after_id``: the highest id (or
+    ``after_id``) and the rows merged into one update (None when there are none)."""
+    rows = list(
+        NoteUpdate.objects.filter(note_id=note_id, id__gt=after_id)
+        .order_by("id")
+        .values_list("id", "update")
+    )
+    if not rows:
+        return after_id, None
+    return rows[-1][0], _with_log(None, [bytes(update) for _, update in rows])
+
+
+def current_state(note_id) -> bytes | None:
+    """The stored state with the update log merged in (inside a transaction that holds the
+    note's row lock, so that no save compacts the log meanwhile); None for neither."""
+    note = Note.objects.only("yjs_state").get(pk=note_id)
+    _, updates = _logged(note_id)
+    return _with_log(bytes(note.yjs_state) if note.yjs_state else None, updates)
+
+
+def merge_save(note_id, state: bytes) -> bytes:
+    """Merge ``state`` and the note's update log into the stored state under a row lock,
+    delete the log rows merged (by id: rows another instance adds meanwhile stay for the
+    next save), and return the merged state.
+
+    The content is rendered from it afterwards, outside the lock, and stored with
+    ``store_rendered``.
     Raises ``Note.DoesNotExist`` when the note was deleted, and what the database raises
-    for the state write (the caller retries).
+    for the state write (the caller retries; the log is then untouched).
     """
     with transaction.atomic():
-        note = Note.objects.select_for_update().only("yjs_state").get(pk=note_id)
+        note = Note.objects.select_for_update(no_key=True).only("yjs_state").get(pk=note_id)
+        row_ids, updates = _logged(note_id)
         stored = bytes(note.yjs_state) if note.yjs_state else None
-        merged = merge_updates(stored, state) if stored else state
+        merged = _with_log(stored, updates, state)
         Note.objects.filter(pk=note_id).update(yjs_state=merged)
-        if content is not None:
-            _store_content(note_id, content)
+        if row_ids:
+            NoteUpdate.objects.filter(pk__in=row_ids).delete()
         return merged
 
 
-def _store_content(note_id, content: dict) -> None:
-    """Set ``data["content"]`` in a savepoint (inside ``merge_save``'s transaction).
+def rendered_content(state: bytes | None) -> dict:
+    """``data.content`` as the server renders it from a Yjs state: ``{"md", "html",
+    "json"}`` of the ``prosemirror`` fragment (``notes.render``)."""
+    fragment = doc_from_state(state).get(FRAGMENT, type=XmlFragment)
+    return render_content(fragment_to_prosemirror(fragment))
 
-    A write the database or the encoder refuses (``_CONTENT_WRITE_ERRORS``: bad content, or
-    a stored ``data`` that cannot be read back and rewritten) is rolled back to the savepoint,
-    logged at WARNING with the note id only — never the content — and dropped. A savepoint
-    that cannot be rolled back (a broken connection) fails the whole save instead.
+
+def render_for_save(note_id, state: bytes) -> dict | None:
+    """The content rendered from a saved ``state``, or None when the renderer cannot convert
+    it (e.g. nested deeper than Python recurses): logged at WARNING with the note id only."""
+    try:
+        return rendered_content(state)
+    except Exception as error:  # a renderer failure must never cost the state
+        _not_stored(note_id, error)
+        return None
+
+
+def render_saved(note_id, state: bytes) -> bool:
+    """Render a just-saved ``state`` and store it (``store_rendered``); outside any
+    transaction. True if the content was written."""
+    content = render_for_save(note_id, state)
+    return content is not None and store_rendered(note_id, state, content)
+
+
+def store_rendered(note_id, state: bytes, content: dict) -> bool:
+    """Store ``content`` (rendered from ``state``) as ``data["content"]`` under the row lock,
+    if the stored state is still ``state`` (else a later save renders its own); True if it
+    wrote.
+
+    Written only when it differs from the stored content; ``updated_at`` moves only when
+    the ProseMirror JSON differs (a change of md/html alone — the rendering rules changed —
+    is stored without reordering the notes). An empty document does not replace a content
+    that has no ``json`` (none, or a legacy md/html copy). A write the database or the
+    encoder refuses (``_CONTENT_WRITE_ERRORS``: e.g. a text holding NUL on PostgreSQL, or a
+    stored ``data`` that is not an object or cannot be read back and rewritten) is logged at
+    WARNING with the note id only — never the content — and dropped.
     """
     try:
         with transaction.atomic():
-            data = Note.objects.filter(pk=note_id).values_list("data", flat=True).get()
-            Note.objects.filter(pk=note_id).update(data={**(data or {}), "content": content})
+            row = (
+                Note.objects.select_for_update(no_key=True)
+                .filter(pk=note_id)
+                .values_list("yjs_state", "data")
+                .first()
+            )
+            if row is None or row[0] is None or bytes(row[0]) != state:
+                return False  # deleted, or saved again since: that save renders its own
+            return _write_rendered(note_id, row[1], content)
     except _CONTENT_WRITE_ERRORS as error:
-        if transaction.get_rollback():
-            raise
-        logger.warning(
-            "Note %s: the rendered content was not stored (%s); the Yjs state was",
-            note_id,
-            type(error).__name__,
-        )
+        _not_stored(note_id, error)
+        return False
+
+
+def _not_stored(note_id, error: BaseException) -> None:
+    logger.warning(
+        "Note %s: the rendered content was not stored (%s); the Yjs state was",
+        note_id,
+        type(error).__name__,
+    )
+
+
+def _write_rendered(note_id, data: Any, content: dict) -> bool:
+    """Set ``data["content"]`` to ``content`` unless it is already stored (see
+    ``_store_rendered``); True if it wrote. Raises what the database raises, and
+    ``TypeError`` for a stored ``data`` that is not an object."""
+    stored = data.get("content") if isinstance(data, dict) else None
+    if stored == content:
+        return False
+    if not content["json"]["content"] and not (isinstance(stored, dict) and stored.get("json")):
+        return False  # an empty document has nothing better than what is stored (or nothing)
+    changes: dict[str, Any] = {"data": {**(data or {}), "content": content}}
+    if not isinstance(stored, dict) or stored.get("json") != content["json"]:
+        changes["updated_at"] = timezone.now()
+    Note.objects.filter(pk=note_id).update(**changes)
+    return True
 
 
 def content_change_update(note_id, pm_json: dict) -> bytes:
@@ -203,10 +386,13 @@ def content_change_update(note_id, pm_json: dict) -> bytes:
     Raises ``ContentError`` for JSON that is not a ProseMirror document.
     """
     with transaction.atomic():
-        note = Note.objects.select_for_update().only("yjs_state").get(pk=note_id)
-        doc = doc_from_state(bytes(note.yjs_state) if note.yjs_state else None)
+        note = Note.objects.select_for_update(no_key=True).only("yjs_state").get(pk=note_id)
+        row_ids, updates = _logged(note_id)
+        doc = doc_from_state(_with_log(bytes(note.yjs_state) if note.yjs_state else None, updates))
         before = doc.get_state()
         fill_fragment(doc.get(FRAGMENT, type=XmlFragment), pm_json)
         update = doc.get_update(before)
         Note.objects.filter(pk=note_id).update(yjs_state=doc.get_update())
+        if row_ids:
+            NoteUpdate.objects.filter(pk__in=row_ids).delete()
         return update

@@ -5,10 +5,22 @@ before anything is relayed (see ``realtime.documents``). Updates and awareness p
 accepted as int lists (what Open WebUI's client sends) or binary attachments. The user id
 and name relayed to others are the authenticated user's, never the client's.
 
+Awareness comes in two forms, told apart by the first byte: Open WebUI's JSON
+(``realtime.jsonawareness``: ``{"<client id>": state}``) or a y-protocols awareness update.
+Both go through the same rules (``DocumentRoom.apply_awareness``). A socket receives awareness
+in the form it last sent, Open WebUI's JSON until it has sent any; on join it is sent the
+states the document already has.
+
+``ydoc:document:state.sessions``: the session ids of every connection in the document on
+every instance, sorted — a Socket.IO socket's ``sid`` (its CONNECT ack, ``socket.id``), a
+y-websocket connection's ``y:<id>`` (a ``:`` never occurs in a Socket.IO sid), read from the
+session registry's ``doc.note.<id>`` group.
+
 Refusals: ``bad_request`` (bad id / payload / update / ``data.content``, or an operation on a
 document the socket has not joined), ``forbidden`` (no read access to join, no write access to
 update), ``not_found`` (no such note), ``too_large`` (update / awareness / document /
-``data.content`` size limits). An update whose ``data.content`` is refused is not applied.
+``data.content`` size limits). An update whose ``data.content`` is refused is not applied; a
+valid one is ignored (the server renders the stored content from the document on save).
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from pydantic import BeforeValidator, Field
 
 from notes.content import ContentError, ContentTooLarge, check_content
 
-from . import push
+from . import jsonawareness, push
 from .conf import realtime_settings
 from .documents import SIO, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
 from .events import EventError, Payload, no_such_note, note_access, on
@@ -93,6 +105,7 @@ async def _state(conn, room: DocumentRoom) -> RawJSON:
     (``Outbound.begin_reply``; the consumer ends it after the ack), encoded once."""
     registry = get_registry()
     await registry.join_group(room.group, [conn.sid])
+    await room.settled()  # nothing goes out that is not in the update log
     state = room.state_payload(await registry.group_members(room.group))
     conn.out.begin_reply()
     await conn.send_frame(push.event_frame("ydoc:document:state", state))
@@ -133,6 +146,7 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
         writable=access == "write",
         send=conn.send_frame,
         revoke=revoke,
+        awareness_json=True,  # Open WebUI's form until the socket sends y-protocols
     )
     conn.documents[str(note_id)] = room
     await conn.join(room.group)
@@ -144,6 +158,9 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
         raise no_such_note()
     room.clients[conn.sid].writable = access == "write"
     state = await _state(conn, room)
+    known = room.awareness_entries()
+    if known:  # as a y-websocket client gets them on accept
+        await conn.send_frame(room.awareness_frame(known, None, as_json=True))
     await push.aemit(
         room.group,
         "ydoc:user:joined",
@@ -170,16 +187,39 @@ async def document_update(conn, payload: DocumentUpdate) -> dict:
     _, room = _joined(conn, payload.document_id)
     if not room.clients[conn.sid].writable:
         raise EventError("forbidden", "You may not edit this note.")
-    content = _checked_content(payload)
+    _checked_content(payload)  # checked (a bad one refuses the event), then ignored
     try:
-        await room.apply(payload.update, conn.sid, str(conn.user.pk), content)
+        integrated = await room.apply(payload.update, conn.sid, str(conn.user.pk))
     except DocError as error:
         raise EventError(error.code, error.message) from None
+    if not integrated:
+        await _ask_for_missing(conn, room)
     return {}
 
 
+async def _ask_for_missing(conn, room: DocumentRoom) -> None:
+    """The update builds on changes the server does not have: the client holds state the
+    server lacks (e.g. it kept editing across a server crash). Never acked as success:
+    ``ydoc:document:sync`` asks for the difference (the server's state vector; the client
+    answers with ``ydoc:document:update`` carrying ``Y.encodeStateAsUpdate(doc, vector)``)
+    and the ack is the error ``missing_updates`` with the same vector."""
+    vector = list(room.doc.get_state())
+    await conn.send_frame(
+        push.event_frame(
+            "ydoc:document:sync", {"document_id": room.document_id, "state_vector": vector}
+        )
+    )
+    raise EventError(
+        "missing_updates",
+        "The update builds on changes the server does not have; send them"
+        " (Y.encodeStateAsUpdate(doc, state_vector)).",
+        state_vector=vector,
+    )
+
+
 def _checked_content(payload: DocumentUpdate) -> dict | None:
-    """The update's ``data.content`` as stored ({md?, html?, json?}), or None if it has none.
+    """The update's ``data.content`` ({md?, html?, json?}) once checked, or None if it has
+    none. Checked only: nothing stores it (``notes.yjs.merge_save`` renders the content).
 
     Raises ``EventError`` (``too_large`` over ``DOC_MAX_CONTENT_BYTES``, else ``bad_request``)
     for content ``notes.content.check_content`` refuses: then the update is not applied
@@ -205,11 +245,18 @@ async def document_leave(conn, payload: DocumentRef) -> dict:
 
 @on("ydoc:awareness:update", AwarenessUpdate)
 async def awareness_update(conn, payload: AwarenessUpdate) -> dict:
+    """Open WebUI's JSON form or a y-protocols update; from then on the socket receives
+    awareness in the form it sent."""
     _, room = _joined(conn, payload.document_id)
+    as_json = jsonawareness.is_json_form(payload.update)
+    apply = room.apply_json_awareness if as_json else room.apply_awareness
     try:
-        await room.apply_awareness(payload.update, conn.sid, str(conn.user.pk))
+        await apply(payload.update, conn.sid, str(conn.user.pk))
     except DocError as error:
         raise EventError(error.code, error.message) from None
+    client = room.clients.get(conn.sid)
+    if client is not None:
+        client.awareness_json = as_json
     return {}
 
 

@@ -8,13 +8,16 @@ states, and the debounced saves. A document's life, in order:
   Yjs state is seeded on the server (``notes.yjs.load_state``); a failed load leaves nothing
   behind and nothing is ever saved from it;
 - change: ``apply`` — an update is applied to the server ``Doc`` first (malformed → refused,
-  neither stored nor relayed), then relayed to every local editor except its sender, encoded
-  once per frame type, and queued once for the other instances (``chorus.doc`` messages,
-  which they apply to their own ``Doc``; published in order by the hub's outbox, so the
-  sender never waits for the layer, and not at all on a single-process layer);
+  neither stored nor relayed), what it changed is written to the note's update log (durable,
+  group-committed: ``append_update``) — only then is it acknowledged and relayed to every
+  local editor except its sender, encoded once per frame type, and queued once for the other
+  instances (``chorus.doc`` messages, which they apply to their own ``Doc``; published in
+  order by the hub's outbox, so the sender never waits for the layer, and not at all on a
+  single-process layer);
 - store: ``save`` — trailing debounce ``DOC_SAVE_DEBOUNCE`` with ceiling ``DOC_SAVE_MAX_WAIT``;
-  merges into the stored state under a row lock (``notes.yjs.merge_save``); a failed save is
-  logged, retried with backoff and keeps the document dirty and in memory;
+  merges the state and the update log into the stored state under a row lock and deletes the
+  log rows merged (``notes.yjs.merge_save``); a failed save is logged, retried with backoff
+  and keeps the document dirty and in memory;
 - unload: when the last local editor leaves the room is flushed, then dropped from memory —
   only after re-checking that no editor came back and nothing is dirty.
 
@@ -39,14 +42,24 @@ from pycrdt import Doc, get_update, merge_updates
 
 from config import json_safety
 
-from . import push, socketio, yprotocol
+from . import jsonawareness, push, socketio, yprotocol
 from .conf import realtime_settings
-from .db import orm
+from .db import orm, orm_batched
 from .events import access_by_user
 from .hub import Coalesce, get_hub
 from .protocol_errors import DecodeError
 
 logger = logging.getLogger("chorus.realtime.documents")
+
+
+def _append_updates(batch: list[tuple[str, bytes]]) -> list:
+    from notes.yjs import append_updates
+
+    return append_updates(batch)
+
+
+#: One update into the note's log; concurrent calls on a process share one transaction.
+append_update = orm_batched(_append_updates)
 
 SIO, YWS = "sio", "yws"
 #: A Yjs update with no items and no deletions.
@@ -119,6 +132,9 @@ class DocClient:
 
     ``send`` takes a text frame (sio) or bytes (yws) and must never raise; ``revoke`` ends
     the client's editing when its read access is gone (see ``DocumentRoom.recheck_access``).
+    ``awareness_json``: a Socket.IO client gets awareness in Open WebUI's JSON form
+    (``realtime.jsonawareness``) rather than as y-protocols bytes; y-websocket clients always
+    get y-protocols.
     """
 
     key: str
@@ -128,6 +144,7 @@ class DocClient:
     writable: bool
     send: Callable[[str | bytes], Awaitable[None]]
     revoke: Callable[[], Awaitable[None]] | None = None
+    awareness_json: bool = False
 
 
 class DocumentRoom:
@@ -137,13 +154,21 @@ class DocumentRoom:
         self.group = push.doc_room(note_id)
         self.doc = Doc()
         self.doc.apply_update(state)
+        #: What ``apply`` changed in the Doc (pycrdt's per-transaction updates, captured only
+        #: while ``apply`` applies): the update log gets exactly what the Doc integrated.
+        self._changes: list[bytes] = []
+        self._capturing = False
+        self.doc.observe(self._on_transaction)
+        #: The newest update-log write (``settled`` waits for it before the state goes out).
+        self._last_write: asyncio.Future | None = None
+        #: The highest update-log row id ``catch_up`` has taken in.
+        self._log_seen = 0
         self.clients: dict[str, DocClient] = {}
         self.awareness: dict[int, Aware] = {}
         #: Bytes of the states in ``awareness`` (bounded by AWARENESS_MAX_DOCUMENT_BYTES), and
         #: how many ids each owner holds (bounded by AWARENESS_MAX_IDS_PER_CONNECTION).
         self.awareness_bytes = 0
         self._owned: collections.Counter[str | None] = collections.Counter()
-        self.content: dict | None = None
         self.dirty_since: float | None = None
         self.size = len(state)
         #: Updates given to the Doc that it could not integrate yet, and their bytes (``_park``).
@@ -180,34 +205,47 @@ class DocumentRoom:
                     " changes they build on count).",
                 )
 
+    def _on_transaction(self, event) -> None:
+        if self._capturing:
+            self._changes.append(event.update)
+
     async def apply(
         self,
         update: bytes,
         origin: str | None,
         user_id: str | None,
-        content: dict | None = None,
         publish: bool = True,
         whole: bool = False,
-    ) -> None:
-        """Apply ``update`` to the server Doc, relay it, publish it (unless it came from
-        another instance: ``publish=False``), schedule a save. ``whole``: see
-        ``check_update_size``. Returns False when the document could not integrate all of it
-        yet (it builds on changes the server has not seen: see ``_park``)."""
+    ) -> bool:
+        """Apply ``update`` to the server Doc, store what it changed in the update log
+        (durable before this returns, and before anything is relayed or published), relay
+        it, publish it (unless it came from another instance: ``publish=False``, already
+        logged there), schedule a save. ``whole``: see ``check_update_size``.
+
+        Returns False when the document could not integrate all of it yet (it builds on
+        changes the server has not seen: see ``_park``); what did integrate is logged and
+        relayed. Raises ``DocError``: ``not_found`` (the note was deleted), ``internal_error``
+        (the log write failed: nothing relayed; the change stays in memory and is stored by
+        the next save)."""
         self.check_update_size(update, whole=whole or not publish)
+        self._capturing = True
         try:
             yprotocol.check_update(update)
             self.doc.apply_update(update)
         except ValueError:  # DecodeError included
             raise DocError("bad_request", "The update is not a valid Yjs update.") from None
+        finally:
+            self._capturing = False
+            changes, self._changes = self._changes, []
         if update == EMPTY_UPDATE:
             return True  # e.g. a y-websocket client's first sync reply: nothing to relay or save
         integrated = self._park(update)
         self._state_json = None
         if integrated:
             self.size += len(update)
-        if content is not None:
-            self.content = content
         self.schedule_save()
+        if publish and changes:
+            await self._log(changes[0] if len(changes) == 1 else merge_updates(*changes))
         await self.relay_update(update, origin, user_id)
         if publish:
             await get_hub().publish_to_peers(
@@ -230,6 +268,32 @@ class DocumentRoom:
                 else None,
             )
         return integrated
+
+    async def _log(self, change: bytes) -> None:
+        """Store ``change`` in the note's update log (group-committed with every update
+        waiting on this process); returns once it is durable."""
+        write = asyncio.ensure_future(append_update((self.note_id, change)))
+        self._last_write = write
+        try:
+            await asyncio.shield(write)
+        except Exception as error:
+            from notes.models import Note
+
+            if isinstance(error, Note.DoesNotExist):
+                raise DocError("not_found", "No such note.") from None
+            logger.exception("Note %s: an update could not be stored in the log", self.note_id)
+            raise DocError(
+                "internal_error", "The update could not be stored; it was not accepted."
+            ) from None
+
+    async def settled(self) -> None:
+        """Take in what other instances logged and this Doc lacks (``catch_up``), then wait
+        until every update applied here is in the update log (writes complete in order), so
+        that a state sent right after holds every acknowledged edit and nothing that is not
+        durable."""
+        await self.catch_up()
+        while self._last_write is not None and not self._last_write.done():
+            await asyncio.wait([self._last_write])
 
     def _park(self, update: bytes) -> bool:
         """Account for what the Doc could not integrate of an update it was just given.
@@ -281,6 +345,7 @@ class DocumentRoom:
         )
         rebuilt = Doc()
         rebuilt.apply_update(self.doc.get_update())
+        rebuilt.observe(self._on_transaction)
         self.doc = rebuilt
         self.pending, self.pending_bytes, self._pending_checked_at = [], 0, b""
 
@@ -320,7 +385,7 @@ class DocumentRoom:
     async def apply_awareness(
         self, update: bytes, origin: str | None, user_id: str | None, publish: bool = True
     ) -> None:
-        """Track and relay an awareness update (never stored).
+        """Track and relay a y-protocols awareness update (never stored).
 
         Ownership: a client id belongs to the connection (``origin``) that introduced it; only
         that connection may set or clear it (another connection of the same user takes it
@@ -328,22 +393,54 @@ class DocumentRoom:
         ``AWARENESS_MAX_IDS_PER_CONNECTION`` ids for the connection, states over
         ``AWARENESS_MAX_STATE_BYTES`` or that would take the document's states past
         ``AWARENESS_MAX_DOCUMENT_BYTES``, states that are not JSON, and stale clocks are
-        dropped; what is left is relayed (re-encoded) and published. A message that does not
-        decode is refused (``bad_request``)."""
-        if len(update) > realtime_settings.DOC_MAX_AWARENESS_BYTES:
-            raise DocError("too_large", "The awareness update is larger than allowed.")
+        dropped; what is left is relayed (re-encoded, in each client's form) and published.
+        A message that does not decode is refused (``bad_request``)."""
+        self._check_awareness_size(update)
         try:
             entries = yprotocol.decode_awareness_update(update)
         except DecodeError:
             raise DocError("bad_request", "Not a valid awareness update.") from None
+        await self._accept_awareness(entries, origin, user_id, publish)
+
+    async def apply_json_awareness(
+        self, update: bytes, origin: str | None, user_id: str | None
+    ) -> None:
+        """Track and relay an awareness update in Open WebUI's JSON form
+        (``realtime.jsonawareness``) under the rules of ``apply_awareness``. The form has no
+        clocks: the server gives each entry ``max(last clock + 1, milliseconds since the
+        epoch)``, so that y-protocols peers, which keep the last clock of a client id even
+        after its state is gone, take every new state as newer. Once accepted the entries are
+        y-protocols entries like any other (peers on other instances get them so)."""
+        self._check_awareness_size(update)
+        try:
+            states = jsonawareness.decode(update)
+        except DecodeError:
+            raise DocError("bad_request", "Not a valid awareness update.") from None
+        now = int(time.time() * 1000)
+        entries = []
+        for client_id, state in states:
+            known = self.awareness.get(client_id)
+            entries.append((client_id, max(known.clock + 1 if known else 1, now), state))
+        await self._accept_awareness(entries, origin, user_id, publish=True)
+
+    @staticmethod
+    def _check_awareness_size(update: bytes) -> None:
+        if len(update) > realtime_settings.DOC_MAX_AWARENESS_BYTES:
+            raise DocError("too_large", "The awareness update is larger than allowed.")
+
+    async def _accept_awareness(
+        self,
+        entries: list[tuple[int, int, str]],
+        origin: str | None,
+        user_id: str | None,
+        publish: bool,
+    ) -> None:
+        """Keep the entries the rules allow; relay them to the local editors and publish."""
         accepted = [e for e in entries if self._take_awareness(e, origin, user_id)]
         if not accepted:
             return
         update = yprotocol.encode_awareness_update(accepted)
-        payload = {"document_id": self.document_id, "user_id": user_id}
-        await self._broadcast(
-            origin, "ydoc:awareness:update", payload, update, yprotocol.encode_awareness
-        )
+        await self._relay_awareness(origin, user_id, accepted, update)
         if publish:
             await get_hub().publish_to_peers(
                 self.group,
@@ -357,6 +454,43 @@ class DocumentRoom:
                     "note_id": self.note_id,
                 },
             )
+
+    async def _relay_awareness(
+        self,
+        origin: str | None,
+        user_id: str | None,
+        entries: list[tuple[int, int, str]],
+        update: bytes,
+    ) -> None:
+        """Send accepted entries to every local editor except ``origin``, each in its form:
+        y-websocket the awareness message of ``update``, Socket.IO ``ydoc:awareness:update``
+        with ``update`` as y-protocols bytes or as Open WebUI's JSON (``awareness_json``).
+        Each frame is built once, lazily."""
+        frames: dict[str, str | bytes] = {}
+        for client in tuple(self.clients.values()):
+            if client.key == origin:
+                continue
+            form = YWS if client.kind == YWS else "json" if client.awareness_json else "yjs"
+            frame = frames.get(form)
+            if frame is None:
+                if form == YWS:
+                    frame = yprotocol.encode_awareness(update)
+                else:
+                    frame = self.awareness_frame(entries, user_id, as_json=form == "json")
+                frames[form] = frame
+            await client.send(frame)
+
+    def awareness_frame(
+        self, entries: list[tuple[int, int, str]], user_id: str | None, as_json: bool
+    ) -> str:
+        """The ``ydoc:awareness:update`` event frame of ``entries``: ``update`` holds them as
+        a y-protocols awareness update, or in Open WebUI's JSON form when ``as_json``."""
+        if as_json:
+            data = jsonawareness.encode([(cid, state) for cid, _, state in entries])
+        else:
+            data = yprotocol.encode_awareness_update(entries)
+        payload = {"document_id": self.document_id, "user_id": user_id, "update": list(data)}
+        return push.event_frame("ydoc:awareness:update", payload)
 
     def _take_awareness(
         self, entry: tuple[int, int, str], origin: str | None, user_id: str | None
@@ -400,16 +534,18 @@ class DocumentRoom:
             if not self._owned[aware.owner]:
                 del self._owned[aware.owner]
 
-    def awareness_update(self) -> bytes | None:
-        """Every live awareness state as one update (None when there is none); states not
-        renewed within ``AWARENESS_TIMEOUT`` are forgotten first."""
+    def awareness_entries(self) -> list[tuple[int, int, str]]:
+        """Every live awareness state as ``(client id, clock, state)``; states not renewed
+        within ``AWARENESS_TIMEOUT`` are forgotten first."""
         cutoff = time.monotonic() - AWARENESS_TIMEOUT
         for client_id in [cid for cid, a in self.awareness.items() if a.seen < cutoff]:
             self._forget(client_id)
-        if not self.awareness:
-            return None
-        entries = [(cid, a.clock, a.state) for cid, a in self.awareness.items()]
-        return yprotocol.encode_awareness_update(entries)
+        return [(cid, a.clock, a.state) for cid, a in self.awareness.items()]
+
+    def awareness_update(self) -> bytes | None:
+        """Every live awareness state as one y-protocols update (None when there is none)."""
+        entries = self.awareness_entries()
+        return yprotocol.encode_awareness_update(entries) if entries else None
 
     async def forget_awareness(self, client: DocClient) -> None:
         """Broadcast a null state for each awareness client id ``client`` owned."""
@@ -458,10 +594,10 @@ class DocumentRoom:
             if self._save_timer is not None:
                 self._save_timer.cancel()
                 self._save_timer = None
-            state, content = self.doc.get_update(), self.content
-            dirty_since, self.dirty_since, self.content = self.dirty_since, None, None
+            state = self.doc.get_update()
+            dirty_since, self.dirty_since = self.dirty_since, None
             try:
-                merged = await orm(merge_save)(self.note_id, state, content)
+                merged = await orm(merge_save)(self.note_id, state)
             except Note.DoesNotExist:
                 logger.warning(
                     "Note %s was deleted while open; its edits are dropped", self.note_id
@@ -472,33 +608,61 @@ class DocumentRoom:
                     "Saving note %s failed; retrying in %.1fs", self.note_id, self._retry_delay
                 )
                 self.dirty_since = dirty_since
-                if content is not None and self.content is None:
-                    self.content = content
                 self.schedule_save(self._retry_delay)
                 self._retry_delay = min(self._retry_delay * 2, 30.0)
                 return False
             self._retry_delay = 0.5
             self.saves += 1
             self.size = len(merged)
+        await self._render(merged)
         await self._absorb(merged)
         if self.on_saved is not None:
             await self.on_saved(self)
         return True
 
+    async def _render(self, state: bytes) -> None:
+        """Store the content rendered from a just-saved state (REST shows it): rendered in a
+        worker thread, outside the row lock and off the ORM thread, then written if the
+        stored state is still this one (``notes.yjs.store_rendered``). Never fails the save:
+        what cannot be rendered or stored is logged and follows with a later save."""
+        from notes.yjs import render_for_save, store_rendered
+
+        try:
+            content = await asyncio.to_thread(render_for_save, self.note_id, state)
+            if content is not None:
+                await orm(store_rendered)(self.note_id, state, content)
+        except Exception:
+            logger.exception("Note %s: the rendered content was not stored", self.note_id)
+
     async def _absorb(self, stored: bytes) -> None:
-        """Apply the items the stored state holds and the server Doc lacks (e.g. from a
-        crashed instance's earlier save) and relay them to the local editors. Compared by
-        state vector: a stored deletion alone reaches editors when the document reloads."""
-        mirror = Doc()
-        mirror.apply_update(stored)
-        ours = yprotocol.decode_state_vector(self.doc.get_state())
-        theirs = yprotocol.decode_state_vector(mirror.get_state())
-        if all(ours.get(client, 0) >= clock for client, clock in theirs.items()):
+        """Apply what ``stored`` (a state or updates from the database: already durable)
+        holds that the server Doc lacks — e.g. a crashed instance's logged or saved edits —
+        and relay exactly that to the local editors (deletions included)."""
+        self._capturing = True
+        try:
+            self.doc.apply_update(stored)
+        finally:
+            self._capturing = False
+            changes, self._changes = self._changes, []
+        if changes:
+            self._state_json = None
+            change = changes[0] if len(changes) == 1 else merge_updates(*changes)
+            await self.relay_update(change, None, None)
+
+    async def catch_up(self) -> None:
+        """Take in the update-log rows this process has not applied: edits another instance
+        acknowledged and then died before it published them. Called before a state goes
+        out to a joining client (and a save merges the whole log anyway; a row committed
+        after a higher id was read waits for that save). A single process writes every row
+        itself: nothing to read."""
+        from notes.yjs import logged_since
+
+        if get_hub().single_process:
             return
-        missing = mirror.get_update(self.doc.get_state())
-        self.doc.apply_update(missing)
-        self._state_json = None
-        await self.relay_update(missing, None, None)
+        last_id, update = await orm(logged_since)(self.note_id, self._log_seen)
+        self._log_seen = max(self._log_seen, last_id)
+        if update is not None:
+            await self._absorb(update)
 
     async def recheck_access(self) -> None:
         """Re-read every local editor's access: write may become read (updates refused from
@@ -636,6 +800,7 @@ class DocumentManager:
 
     async def _answer_sync(self, room: DocumentRoom, message: dict) -> None:
         """Send the asking instance what its freshly loaded document lacks."""
+        await room.settled()
         missing = room.doc.get_update(message["payload"])
         if missing == EMPTY_UPDATE or not message.get("reply_to"):
             return

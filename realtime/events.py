@@ -33,15 +33,16 @@ from .hub import get_hub
 
 
 class EventError(Exception):
-    """A refused event; acked as ``{"error": {"code", "message"}}``."""
+    """A refused event; acked as ``{"error": {"code", "message", **details}}``."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **details: object) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
 
     def as_ack(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
 
 
 # --- schemas ----------------------------------------------------------------------------------

@@ -10,7 +10,14 @@ clients of both, on every instance.
 - A session like a Socket.IO socket's: registered (presence, ``MAX_SOCKETS_PER_USER`` across
   both endpoints: over it, close 4429), in the user's room (logout / revoke-all kicks).
 - Access: no read access, or no such note (not told apart): close 4403. Read-only clients'
-  step-2 and update messages are dropped and never relayed; their awareness is relayed.
+  step-2 and update messages are dropped and never relayed (their awareness is relayed); the
+  first one that carries a change is answered with the y-protocols auth message "permission
+  denied" (``READ_ONLY_REASON``), once per connection — again only after an update of it was
+  accepted (write access given back). A step 2 that brings nothing the server lacks (every
+  client sends one on connect) is dropped without a word.
+- Sessions: the connection is a member of the document's room (hub) and of its session
+  registry group while it is in the document, so ``ydoc:document:state.sessions`` lists its
+  id (``y:<16 characters>``) on every instance; it leaves both on every close path.
 - On accept: sync step 1 (the server's state vector) and the known awareness states.
   Step 1 from the client is answered with step 2 to that client only — unless the previous
   step 2 it was sent has not been taken yet (that one, and the updates after it, already
@@ -35,6 +42,8 @@ import logging
 import secrets
 import time
 
+from pycrdt import get_update
+
 from accounts.tokens import TokenRejected
 
 from . import yprotocol
@@ -42,18 +51,38 @@ from .conf import SYNC_HEADROOM, realtime_settings
 from .consumers import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
     CLOSE_UNAUTHORIZED,
     LeanConsumer,
 )
 from .db import validate_token
-from .documents import YWS, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
+from .documents import (
+    EMPTY_UPDATE,
+    YWS,
+    DocClient,
+    DocError,
+    DocumentRoom,
+    get_manager,
+    parse_document_id,
+)
 from .events import note_access
+from .hub import get_hub
 from .protocol_errors import DecodeError
 from .ratelimit import TokenBucket
+from .sessions import get_registry
 
 logger = logging.getLogger("chorus.realtime.yjs")
+
+#: The close code for a refused document operation (``DocError.code``); others: 4400.
+_DOC_ERROR_CLOSE = {
+    "too_large": CLOSE_TOO_LARGE,
+    "not_found": CLOSE_FORBIDDEN,  # the note was deleted: told apart from nothing else
+    "internal_error": CLOSE_INTERNAL_ERROR,  # not stored: the provider reconnects and resyncs
+}
+#: The reason sent with "permission denied" to a read-only client that sent a change.
+READ_ONLY_REASON = "read-only: you may not edit this note; your changes are not saved"
 
 
 class YjsConsumer(LeanConsumer):
@@ -65,6 +94,7 @@ class YjsConsumer(LeanConsumer):
         self.client: DocClient | None = None
         self.rooms: set[str] = set()
         self.sid = "y:" + secrets.token_urlsafe(12)
+        self._told_read_only = False
         self.connected_at = self.last_seen = time.time()
         self._expiry: asyncio.TimerHandle | None = None
         self._bucket = TokenBucket(
@@ -111,6 +141,10 @@ class YjsConsumer(LeanConsumer):
             await self.close(CLOSE_FORBIDDEN, "forbidden")
             return
         self.client.writable = access == "write"
+        # In the document's room and registry group (``sessions``); the keeper refreshes the
+        # membership like a Socket.IO socket's, ``disconnect`` undoes both.
+        await get_hub().join(self, self.room.group)
+        await get_registry().join_group(self.room.group, [self.sid])
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(
             max(0.0, validated.expires_at - time.time()),
@@ -129,7 +163,14 @@ class YjsConsumer(LeanConsumer):
             self._expiry.cancel()
         if self.room is not None and self.client is not None:
             room, client, self.room = self.room, self.client, None
-            await get_manager().leave(room, client)
+            get_hub().leave(self, room.group)
+            try:
+                await get_manager().leave(room, client)
+            finally:  # whatever failed before, the connection leaves ``sessions``
+                try:
+                    await get_registry().leave_group(room.group, self.sid)
+                except Exception:  # the membership expires on its own (SESSION_TTL)
+                    logger.exception("y-websocket %s: leaving the sessions group failed", self.sid)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.closed or self.room is None or self.client is None:
@@ -149,8 +190,7 @@ class YjsConsumer(LeanConsumer):
             logger.info("y-websocket %s: bad message (%s)", self.sid, error)
             await self.close(CLOSE_BAD_REQUEST, "bad message")
         except DocError as error:
-            close = CLOSE_TOO_LARGE if error.code == "too_large" else CLOSE_BAD_REQUEST
-            await self.close(close, error.code)
+            await self.close(_DOC_ERROR_CLOSE.get(error.code, CLOSE_BAD_REQUEST), error.code)
 
     async def _paced(self) -> None:
         """Take a token from the bucket, waiting for one if there is none."""
@@ -165,14 +205,25 @@ class YjsConsumer(LeanConsumer):
                 if self.out.reply_pending():
                     return  # the step 2 still on its way (and later updates) answer it
                 yprotocol.decode_state_vector(message.payload)  # before pycrdt sees it
+                await room.settled()  # nothing goes out that is not in the update log
+                if self.closed:
+                    return
                 self.out.begin_reply()
                 await self._send_bytes(
                     yprotocol.encode_sync_step2(room.doc.get_update(message.payload))
                 )
                 self.out.end_reply()
-            elif client.writable:  # step 2 or update; a read-only client's is dropped
+            else:  # step 2 or update; a read-only client's is dropped
                 step2 = message.subtype == yprotocol.SYNC_STEP2
-                await room.apply(message.payload, self.sid, client.user_id, whole=step2)
+                if client.writable:
+                    self._told_read_only = False
+                    if not await room.apply(message.payload, self.sid, client.user_id, whole=step2):
+                        # It builds on changes the server lacks: ask for them (stock providers
+                        # answer a step 1 with a step 2 holding everything the server lacks).
+                        await self._send_bytes(yprotocol.encode_sync_step1(room.doc.get_state()))
+                elif not self._told_read_only and _changes(room, message.payload, step2):
+                    self._told_read_only = True
+                    await self._send_bytes(yprotocol.encode_permission_denied(READ_ONLY_REASON))
         elif message.kind == yprotocol.MESSAGE_AWARENESS:
             await room.apply_awareness(message.payload, self.sid, client.user_id)
         elif message.kind == yprotocol.MESSAGE_QUERY_AWARENESS:
@@ -190,7 +241,8 @@ class YjsConsumer(LeanConsumer):
     # --- what the hub uses (logout / revoke-all kicks) --------------------------------------
 
     def deliver(self, shared) -> None:
-        """Socket.IO text frames broadcast to the user's room do not apply here."""
+        """Socket.IO text frames broadcast to the user's or the document's room do not apply
+        here."""
 
     async def send_frame(self, frame: str) -> None:
         """Socket.IO text frames (a join notice) do not apply here."""
@@ -199,4 +251,22 @@ class YjsConsumer(LeanConsumer):
         await self.close(CLOSE_UNAUTHORIZED, code)
 
     async def on_room_left(self, room: str) -> None:
-        """Nothing to do: this connection is only in its user's room."""
+        """Nothing to do: this connection is only in its user's room and its document's."""
+
+
+def _changes(room: DocumentRoom, update: bytes, step2: bool) -> bool:
+    """Whether ``update`` would change the document: any update but an empty one (a client
+    sends one only for a local change); a step 2 only if it holds items, or deletions, the
+    server's document lacks. ``DecodeError`` / ``ValueError`` for one that does not parse."""
+    yprotocol.check_update(update)  # before pycrdt sees it
+    if update == EMPTY_UPDATE:
+        return False
+    if not step2:
+        return True
+    state = room.doc.get_state()
+    theirs = yprotocol.delete_set(get_update(update, state))
+    if theirs is None:
+        return True  # items the server lacks
+    return bool(theirs) and not yprotocol.deletions_covered(
+        theirs, yprotocol.delete_set(room.doc.get_update(state)) or {}
+    )

@@ -18,10 +18,13 @@ Contract:
   the y-websocket reference server does, so relay the re-encoded message rather than the raw
   frame. ``decode_awareness_update`` is strict: trailing bytes raise ``DecodeError``.
 - Payloads (updates, state vectors) are not checked here; applying them belongs to pycrdt.
+  What is read of a Yjs v1 update itself: its leading client count (``check_update``), and
+  the delete set of one that holds no structs (``delete_set``).
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from realtime.protocol_errors import DecodeError
@@ -173,6 +176,16 @@ def encode_permission_denied(reason: str) -> bytes:
     return b"\x02\x00" + _write_var_string(reason)
 
 
+def decode_permission_denied(payload: bytes) -> str:
+    """The reason of an AUTH message body (``YMessage.payload``: ``varUint 0`` + varString);
+    ``DecodeError`` for another auth type or a body that does not parse."""
+    kind, pos = read_var_uint(payload, 0)
+    if kind != AUTH_PERMISSION_DENIED:
+        raise DecodeError("unknown auth message type")
+    reason, _ = _read_var_string(payload, pos)
+    return reason
+
+
 def decode_awareness_update(update: bytes) -> list[tuple[int, int, str]]:
     """Decode an awareness update into ``(client_id, clock, state_json)`` entries.
 
@@ -252,3 +265,61 @@ def unintegrated(leftover: bytes, state_vector: dict[int, int]) -> bool:
             if clock + length > known:
                 return True
     return False
+
+
+#: A delete set: ``{client: [(clock, length), ...]}``.
+DeleteSet = dict[int, list[tuple[int, int]]]
+
+
+def delete_set(update: bytes) -> DeleteSet | None:
+    """The delete set of a Yjs v1 update that holds no structs (its first varUint is 0: what
+    ``pycrdt.get_update`` leaves of an update the state vector covers); None when it holds
+    structs. ``DecodeError`` for one that does not parse, counts past its bytes and trailing
+    bytes included (each client and each range takes at least 2 bytes)."""
+    structs, pos = read_var_uint(update, 0)
+    if structs:
+        return None
+    result: DeleteSet = {}
+    clients, pos = read_var_uint(update, pos)
+    if clients * 2 > len(update) - pos:
+        raise DecodeError("delete set client count exceeds its length")
+    for _ in range(clients):
+        client, pos = read_var_uint(update, pos)
+        count, pos = read_var_uint(update, pos)
+        if count * 2 > len(update) - pos:
+            raise DecodeError("delete set range count exceeds its length")
+        ranges = result.setdefault(client, [])
+        for _ in range(count):
+            clock, pos = read_var_uint(update, pos)
+            length, pos = read_var_uint(update, pos)
+            ranges.append((clock, length))
+    if pos != len(update):
+        raise DecodeError("trailing bytes after the delete set")
+    return result
+
+
+def deletions_covered(deletions: DeleteSet, by: DeleteSet) -> bool:
+    """Whether every range of ``deletions`` lies within the ranges of ``by`` (nothing in it
+    is a deletion ``by`` lacks). Empty ranges count as covered."""
+    for client, ranges in deletions.items():
+        starts, ends = _merged(by.get(client, []))
+        for clock, length in ranges:
+            if not length:
+                continue
+            i = bisect.bisect_right(starts, clock) - 1
+            if i < 0 or ends[i] < clock + length:
+                return False
+    return True
+
+
+def _merged(ranges: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Sorted, merged ``ranges`` as parallel lists of starts and (exclusive) ends."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for clock, length in sorted(ranges):
+        if starts and clock <= ends[-1]:
+            ends[-1] = max(ends[-1], clock + length)
+        elif length:
+            starts.append(clock)
+            ends.append(clock + length)
+    return starts, ends

@@ -9,7 +9,7 @@ from django.urls import reverse
 from accounts.models import RevokedToken
 from accounts.tokens import issue_token_pair
 from channels_app.models import Channel, ChannelMember, Message, Reaction
-from notes.models import Note, NoteGrant, PrincipalType
+from notes.models import Note, NoteGrant, NoteUpdate, PrincipalType
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +66,13 @@ def test_revoke_all_sessions_action_voids_tokens(staff_client, auth_api, alice):
     )
     assert response.status_code == 200
     assert auth_api(access).get("/api/users/me/").status_code == 401
+
+
+def test_the_note_page_shows_how_many_updates_wait_in_the_log(staff_client, populated):
+    note = populated["note"]
+    NoteUpdate.objects.bulk_create([NoteUpdate(note=note, update=b"\x00\x00") for _ in range(3)])
+    page = staff_client.get(reverse("admin:notes_note_change", args=[note.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Updates in the log (not yet merged by a save)" in text
+    assert '<div class="readonly">3</div>' in text

@@ -30,7 +30,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from notes.models import Note, NoteGrant, Permission, PrincipalType
-from notes.yjs import FRAGMENT, doc_from_state, fragment_to_prosemirror
+from notes.yjs import FRAGMENT, current_state, doc_from_state, fragment_to_prosemirror
 from realtime import yprotocol
 from tests.live.harness import Client, DaphneServer, eventually
 
@@ -129,6 +129,16 @@ def stored_state(note_id: object) -> bytes | None:
 async def stored_doc(note_id: object) -> Doc:
     """The note's stored Yjs document (empty when nothing is stored)."""
     return doc_from_state(await stored_state(note_id))
+
+
+@database_sync_to_async
+def _durable_state(note_id: object) -> bytes | None:
+    return current_state(note_id)
+
+
+async def durable_doc(note_id: object) -> Doc:
+    """What the database holds for the note: the stored state plus the update log."""
+    return doc_from_state(await _durable_state(note_id))
 
 
 async def stored_is_empty(note_id: object) -> bool:

@@ -232,7 +232,7 @@ async def test_late_joiners_on_either_endpoint_receive_the_full_state(
     from_ack = Doc()
     from_ack.apply_update(bytes(ack["state"]))
     assert (content(from_ack), state_vector(from_ack)) == (view, vector)
-    assert len(ack["sessions"]) == 2  # the Socket.IO sockets in the document room
+    assert len(ack["sessions"]) == 4  # every connection: two Socket.IO, two y-websocket
     state_event = await late_sio.client.wait_for("ydoc:document:state")
     assert state_event["state"] == ack["state"]
 
@@ -307,7 +307,10 @@ async def test_seeded_note_read_only_first_viewer_sees_it_and_cannot_blank_it(
     stored = await until_stored(note.id, lambda doc: text_of(doc) == "edited")
     assert prosemirror(stored) == PM
     assert viewer.doc.client_id not in state_vector(stored)
-    assert (await stored_data(note.id))["content"] == rendered  # no update carried content
+    # The server's rendering of PM (issue 15: its own html, not the legacy copy's): the
+    # reader's blanking reached nothing.
+    server_html = "<h1>Plan</h1><p>Hello <strong>world</strong></p>"
+    assert (await stored_data(note.id))["content"] == {**rendered, "html": server_html}
 
 
 # --- 6. restart ----------------------------------------------------------------------------------

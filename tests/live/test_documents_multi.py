@@ -24,6 +24,7 @@ from tests.live.doc_peers import (
     converged,
     covers,
     create_note,
+    durable_doc,
     paragraphs,
     sio_peer,
     sorted_parts,
@@ -32,7 +33,7 @@ from tests.live.doc_peers import (
     text_of,
     until_stored,
 )
-from tests.live.harness import access
+from tests.live.harness import access, eventually
 
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -129,6 +130,8 @@ async def test_killed_instance_loses_nothing_the_peer_resyncs_to_the_other(
     add_paragraph(doc, "typed on A")
     await first.barrier()  # A has applied the edits ...
     assert await stored_state(note.id) is None  # ... and saved none of them
+    typed_on_a = content(doc)
+    assert content(await durable_doc(note.id)) == typed_on_a  # ... but logged all of them
 
     await asyncio.to_thread(a.kill)  # SIGKILL: no flush, no disconnect handling
     await first.closed()
@@ -137,10 +140,12 @@ async def test_killed_instance_loses_nothing_the_peer_resyncs_to_the_other(
     assert await stored_state(note.id) is None
     edits = (content(doc), state_vector(doc))
 
-    again = await ypeers(b, note.id, await access(people.owner), doc=doc, name="owner@B").start()
-    # The sync (the Provider's answer to B's step 1) re-sent everything B lacked.
+    # B loads the stored state plus A's log; the Provider's answer to B's step 1 re-sends
+    # what only the editor had (typed while offline, never acknowledged).
+    again = ypeers(b, note.id, await access(people.owner), doc=doc, name="owner@B")
+    await again.start(barrier=False)
     late = await ypeers(b, note.id, await access(people.reader), name="reader@B").start()
-    assert (content(late.doc), state_vector(late.doc)) == edits
+    await eventually(lambda: (content(late.doc), state_vector(late.doc)) == edits)
     assert (content(doc), state_vector(doc)) == edits  # nothing was lost locally either
 
     await again.leave()

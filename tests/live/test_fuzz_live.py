@@ -681,16 +681,21 @@ async def fuzz_scenario(
         state: dict = {}
 
         async def only_live() -> bool:
+            """The Socket.IO editor and one y-websocket connection (``y:<id>``: alice's
+            editor, whose id no client is told) — no fuzz connection."""
             state.update(
                 await sio.client.call("ydoc:document:state", {"document_id": sio.document_id})
             )
-            return state.get("sessions") == [sid]
+            listed = state.get("sessions", [])
+            others = [s for s in listed if s != sid]
+            return sid in listed and len(others) == 1 and others[0].startswith("y:")
 
         try:
             await eventually(only_live, timeout=5, every=0.5)
         except AssertionError:
             raise AssertionError(
-                f"the document lists sessions {state.get('sessions')}, only {[sid]} is alive"
+                f"the document lists sessions {state.get('sessions')}, only {[sid]} and the"
+                " y-websocket editor are alive"
             ) from None
 
     await problems.check("document sessions", sessions_true)

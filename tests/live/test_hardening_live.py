@@ -234,6 +234,18 @@ async def awareness_seen(ws: ClientConnection, within: float = 1.0) -> dict[int,
 # --- 1. bounded output per socket -----------------------------------------------------------------
 
 
+async def post_big_messages(server, channel_id: str, token: str, count: int) -> None:
+    """Post ``count`` messages of ~19 KB each to the channel (numbered ``message <i> ...``)."""
+    for index in range(count):
+        status, _ = await server.arequest(
+            "POST",
+            f"/api/channels/{channel_id}/messages/",
+            token=token,
+            body={"content": f"message {index} " + "y" * 19_000},
+        )
+        assert status == 201
+
+
 @pytest.mark.parametrize("direct", [True, False], ids=["direct-writes", "asgi-send"])
 async def test_a_client_that_never_reads_is_closed_and_memory_stays_bounded(
     servers, clients, make_user, direct
@@ -281,14 +293,7 @@ async def test_a_client_that_never_reads_is_closed_and_memory_stays_bounded(
             await slow.send(
                 f"42{ack_id}" + json.dumps(["ydoc:document:state", {"document_id": document_id}])
             )
-        for index in range(150):
-            status, _ = await server.arequest(
-                "POST",
-                f"/api/channels/{channel_id}/messages/",
-                token=owner_token,
-                body={"content": f"message {index} " + "y" * 19_000},
-            )
-            assert status == 201
+        await post_big_messages(server, channel_id, owner_token, 150)
         # The slow socket is closed and cleaned up like any disconnect.
         await eventually(gone, timeout=15)
         await eventually(lambda: len(received_messages(listener)) == 150, timeout=15)
@@ -406,14 +411,7 @@ async def test_under_uvicorn_closes_carry_their_codes_and_a_slow_client_is_dropp
     deaf.send("40" + json.dumps({"token": slow_token}))  # the 1009 above left no ghost
     deaf.send('42["user-join",{}]')
     await eventually(lambda: sessions_present(server, channel_id, owner_token, slow_user))
-    for index in range(400):
-        status, _ = await server.arequest(
-            "POST",
-            f"/api/channels/{channel_id}/messages/",
-            token=owner_token,
-            body={"content": f"message {index} " + "y" * 19_000},
-        )
-        assert status == 201
+    await post_big_messages(server, channel_id, owner_token, 400)
     await eventually(absent(server, channel_id, owner_token, slow_user), timeout=15)
     await eventually(lambda: len(received_messages(listener)) == 400, timeout=15)
     assert received_messages(listener) == [str(i) for i in range(400)]
@@ -502,9 +500,11 @@ async def test_updates_with_missing_dependencies_count_against_doc_max_bytes(
     acks = []
     for index, update in enumerate(orphan_updates(40, 950_000)):
         acks.append(await call_raw_binary(ws, index + 2, "ydoc:document:update", document, update))
-    accepted = [ack for ack in acks if "error" not in ack]
-    assert 0 < len(accepted) <= limit // 950_000
-    assert {ack["error"]["code"] for ack in acks if "error" in ack} == {"too_large"}
+    # Held pending (never acked as success: ``missing_updates``) until the bound, then refused.
+    codes = [ack["error"]["code"] for ack in acks]
+    waiting = codes.count("missing_updates")
+    assert 0 < waiting <= limit // 950_000
+    assert set(codes[waiting:]) == {"too_large"}, codes
     y_orphan = await yws(server, note.id, token)
     await y_orphan.send(yprotocol.encode_sync_update(orphan_updates(1, 950_000)[0]))
     assert await close_code(y_orphan) == 1009
@@ -579,7 +579,8 @@ async def test_at_most_doc_max_pending_updates_wait(servers, clients, make_user)
         await editor.call("ydoc:document:update", {**document, "update": list(update)})
         for update in orphan_updates(25, 10)
     ]
-    assert acks[:20] == [{}] * 20
+    # Each one waits (acked ``missing_updates``, never success) until the bound.
+    assert [ack["error"]["code"] for ack in acks[:20]] == ["missing_updates"] * 20
     assert acks[20]["error"]["code"] == "too_large"
     doc = Doc()
     ack = await editor.call(

@@ -30,14 +30,20 @@ def rich_doc() -> dict:
     }
 
 
-def test_json_patch_updates_the_stored_yjs_state_and_content(auth_api, bob, note):
+def test_json_patch_updates_the_yjs_state_and_the_server_renders_the_content(auth_api, bob, note):
+    """The client's md/html are not kept: the stored content is rendered from the document."""
     grant(note, "write", user=bob)
-    content = {"md": "## T\n\nplain **bold**", "html": "<h2>T</h2>", "json": rich_doc()}
+    content = {"md": "client md", "html": "<h2>client</h2>", "json": rich_doc()}
     response = auth_api(bob).patch(f"/api/notes/{note.pk}/", {"data": {"content": content}})
     assert response.status_code == 200, response.content
-    assert response.json()["data"]["content"] == content
+    rendered = {
+        "md": "## T\n\nplain **bold**",
+        "html": "<h2>T</h2><p>plain <strong>bold</strong></p>",
+        "json": rich_doc(),
+    }
+    assert response.json()["data"]["content"] == rendered
     assert stored_json(note) == rich_doc()
-    assert note.data["content"] == content
+    assert note.data["content"] == rendered
 
 
 def test_a_second_json_patch_keeps_working(auth_api, alice, note):
@@ -48,7 +54,11 @@ def test_a_second_json_patch_keeps_working(auth_api, alice, note):
     response = client.patch(url, {"data": {"content": {"json": pm_doc("two", "three")}}})
     assert response.status_code == 200
     assert stored_json(note) == pm_doc("two", "three")
-    assert note.data["content"] == {"json": pm_doc("two", "three")}
+    assert note.data["content"] == {
+        "md": "two\n\nthree",
+        "html": "<p>two</p><p>three</p>",
+        "json": pm_doc("two", "three"),
+    }
 
 
 def test_json_patch_merges_with_edits_saved_by_a_live_editor(auth_api, alice, note):
@@ -140,7 +150,7 @@ def test_unchanged_json_leaves_the_state_alone(auth_api, alice, note):
     assert response.status_code == 200
     note.refresh_from_db()
     assert bytes(note.yjs_state) == before
-    assert note.data["content"]["md"] == "new md"
+    assert note.data["content"]["md"] == "hello\n\nworld"  # the server's, not "new md"
 
 
 def test_title_only_patch_does_not_touch_the_document(auth_api, alice, note):

@@ -7,8 +7,8 @@ import contextlib
 import logging
 
 import pytest
-from django.db import DataError, IntegrityError, connection, transaction
-from pycrdt import Doc, Text, XmlFragment
+from django.db import connection
+from pycrdt import Doc, Text, XmlElement, XmlFragment, XmlText
 
 from notes import services
 from notes.content import (
@@ -20,7 +20,14 @@ from notes.content import (
     content_size,
 )
 from notes.models import Note
-from notes.yjs import FRAGMENT, doc_from_state, fragment_to_prosemirror, merge_save, seed_state
+from notes.yjs import (
+    FRAGMENT,
+    doc_from_state,
+    fragment_to_prosemirror,
+    merge_save,
+    render_saved,
+    seed_state,
+)
 from tests.notes.helpers import pm_doc
 
 try:
@@ -279,22 +286,39 @@ def test_services_refuse_unstorable_content_below_the_http_parser(alice, note):
     assert _unchanged(note) == before
 
 
-# --- merge_save: the state is stored whatever happens to the content ------------------------
+# --- merge_save: the server renders the content; the state is stored whatever happens to it ----
 
 
-def _typed(note: Note, text: str) -> bytes:
-    """The note's stored state plus ``text`` appended to the Text ``t``."""
-    doc = doc_from_state(bytes(note.yjs_state) if note.yjs_state else None)
+def _typed(note: Note, text: str, **attrs) -> bytes:
+    """The note's stored state plus ``text`` appended to the Text ``t`` and, as a paragraph
+    (with ``attrs``), to the ``prosemirror`` fragment."""
+    doc = doc_from_state(_stored_state(note))
     doc.get("t", type=Text).insert(0, text)
+    paragraph = XmlElement("paragraph", attrs)
+    doc.get(FRAGMENT, type=XmlFragment).children.append(paragraph)
+    paragraph.children.append(XmlText(text))
     return doc.get_update()
 
 
-def _stored_state(note: Note) -> bytes:
-    return bytes(Note.objects.values_list("yjs_state", flat=True).get(pk=note.pk))
+def _stored_state(note: Note) -> bytes | None:
+    state = Note.objects.values_list("yjs_state", flat=True).get(pk=note.pk)
+    return bytes(state) if state is not None else None
+
+
+def _save(note_id, state: bytes) -> bytes:
+    """A live document's save: the state merged under the lock, then the content rendered
+    from it and stored."""
+    merged = merge_save(note_id, state)
+    render_saved(note_id, merged)
+    return merged
 
 
 def _stored_text(note: Note) -> str:
     return str(doc_from_state(_stored_state(note)).get("t", type=Text))
+
+
+def _stored(note: Note) -> tuple[dict, object]:
+    return Note.objects.values_list("data", "updated_at").get(pk=note.pk)
 
 
 @pytest.fixture
@@ -304,13 +328,81 @@ def save_warnings(caplog):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_save_stores_the_content_rendered_from_the_document_and_moves_updated_at(note):
+    Note.objects.filter(pk=note.pk).update(data={"content": {"md": "client"}, "tags": ["a"]})
+    _, before = _stored(note)
+    _save(note.pk, _typed(note, "new"))
+    data, updated_at = _stored(note)
+    assert data == {
+        "content": {
+            "md": "hello\n\nworld\n\nnew",
+            "html": "<p>hello</p><p>world</p><p>new</p>",
+            "json": pm_doc("hello", "world", "new"),
+        },
+        "tags": ["a"],
+    }
+    assert updated_at > before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_that_changes_no_content_writes_nothing(note):
+    _save(note.pk, _typed(note, "new"))
+    data, updated_at = _stored(note)
+    doc = doc_from_state(_stored_state(note))
+    doc.get("t", type=Text).insert(0, "not in the fragment ")  # a change, not to the content
+    _save(note.pk, doc.get_update())
+    assert _stored_text(note).startswith("not in the fragment")
+    assert _stored(note) == (data, updated_at)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_new_md_or_html_alone_is_stored_without_moving_updated_at(note):
+    """Same document, another rendering (stored before the rules changed): rewritten, but
+    the note keeps its place in the -updated_at order."""
+    _save(note.pk, _typed(note, "new"))
+    data, updated_at = _stored(note)
+    stale = {**data, "content": {**data["content"], "md": "old rendering"}}
+    Note.objects.filter(pk=note.pk).update(data=stale)
+    doc = doc_from_state(_stored_state(note))
+    doc.get("t", type=Text).insert(0, "x")
+    _save(note.pk, doc.get_update())
+    assert _stored(note) == (data, updated_at)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("data", [{}, {"content": {"md": "legacy", "html": "<p>legacy</p>"}}])
+def test_an_empty_document_does_not_replace_a_content_without_json(plain_note, data):
+    """Nothing, or a legacy md/html copy: an empty document has nothing better to show."""
+    Note.objects.filter(pk=plain_note.pk).update(data=data)
+    _, before = _stored(plain_note)
+    doc = Doc()
+    doc.get("t", type=Text).insert(0, "typed")
+    _save(plain_note.pk, doc.get_update())
+    assert _stored_text(plain_note) == "typed"
+    assert _stored(plain_note) == (data, before)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_document_emptied_by_its_editors_is_stored_empty(note):
+    _save(note.pk, _typed(note, "new"))
+    _, before = _stored(note)
+    doc = doc_from_state(_stored_state(note))
+    fragment = doc.get(FRAGMENT, type=XmlFragment)
+    del fragment.children[0 : len(fragment.children)]
+    _save(note.pk, doc.get_update())
+    data, updated_at = _stored(note)
+    assert data["content"] == {"md": "", "html": "", "json": {"type": "doc", "content": []}}
+    assert updated_at > before
+
+
+@pytest.mark.django_db(transaction=True)
 def test_content_the_database_refuses_is_dropped_and_the_state_is_stored(note, save_warnings):
-    """``Infinity`` is refused by SQLite's JSON_VALID check and by PostgreSQL's jsonb."""
+    """``Infinity`` (a node attribute a client wrote) is refused by SQLite's JSON_VALID
+    check and by PostgreSQL's jsonb."""
     data_before = Note.objects.get(pk=note.pk).data
     marker = "secret-rendered-text"
-    content = {"md": marker, "json": paragraph(attrs={"n": float("inf")})}
-    merged = merge_save(note.pk, _typed(note, "typed"), content)
-    assert _stored_text(note) == "typed"
+    merged = _save(note.pk, _typed(note, marker, n=float("inf")))
+    assert _stored_text(note) == marker
     assert _stored_state(note) == merged
     assert Note.objects.get(pk=note.pk).data == data_before
     warning = [r for r in save_warnings.records if r.name == "chorus.notes.yjs"]
@@ -319,9 +411,25 @@ def test_content_the_database_refuses_is_dropped_and_the_state_is_stored(note, s
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_document_the_renderer_cannot_convert_does_not_block_the_state(note, save_warnings):
+    """A y-websocket client may nest elements deeper than Python recurses."""
+    doc = doc_from_state(_stored_state(note))
+    parent = doc.get(FRAGMENT, type=XmlFragment)
+    for _ in range(5000):
+        child = XmlElement("blockquote")
+        parent.children.append(child)
+        parent = child
+    data_before = Note.objects.get(pk=note.pk).data
+    merged = _save(note.pk, doc.get_update())
+    assert _stored_state(note) == merged
+    assert Note.objects.get(pk=note.pk).data == data_before
+    assert "RecursionError" in save_warnings.text and str(note.pk) in save_warnings.text
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_stored_data_that_is_not_an_object_does_not_block_the_state(note, save_warnings):
     Note.objects.filter(pk=note.pk).update(data=["not", "an", "object"])
-    merge_save(note.pk, _typed(note, "kept"), {"md": "kept"})
+    _save(note.pk, _typed(note, "kept"))
     assert _stored_text(note) == "kept"
     assert Note.objects.get(pk=note.pk).data == ["not", "an", "object"]
     assert str(note.pk) in save_warnings.text
@@ -340,30 +448,6 @@ def test_a_stored_data_python_cannot_write_back_does_not_block_the_state(note, s
         table, column = Note._meta.db_table, Note._meta.pk.column
         pk = Note._meta.pk.get_db_prep_value(note.pk, connection)
         cursor.execute(f"UPDATE {table} SET data = {raw} WHERE {column} = %s", [literal, pk])
-    merge_save(note.pk, _typed(note, "kept"), {"md": "kept"})
+    _save(note.pk, _typed(note, "kept"))
     assert _stored_text(note) == "kept"
     assert str(note.pk) in save_warnings.text
-
-
-@pytest.mark.django_db(transaction=True)
-def test_acceptable_content_is_stored_with_the_state_and_other_keys_kept(note):
-    Note.objects.filter(pk=note.pk).update(data={"content": {"md": "old"}, "tags": ["a"]})
-    merge_save(note.pk, _typed(note, "new"), {"md": "new", "json": pm_doc("new")})
-    assert _stored_text(note) == "new"
-    assert Note.objects.get(pk=note.pk).data == {
-        "content": {"md": "new", "json": pm_doc("new")},
-        "tags": ["a"],
-    }
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_savepoint_that_cannot_be_rolled_back_fails_the_whole_save(note, monkeypatch):
-    """If the database cannot even return to the savepoint (a broken connection), the
-    transaction is doomed: merge_save raises (the caller retries) instead of reporting a
-    save that will be rolled back."""
-    monkeypatch.setattr(transaction, "get_rollback", lambda using=None: True)
-    before = _stored_state(note)
-    content = {"json": paragraph(attrs={"n": float("inf")})}  # refused by both databases
-    with pytest.raises((DataError, IntegrityError)):  # SQLite's CHECK / PostgreSQL's jsonb
-        merge_save(note.pk, _typed(note, "lost"), content)
-    assert _stored_state(note) == before

@@ -120,7 +120,9 @@ def test_create_makes_me_owner_and_seeds_the_document(auth_api, bob):
     assert body["has_yjs_state"] is True
     note = Note.objects.get(pk=body["id"])
     assert note.owner == bob
-    assert note.data == {"content": content, "pinned": True}
+    rendered = {"md": "Hi", "html": "<p>Hi</p>", "json": pm_doc("Hi")}  # not the client's
+    assert note.data == {"content": rendered, "pinned": True}
+    assert body["data"]["content"] == rendered
     assert stored_json(note) == pm_doc("Hi")
 
 

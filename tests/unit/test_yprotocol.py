@@ -374,3 +374,56 @@ def test_check_update_refuses_a_client_count_the_bytes_cannot_hold():
     doc.get("t", type=pycrdt.Text).insert(0, "fine")
     yp.check_update(doc.get_update())  # a real update passes
     yp.check_update(b"\x00\x00")  # and the empty one
+
+
+# --------------------------------------------------------------------------- auth, delete sets
+
+
+def test_permission_denied_decodes_what_it_encodes():
+    message = yp.decode_message(yp.encode_permission_denied("read-only é"))
+    assert message == YMessage(yp.MESSAGE_AUTH, None, b"\x00\x0cread-only \xc3\xa9")
+    assert yp.decode_permission_denied(message.payload) == "read-only é"
+    for bad in (b"", b"\x01\x00", b"\x00\x05ab", b"\x00\x01\xff"):
+        with pytest.raises(DecodeError):
+            yp.decode_permission_denied(bad)
+
+
+def test_delete_set_exact():
+    # no structs; 1 client (7) with 2 ranges: 0+3, 10+1
+    assert yp.delete_set(b"\x00\x01\x07\x02\x00\x03\x0a\x01") == {7: [(0, 3), (10, 1)]}
+    assert yp.delete_set(b"\x00\x00") == {}
+    assert yp.delete_set(b"\x01\x01\x07\x00") is None  # holds structs
+    for bad in (
+        b"\x00",  # no delete set
+        b"\x00\x05\x07\x01",  # five clients in four bytes
+        b"\x00\x01\x07\x09\x00\x01",  # nine ranges in two bytes
+        b"\x00\x01\x07\x01\x00",  # a range cut short
+        b"\x00\x00\x00",  # trailing bytes
+    ):
+        with pytest.raises(DecodeError):
+            yp.delete_set(bad)
+
+
+def test_delete_set_reads_pycrdt_leftovers():
+    doc = pycrdt.Doc()
+    text = doc.get("t", type=pycrdt.Text)
+    text.insert(0, "hello world")
+    del text[0:3]
+    ours = yp.delete_set(doc.get_update(doc.get_state()))
+    assert ours == {doc.client_id: [(0, 3)]}
+    peer = pycrdt.Doc()
+    peer.apply_update(doc.get_update())
+    del peer.get("t", type=pycrdt.Text)[0:2]  # deletes one more character
+    theirs = yp.delete_set(pycrdt.get_update(peer.get_update(), doc.get_state()))
+    assert not yp.deletions_covered(theirs, ours)
+    same = yp.delete_set(pycrdt.get_update(doc.get_update(), doc.get_state()))
+    assert yp.deletions_covered(same, ours)
+
+
+def test_deletions_covered_merges_ranges():
+    by = {1: [(5, 5), (0, 5), (20, 2)]}
+    assert yp.deletions_covered({1: [(0, 10)]}, by)  # 0..4 and 5..9 merge
+    assert yp.deletions_covered({1: [(21, 1), (3, 0)]}, by)
+    assert not yp.deletions_covered({1: [(9, 2)]}, by)
+    assert not yp.deletions_covered({2: [(0, 1)]}, by)
+    assert yp.deletions_covered({}, {})
