@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
@@ -49,6 +51,12 @@ def check_realtime_settings(app_configs, **kwargs):
             problems.append(Error(f"{name} must be positive.", id="realtime.E003"))
     if rs.RECOVERY_WINDOW < 0:
         problems.append(Error("RECOVERY_WINDOW must be 0 (off) or positive.", id="realtime.E004"))
+    try:
+        re.compile(rs.RECOVERY_SKIP_USER_AGENTS)
+    except (re.error, TypeError):
+        problems.append(
+            Error("RECOVERY_SKIP_USER_AGENTS must be a regular expression.", id="realtime.E005")
+        )
     layer = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
     if settings.REDIS_URL and "redis" not in layer.lower():
         problems.append(

@@ -48,6 +48,10 @@ DEFAULTS: dict[str, Any] = {
     # Broadcasts kept for recovery (across all rooms; Redis trims approximately). A client
     # that missed more than the log still holds gets a normal connect. Entries.
     "RECOVERY_LOG_SIZE": 10_000,
+    # Sockets whose handshake User-Agent matches this (case-insensitive regex) get no pid and
+    # no offsets: python-socketio cannot recover, and an offset (an extra event argument)
+    # breaks its one-parameter handlers. Empty: every socket gets them.
+    "RECOVERY_SKIP_USER_AGENTS": r"python|aiohttp",
     # How often each process looks for expired sessions (to announce "offline"). Seconds.
     "SESSION_SWEEP_INTERVAL": 5.0,
     # Each process re-adds its room subscriptions this often (and before the layer's

@@ -103,6 +103,10 @@ class LeanConsumer(AsyncWebsocketConsumer):
     ``disconnect`` runs exactly once (session registry, presence, rooms, documents).
     """
 
+    #: Whether logged broadcasts reach this socket with their recovery offset (set at a
+    #: Socket.IO CONNECT: ``recovery.client_takes_offsets``).
+    offsets = False
+
     #: The socket's way out, from the WebSocket connect on, and its inbound gate (daphne).
     out: Outbound | None = None
     _gate: daphne_io.InboundGate | None = None
@@ -571,7 +575,7 @@ class SocketIOConsumer(LeanConsumer):
         raw = auth.get("token")
         if raw is None:
             raw = self.scope.get("credentials")  # the handshake's token, validated now
-        resuming = recovery.enabled()
+        resuming = self.offsets = recovery.client_takes_offsets(self.scope.get("headers", []))
         try:
             if resuming:  # where the log stands before any room is joined (in parallel)
                 validated, self._log_start = await asyncio.gather(

@@ -60,6 +60,8 @@ class Connection(Protocol):
     user_id: str
     jti: str
     rooms: set[str]
+    #: Whether logged broadcasts reach it with their recovery offset (``realtime.recovery``).
+    offsets: bool
 
     async def send_frame(self, frame: str) -> None: ...
 
@@ -382,14 +384,14 @@ class Hub:
     ) -> None:
         """Write ``frame`` (with ``offset`` appended, if given) to the local sockets of ``room``
         (except sid ``skip``)."""
-        if offset is not None:
-            frame = add_offset(frame, offset)  # once per broadcast, not per socket
         shared = SharedFrame(frame)  # framed once, for every local socket that can take bytes
+        # With an offset: a second frame, built once, for the sockets that take offsets.
+        marked = SharedFrame(add_offset(frame, offset)) if offset is not None else shared
         for conn in tuple(self.rooms.get(room, ())):
             if conn.sid == skip:
                 continue
             try:
-                conn.deliver(shared)
+                conn.deliver(marked if conn.offsets else shared)
             except Exception:  # one broken socket never stops the room
                 self.dropped_sends += 1
                 logger.debug("send to a socket failed", exc_info=True)
@@ -404,19 +406,19 @@ class Hub:
                 if jti is None or conn.jti == jti:
                     await conn.kick(message["code"], message["message"])
         elif kind == "chorus.join":
-            frame = _notice(message)
+            plain, marked = message.get("frame"), _notice(message)
             for conn in tuple(self.rooms.get(room, ())):
                 await self.join(conn, message["target"])
-                if frame:
-                    await conn.send_frame(frame)
+                if plain:
+                    await conn.send_frame(marked if conn.offsets else plain)
         elif kind == "chorus.leave":
             target = message["target"]
-            frame = _notice(message)
+            plain, marked = message.get("frame"), _notice(message)
             for conn in tuple(self.rooms.get(room, ())):
                 if target in conn.rooms:
                     self.leave(conn, target)
-                    if frame:
-                        await conn.send_frame(frame)
+                    if plain:
+                        await conn.send_frame(marked if conn.offsets else plain)
                     await conn.on_room_left(target)
         elif kind in self._message_handlers and message.get("origin") != self.token:
             await self._message_handlers[kind](message)

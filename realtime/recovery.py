@@ -69,6 +69,21 @@ def recoverable(room: str) -> bool:
     return room.startswith(RECOVERABLE_KINDS)
 
 
+def client_takes_offsets(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a socket with these handshake headers gets a pid and offsets: recovery is on
+    and its User-Agent does not match ``RECOVERY_SKIP_USER_AGENTS`` (python-socketio: its
+    handlers take the event's arguments positionally, and one more than they declare is a
+    ``TypeError``; it has no recovery to use them for). Stock socket.io-client (browser,
+    Node) sends none or a browser's."""
+    if not enabled():
+        return False
+    pattern = realtime_settings.RECOVERY_SKIP_USER_AGENTS
+    if not pattern:
+        return True
+    agent = next((value for name, value in headers if name == b"user-agent"), b"")
+    return re.search(pattern, agent.decode("latin-1"), re.IGNORECASE) is None
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One logged broadcast. ``kind`` is "emit" (``frame`` to ``room`` except sid ``skip``),

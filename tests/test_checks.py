@@ -18,6 +18,8 @@ def test_defaults_pass():
         ({"DOC_SAVE_DEBOUNCE": 5, "DOC_SAVE_MAX_WAIT": 1}, "realtime.E002"),
         ({"CONNECT_TIMEOUT": 0}, "realtime.E003"),
         ({"SEND_STALL_TIMEOUT": -1}, "realtime.E003"),
+        ({"RECOVERY_WINDOW": -1}, "realtime.E004"),
+        ({"RECOVERY_SKIP_USER_AGENTS": "python("}, "realtime.E005"),
     ],
 )
 def test_contradictory_settings_fail_the_check(settings, knobs, check_id):

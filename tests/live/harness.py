@@ -5,8 +5,7 @@
   signing key (tokens the test issues validate there), the same test database pytest-django
   created (``database_url_for_tests``), Redis only when asked, plus realtime knobs and the
   other documented settings in ``SERVER_SETTINGS``.
-- ``Client`` wraps ``socketio.AsyncClient(reconnection=False)`` and records every event (its
-  one data argument; the recovery offset a logged broadcast ends with goes to ``offsets``),
+- ``Client`` wraps ``socketio.AsyncClient(reconnection=False)`` and records every event,
   the ``connect_error`` payload and disconnects; ``wait_for`` / ``assert_no_event`` poll
   with deadlines.
 - ``RawSocket`` speaks Engine.IO / Socket.IO by hand over ``websockets`` (for clients that
@@ -41,7 +40,6 @@ from websockets.exceptions import ConnectionClosed
 from accounts.models import User
 from accounts.tokens import issue_access_token, issue_token_pair
 from realtime.conf import DEFAULTS as REALTIME_DEFAULTS
-from realtime.recovery import parse_offset
 
 ROOT = Path(__file__).resolve().parents[2]
 DAPHNE = ROOT / ".venv" / "bin" / "daphne"
@@ -386,7 +384,6 @@ class Client:
         self.name = name
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
-        self.offsets: list[str] = []
         self.connect_error: Any = None
         self.disconnects: list[Any] = []
         self.sio.on("*", self._on_any)
@@ -397,10 +394,6 @@ class Client:
         return f"<Client {self.name} on :{self.server.port}>"
 
     async def _on_any(self, event: str, *args: Any) -> None:
-        # A Chorus event has one data argument; a logged broadcast ends with its offset.
-        if len(args) == 2 and parse_offset(args[1]) is not None:
-            self.offsets.append(args[1])
-            args = args[:1]
         self.events.append((event, args[0] if len(args) == 1 else list(args)))
 
     async def _on_connect_error(self, data: Any = None) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.live.harness import Client
 from tests.live.test_channels_live import People, create_channel, post, rest
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -317,3 +318,31 @@ async def test_a_client_resumes_on_the_other_instance(
         "after",
     ]
     await rest(b, alice, "GET", f"/api/channels/{cid}/presence/")
+
+
+async def test_python_socketio_gets_no_pid_or_offsets_and_its_one_argument_handlers_work(
+    servers, people
+):
+    """python-socketio cannot recover, and it passes an event's arguments positionally: an
+    offset after the data would be a ``TypeError`` in a handler written ``def f(data)``.
+    Its sockets (User-Agent ``Python/… aiohttp/…``) get neither a pid nor offsets."""
+    server = servers()
+    alice, bob = await people("Alice"), await people("Bob")
+    cid = (await create_channel(server, alice, bob))["id"]
+    client = Client(server, "python-socketio")
+    got: list[Any] = []
+
+    async def on_channel(data):  # one parameter, as python-socketio's docs write handlers
+        got.append(data)
+
+    client.sio.on(EVENT, on_channel)
+    await client.connect(alice.token)
+    await client.join(alice.token)
+    await post(server, bob, cid, "hello")
+    for _ in range(100):
+        if any(g.get("data", {}).get("type") == "message" for g in got):
+            break
+        await asyncio.sleep(0.05)
+    message = [g for g in got if g.get("data", {}).get("type") == "message"]
+    assert message and message[0]["data"]["data"]["content"] == "hello"
+    await client.disconnect()
