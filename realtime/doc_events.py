@@ -201,14 +201,17 @@ async def _ask_for_missing(conn, room: DocumentRoom) -> None:
     """The update builds on changes the server does not have: the client holds state the
     server lacks (e.g. it kept editing across a server crash). Never acked as success:
     ``ydoc:document:sync`` asks for the difference (the server's state vector; the client
-    answers with ``ydoc:document:update`` carrying ``Y.encodeStateAsUpdate(doc, vector)``)
-    and the ack is the error ``missing_updates`` with the same vector."""
+    answers with ``ydoc:document:update`` carrying ``Y.encodeStateAsUpdate(doc, vector)``) —
+    once per state of the server's document (``DocumentRoom.should_ask``) — and the ack is
+    the error ``missing_updates`` with the same vector."""
     vector = list(room.doc.get_state())
-    await conn.send_frame(
-        push.event_frame(
-            "ydoc:document:sync", {"document_id": room.document_id, "state_vector": vector}
+    client = room.clients.get(conn.sid)
+    if client is not None and room.should_ask(client):
+        await conn.send_frame(
+            push.event_frame(
+                "ydoc:document:sync", {"document_id": room.document_id, "state_vector": vector}
+            )
         )
-    )
     raise EventError(
         "missing_updates",
         "The update builds on changes the server does not have; send them"

@@ -145,6 +145,9 @@ class DocClient:
     send: Callable[[str | bytes], Awaitable[None]]
     revoke: Callable[[], Awaitable[None]] | None = None
     awareness_json: bool = False
+    #: The server's state when this client was last asked for changes the server lacks
+    #: (``DocumentRoom.should_ask``).
+    asked_at: bytes | None = None
 
 
 class DocumentRoom:
@@ -269,6 +272,17 @@ class DocumentRoom:
             )
         return integrated
 
+    def should_ask(self, client: DocClient) -> bool:
+        """Whether to ask ``client`` (which just sent an update the server could not
+        integrate) for the changes the server lacks: once per state of the server's
+        document. An answer that does not fill the gap either (it builds on changes nobody
+        sent) leaves the state as it was, so it is not asked again: no loop."""
+        state = self.doc.get_state()
+        if client.asked_at == state:
+            return False
+        client.asked_at = state
+        return True
+
     async def _log(self, change: bytes) -> None:
         """Store ``change`` in the note's update log (group-committed with every update
         waiting on this process); returns once it is durable."""
@@ -320,6 +334,8 @@ class DocumentRoom:
             self._pending_checked_at = state
         if not yprotocol.unintegrated(leftover, vector):
             return True
+        if update in self.pending:
+            return False  # the same update again (e.g. a client's repeated answer): kept once
         if len(self.pending) >= realtime_settings.DOC_MAX_PENDING_UPDATES:
             self._drop_pending()
             raise DocError(

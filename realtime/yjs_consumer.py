@@ -217,7 +217,10 @@ class YjsConsumer(LeanConsumer):
                 step2 = message.subtype == yprotocol.SYNC_STEP2
                 if client.writable:
                     self._told_read_only = False
-                    if not await room.apply(message.payload, self.sid, client.user_id, whole=step2):
+                    integrated = await room.apply(
+                        message.payload, self.sid, client.user_id, whole=step2
+                    )
+                    if not integrated and room.should_ask(client):
                         # It builds on changes the server lacks: ask for them (stock providers
                         # answer a step 1 with a step 2 holding everything the server lacks).
                         await self._send_bytes(yprotocol.encode_sync_step1(room.doc.get_state()))

@@ -269,3 +269,42 @@ async def test_a_save_compacts_the_log_into_the_stored_state(servers, people, ma
 
     await eventually(compacted, timeout=5)
     await editor.drop()
+
+
+async def test_an_answer_that_does_not_fill_the_gap_is_not_asked_for_again(
+    servers, people, make_note
+):
+    """The server asks once per state of its document: a client whose answer still builds
+    on changes nobody has (found by the fuzzer: junk relayed to an editor) is not asked
+    again and again, and its repeated answer is kept once, not until the pending bound."""
+    server = servers("daphne", **NO_SAVES, DOC_MAX_PENDING_UPDATES=5)
+    note = await make_note()
+    local = Doc()
+    text = local.get("t", type=Text)
+    text += "never-sent;"
+    before = local.get_state()
+    text += "orphan;"
+    orphan = local.get_update(before)
+    async with ws_connect(yjs_url(server, note.id, await access(people.writer))) as ws:
+        await ws.recv()  # the server's own step 1
+
+        async def step1s(within: float) -> int:
+            count = 0
+            try:
+                async with asyncio.timeout(within):
+                    while True:
+                        message = yprotocol.decode_message(await ws.recv())
+                        if (message.kind, message.subtype) == (
+                            yprotocol.MESSAGE_SYNC,
+                            yprotocol.SYNC_STEP1,
+                        ):
+                            count += 1
+            except TimeoutError:
+                return count
+
+        await ws.send(yprotocol.encode_sync_update(orphan))
+        assert await step1s(1.0) == 1  # asked once
+        for _ in range(10):  # "answers" that fill nothing, more than the pending bound
+            await ws.send(yprotocol.encode_sync_step2(orphan))
+        assert await step1s(1.0) == 0  # not asked again: the server's state did not move
+        assert ws.close_code is None  # and not closed for too many waiting updates

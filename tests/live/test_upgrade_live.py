@@ -166,7 +166,7 @@ async def test_direct_upgrade_answers_every_request_as_daphne_does(servers, alic
     assert answers["upgrade value in any case"] == answers["clean"]
     assert answers["repeated header"] == answers["clean"]
     for name in ("token in the query", "token in a header"):  # query and headers reach the app
-        assert answers[name][2] == [opened, ("text", "40", ["sid"])], name
+        assert answers[name][2] == [opened, ("text", "40", ["pid", "sid"])], name
     assert answers["wrong Engine.IO version"][2][0][:2] == ("close", 4400)
     assert answers["origin not allowed"][0].startswith("HTTP/1.1 403")
     assert answers["header value with a control byte"][0].startswith("HTTP/1.1 400")
