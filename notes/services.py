@@ -283,6 +283,9 @@ def delete_note(access: NoteAccess) -> None:
     access.require_manage()
     note_id = access.note.pk
     with transaction.atomic():
+        # The note's row first (FOR UPDATE: update-log inserts wait), then the cascade: the
+        # same order as saves take (note, then its log rows), so the two never deadlock.
+        Note.objects.select_for_update().filter(pk=note_id).first()
         Note.objects.filter(pk=note_id).delete()
         push.emit_to_note(note_id, "note-events", {"id": str(note_id), "deleted": True})
         push.document_access_changed(note_id)  # live editors of a deleted note are let go

@@ -216,8 +216,9 @@ def load_state(note_id) -> bytes:
 
     Raises ``Note.DoesNotExist``. Seeding happens under the row lock, once.
     """
-    note = Note.objects.only("yjs_state", "data").get(pk=note_id)
+    # The log first: rows a save compacts meanwhile are in the state read after them.
     _, updates = _logged(note_id)
+    note = Note.objects.only("yjs_state", "data").get(pk=note_id)
     stored = bytes(note.yjs_state) if note.yjs_state else None
     if stored or updates:
         return _with_log(stored, updates)
@@ -276,9 +277,10 @@ def logged_since(note_id, after_id: int) -> tuple[int, bytes | None]:
 
 def current_state(note_id) -> bytes | None:
     """The stored state with the update log merged in (inside a transaction that holds the
-    note's row lock, so that no save compacts the log meanwhile); None for neither."""
-    note = Note.objects.only("yjs_state").get(pk=note_id)
+    note's row lock, or outside one: the log is read first, so rows a save compacts
+    meanwhile are in the state read after them); None for neither."""
     _, updates = _logged(note_id)
+    note = Note.objects.only("yjs_state").get(pk=note_id)
     return _with_log(bytes(note.yjs_state) if note.yjs_state else None, updates)
 
 

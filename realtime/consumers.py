@@ -617,11 +617,13 @@ class SocketIOConsumer(LeanConsumer):
                 self._stop_holding()
             if not resumed:
                 self.pid = secrets.token_urlsafe(15)  # not resumed: a new session
+        # Resumable from now on, unless the server ended it meanwhile (a kick, a refusal; a
+        # slow-reader close while the replay goes out clears it again in ``_close_now``).
+        self._resumable = resuming and not self.closed
         reply = {"sid": self.sid, "pid": self.pid} if self.pid else {"sid": self.sid}
         await self.send_frame(engineio.encode_message(socketio.encode_connect(reply)))
         if held is not None:
             self._release(frames, seen, held)
-        self._resumable = resuming
         self.announce_online()
 
     def adopt_token(self, validated: ValidatedToken) -> None:
@@ -678,7 +680,9 @@ class SocketIOConsumer(LeanConsumer):
             if room.startswith("note."):  # as recheck_note_room tells a socket online
                 note_id = room.removeprefix("note.")
                 frames.append(push.event_frame("note-events", {"id": note_id, "access": None}))
-        self._log_start = cursor
+        # A cut while the replay goes out resumes from the client's last offset, or from here:
+        # never from past what the client may not have received.
+        self._log_start = begin
         return True
 
     def _replay(

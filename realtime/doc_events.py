@@ -105,8 +105,8 @@ async def _state(conn, room: DocumentRoom) -> RawJSON:
     (``Outbound.begin_reply``; the consumer ends it after the ack), encoded once."""
     registry = get_registry()
     await registry.join_group(room.group, [conn.sid])
-    await room.settled()  # nothing goes out that is not in the update log
-    state = room.state_payload(await registry.group_members(room.group))
+    sessions = await registry.group_members(room.group)
+    state = room.state_payload(await room.durable_state(), sessions)
     conn.out.begin_reply()
     await conn.send_frame(push.event_frame("ydoc:document:state", state))
     return state

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import time
@@ -102,6 +103,11 @@ def _is_json(text: str) -> bool:
     return True
 
 
+def _merged(updates: list[bytes]) -> bytes:
+    """Several updates as one (one as itself)."""
+    return updates[0] if len(updates) == 1 else merge_updates(*updates)
+
+
 def _merge_updates(messages: list[dict]) -> dict:
     """Peer update messages of one editor as one message carrying their merged update."""
     return {**messages[-1], "payload": merge_updates(*(m["payload"] for m in messages))}
@@ -162,8 +168,11 @@ class DocumentRoom:
         self._changes: list[bytes] = []
         self._capturing = False
         self.doc.observe(self._on_transaction)
-        #: The newest update-log write (``settled`` waits for it before the state goes out).
+        #: The newest update-log write (``durable_state`` waits for it).
         self._last_write: asyncio.Future | None = None
+        #: Changes in the Doc whose log write failed: never acknowledged nor relayed; written
+        #: with the next log write (or stored by the next save), then relayed (``_log``).
+        self._unlogged: list[bytes] = []
         #: The highest update-log row id ``catch_up`` has taken in.
         self._log_seen = 0
         self.clients: dict[str, DocClient] = {}
@@ -179,8 +188,8 @@ class DocumentRoom:
         self.pending_bytes = 0
         #: The Doc's state when ``pending`` was last checked (rechecked once it moved on).
         self._pending_checked_at = b""
-        #: The state as a JSON int list, for the current version of ``doc`` (``state_payload``).
-        self._state_json: str | None = None
+        #: The last state sent and its JSON int list (``state_payload``).
+        self._state_json: tuple[bytes, str] | None = None
         self._save_timer: asyncio.TimerHandle | None = None
         self._save_lock = asyncio.Lock()
         self._retry_delay = 0.5
@@ -231,6 +240,7 @@ class DocumentRoom:
         (the log write failed: nothing relayed; the change stays in memory and is stored by
         the next save)."""
         self.check_update_size(update, whole=whole or not publish)
+        waiting = bool(self.pending)
         self._capturing = True
         try:
             yprotocol.check_update(update)
@@ -243,12 +253,15 @@ class DocumentRoom:
         if update == EMPTY_UPDATE:
             return True  # e.g. a y-websocket client's first sync reply: nothing to relay or save
         integrated = self._park(update)
-        self._state_json = None
         if integrated:
             self.size += len(update)
         self.schedule_save()
-        if publish and changes:
-            await self._log(changes[0] if len(changes) == 1 else merge_updates(*changes))
+        if changes and publish:
+            await self._log(_merged(changes))
+        elif changes and waiting:
+            # Another instance's update (logged there) may have let updates parked here
+            # integrate: what they added is logged here, or nobody logs it.
+            await self._log_quietly(_merged(changes))
         await self.relay_update(update, origin, user_id)
         if publish:
             await get_hub().publish_to_peers(
@@ -285,8 +298,15 @@ class DocumentRoom:
 
     async def _log(self, change: bytes) -> None:
         """Store ``change`` in the note's update log (group-committed with every update
-        waiting on this process); returns once it is durable."""
-        write = asyncio.ensure_future(append_update((self.note_id, change)))
+        waiting on this process); returns once it is durable.
+
+        Changes whose write failed earlier (``_unlogged``) go in the same write: no later
+        change is acknowledged before them (it may build on them). Once they are durable
+        they are relayed and published, as they were not then. A failed write keeps
+        ``change`` in ``_unlogged`` and raises ``DocError`` (``internal_error``;
+        ``not_found`` for a deleted note)."""
+        earlier = self._unlogged
+        write = asyncio.ensure_future(append_update((self.note_id, _merged([*earlier, change]))))
         self._last_write = write
         try:
             await asyncio.shield(write)
@@ -296,18 +316,48 @@ class DocumentRoom:
             if isinstance(error, Note.DoesNotExist):
                 raise DocError("not_found", "No such note.") from None
             logger.exception("Note %s: an update could not be stored in the log", self.note_id)
+            self._unlogged = [_merged([*earlier, change])]
             raise DocError(
                 "internal_error", "The update could not be stored; it was not accepted."
             ) from None
+        if earlier and self._unlogged is earlier:
+            self._unlogged = []
+            await self._announce(_merged(earlier))
 
-    async def settled(self) -> None:
-        """Take in what other instances logged and this Doc lacks (``catch_up``), then wait
-        until every update applied here is in the update log (writes complete in order), so
-        that a state sent right after holds every acknowledged edit and nothing that is not
-        durable."""
+    async def _log_quietly(self, change: bytes) -> None:
+        """``_log`` for a change nobody waits on: a failure is logged and kept for later."""
+        with contextlib.suppress(DocError):
+            await self._log(change)
+
+    async def _announce(self, change: bytes) -> None:
+        """Relay and publish a server-made change (durable by now) to every editor."""
+        await self.relay_update(change, None, None)
+        await get_hub().publish_to_peers(
+            self.group,
+            {
+                "type": "chorus.doc",
+                "kind": "update",
+                "payload": change,
+                "origin": get_hub().token,
+                "sid": None,
+                "user_id": None,
+                "note_id": self.note_id,
+            },
+        )
+
+    async def durable_state(self) -> bytes:
+        """The whole document as a state to send (a join, a sync reply): taken after
+        ``catch_up`` (what other instances logged and this Doc lacks), and returned once
+        every update applied before it was taken is in the update log (writes complete in
+        order) — it holds every acknowledged edit and nothing that is not durable (but a
+        change whose write failed: ``_unlogged``). Edits keep flowing meanwhile: it waits for
+        one write at most, never for the document to go quiet."""
         await self.catch_up()
-        while self._last_write is not None and not self._last_write.done():
-            await asyncio.wait([self._last_write])
+        state = self.doc.get_update()
+        write = self._last_write
+        if write is not None and not write.done():
+            await asyncio.wait([write])
+        return state
 
     def _park(self, update: bytes) -> bool:
         """Account for what the Doc could not integrate of an update it was just given.
@@ -610,7 +660,7 @@ class DocumentRoom:
             if self._save_timer is not None:
                 self._save_timer.cancel()
                 self._save_timer = None
-            state = self.doc.get_update()
+            state, unlogged = self.doc.get_update(), self._unlogged
             dirty_since, self.dirty_since = self.dirty_since, None
             try:
                 merged = await orm(merge_save)(self.note_id, state)
@@ -630,6 +680,9 @@ class DocumentRoom:
             self._retry_delay = 0.5
             self.saves += 1
             self.size = len(merged)
+        if unlogged and self._unlogged is unlogged:  # the save stored them: now they count
+            self._unlogged = []
+            await self._announce(_merged(unlogged))
         await self._render(merged)
         await self._absorb(merged)
         if self.on_saved is not None:
@@ -654,6 +707,7 @@ class DocumentRoom:
         """Apply what ``stored`` (a state or updates from the database: already durable)
         holds that the server Doc lacks — e.g. a crashed instance's logged or saved edits —
         and relay exactly that to the local editors (deletions included)."""
+        waiting = bool(self.pending)
         self._capturing = True
         try:
             self.doc.apply_update(stored)
@@ -661,8 +715,10 @@ class DocumentRoom:
             self._capturing = False
             changes, self._changes = self._changes, []
         if changes:
-            self._state_json = None
-            change = changes[0] if len(changes) == 1 else merge_updates(*changes)
+            change = _merged(changes)
+            if waiting:  # parked updates may have integrated: what they added is logged
+                await self._log_quietly(change)
+                self.schedule_save()
             await self.relay_update(change, None, None)
 
     async def catch_up(self) -> None:
@@ -692,16 +748,18 @@ class DocumentRoom:
             if level is None and client.revoke is not None:
                 await client.revoke()
 
-    def state_payload(self, sessions: list[str]) -> socketio.RawJSON:
-        """``{"document_id","state":[ints],"sessions"}`` as JSON text. The int list of the
-        state — up to 4 bytes per byte of a document of up to ``DOC_MAX_BYTES``, seconds to
-        encode — is encoded once per version of the document and reused (a join sends it as
-        the event and as the ack; many joiners share it)."""
-        if self._state_json is None:
-            self._state_json = json.dumps(list(self.doc.get_update()), separators=(",", ":"))
+    def state_payload(self, state: bytes, sessions: list[str]) -> socketio.RawJSON:
+        """``{"document_id","state":[ints],"sessions"}`` as JSON text for ``state`` (from
+        ``durable_state``). The int list — up to 4 bytes per byte of a document of up to
+        ``DOC_MAX_BYTES``, seconds to encode — is encoded once per state and reused (a join
+        sends it as the event and as the ack; many joiners share it)."""
+        if self._state_json is None or self._state_json[0] != state:
+            self._state_json = (state, json.dumps(list(state), separators=(",", ":")))
         head = json.dumps({"document_id": self.document_id}, separators=(",", ":"))[:-1]
         sessions_json = json.dumps(sessions, separators=(",", ":"))
-        return socketio.RawJSON(f'{head},"state":{self._state_json},"sessions":{sessions_json}}}')
+        return socketio.RawJSON(
+            f'{head},"state":{self._state_json[1]},"sessions":{sessions_json}}}'
+        )
 
 
 class DocumentManager:
@@ -816,8 +874,7 @@ class DocumentManager:
 
     async def _answer_sync(self, room: DocumentRoom, message: dict) -> None:
         """Send the asking instance what its freshly loaded document lacks."""
-        await room.settled()
-        missing = room.doc.get_update(message["payload"])
+        missing = get_update(await room.durable_state(), message["payload"])
         if missing == EMPTY_UPDATE or not message.get("reply_to"):
             return
         hub = get_hub()

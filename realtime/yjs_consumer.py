@@ -205,12 +205,12 @@ class YjsConsumer(LeanConsumer):
                 if self.out.reply_pending():
                     return  # the step 2 still on its way (and later updates) answer it
                 yprotocol.decode_state_vector(message.payload)  # before pycrdt sees it
-                await room.settled()  # nothing goes out that is not in the update log
+                state = await room.durable_state()  # acknowledged edits only, all of them
                 if self.closed:
                     return
                 self.out.begin_reply()
                 await self._send_bytes(
-                    yprotocol.encode_sync_step2(room.doc.get_update(message.payload))
+                    yprotocol.encode_sync_step2(get_update(state, message.payload))
                 )
                 self.out.end_reply()
             else:  # step 2 or update; a read-only client's is dropped

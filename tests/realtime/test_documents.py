@@ -14,7 +14,13 @@ from pycrdt import Doc, Text, XmlFragment
 from accounts.tokens import issue_access_token
 from notes.models import Note, NoteGrant, Permission, PrincipalType
 from notes.render import render_content
-from notes.yjs import FRAGMENT, doc_from_state, fragment_to_prosemirror, merge_save
+from notes.yjs import (
+    FRAGMENT,
+    current_state,
+    doc_from_state,
+    fragment_to_prosemirror,
+    merge_save,
+)
 from realtime import yprotocol
 from realtime.documents import _managers
 from realtime.routing import websocket_application
@@ -280,6 +286,44 @@ async def test_failed_save_is_retried_and_keeps_the_document(sio, note, alice, s
         return str((await stored(note.id)).get("t", type=Text)) == "survives"
 
     await until(saved, timeout=5)
+
+
+async def test_a_change_whose_log_write_failed_goes_with_the_next_write(sio, note, alice, bob):
+    """A failed log write (``internal_error``) leaves the change in the server's document:
+    a later update that builds on it is acknowledged only once both are in the log, and
+    the other editors get the first change then (found in review: it was never logged)."""
+    a, doc_a, _ = await editor(sio, alice, note)
+    b, doc_b, _ = await editor(sio, bob, note)
+    document = {"document_id": f"note:{note.id}"}
+
+    def hide_log(hidden: bool) -> None:
+        names = ("notes_noteupdate", "log_away") if hidden else ("log_away", "notes_noteupdate")
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {names[0]} RENAME TO {names[1]}")
+
+    await database_sync_to_async(hide_log)(True)
+    try:
+        ack = await a.call(
+            "ydoc:document:update", {**document, "update": list(edit(doc_a, "one;"))}
+        )
+        assert ack["error"]["code"] == "internal_error", ack
+    finally:
+        await database_sync_to_async(hide_log)(False)
+    ack = await a.call("ydoc:document:update", {**document, "update": list(edit(doc_a, "two;"))})
+    assert ack == {}
+
+    @database_sync_to_async
+    def logged_text() -> str:
+        return str(doc_from_state(current_state(note.id)).get("t", type=Text))
+
+    assert await logged_text() == "one;two;"  # both durable, though nothing was saved
+
+    for _ in range(2):  # "one;" (now that it is durable), then "two;"
+        name, event = await b.next_event(timeout=5)
+        while name != "ydoc:document:update":
+            name, event = await b.next_event(timeout=5)
+        doc_b.apply_update(bytes(event["update"]))
+    assert str(doc_b.get("t", type=Text)) == "one;two;"
 
 
 # --- persistence --------------------------------------------------------------------------------
