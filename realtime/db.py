@@ -16,7 +16,10 @@ one connection per process:
   (``is_usable``) and replaced if the server dropped it (a restart, an idle timeout);
 - on PostgreSQL the connection is one checkout from the pool, held while the process runs;
 - ``close_connections()`` closes it (tests call it between tests, so databases can be
-  flushed and dropped).
+  flushed and dropped);
+- on PostgreSQL the collaborative update log has a second such thread (``LOG_EXECUTOR``, its
+  own connection): acknowledgements wait on its writes, so they never queue behind a save or
+  a token check on the first. On SQLite (one writer) it is the same thread.
 
 An ``@orm`` function must not call the sync push API (``realtime.push.emit_to_*``): that
 hands work to ``async_to_sync``, which from this thread would not reach the server's loop.
@@ -28,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from django.conf import settings
 from django.db import connections
 
 from accounts.tokens import validate_access_tokens
@@ -46,9 +51,24 @@ logger = logging.getLogger("chorus.realtime.db")
 
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-orm")
 
+
+def _log_executor() -> ThreadPoolExecutor:
+    """The update log's thread (``orm_batched(..., LOG_EXECUTOR)``). On PostgreSQL a thread
+    and connection of its own: acknowledgements wait on its writes, so saves and token
+    checks never queue before them. On SQLite the ORM thread: the database has one writer,
+    and a second connection would wait for a save's write lock in SQLite's busy handler,
+    which sleeps in steps of up to 100 ms (docs/benchmarks.md)."""
+    if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
+        return _executor
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-orm-log")
+
+
+LOG_EXECUTOR = _log_executor()
+
 #: A connection unused for longer than this is checked before its next query.
 IDLE_CHECK_SECONDS = 30.0
-_last_call = 0.0
+#: When each ORM thread last ran a call (its connection's idle time).
+_last_call = threading.local()
 
 
 def _drop(connection) -> None:
@@ -85,11 +105,10 @@ def _check_idle() -> None:
 
 
 def _call(function: Callable[..., R], args: tuple, kwargs: dict) -> R:
-    global _last_call
     now = time.monotonic()
-    if now - _last_call > IDLE_CHECK_SECONDS:
+    if now - getattr(_last_call, "at", 0.0) > IDLE_CHECK_SECONDS:
         _check_idle()
-    _last_call = now
+    _last_call.at = now
     try:
         return function(*args, **kwargs)
     finally:
@@ -122,11 +141,13 @@ class _Batch:
 
 def orm_batched(
     function: Callable[[list[T]], Sequence[R | BaseException]],
+    executor: ThreadPoolExecutor = _executor,
 ) -> Callable[[T], Awaitable[R]]:
     """Run ``function`` (sync, may use the ORM; items in, one result or exception per item out,
-    in order) on the ORM thread for every call that arrives while the previous batch runs:
-    N concurrent calls cost one thread hop and ``function``'s queries once, not N times.
-    Awaiting the returned function gives the item's result or raises its exception."""
+    in order) on the ORM thread (or ``executor``, a one-thread pool) for every call that
+    arrives while the previous batch runs: N concurrent calls cost one thread hop and
+    ``function``'s queries once, not N times. Awaiting the returned function gives the item's
+    result or raises its exception."""
     batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch] = (
         weakref.WeakKeyDictionary()
     )
@@ -137,7 +158,7 @@ def orm_batched(
                 calls, batch.pending = batch.pending, []
                 items = [item for item, _ in calls]
                 try:
-                    results = await loop.run_in_executor(_executor, _call, function, (items,), {})
+                    results = await loop.run_in_executor(executor, _call, function, (items,), {})
                 except Exception as error:  # the whole batch failed: every caller hears it
                     results = [error] * len(calls)
                 for (_, future), result in zip(calls, results, strict=True):
@@ -173,3 +194,5 @@ def close_connections() -> None:
     """Close the ORM thread's connections and wait for it (sync callers: tests between tests,
     a process about to exit). The next ``@orm`` call opens a fresh one."""
     _executor.submit(connections.close_all).result()
+    if LOG_EXECUTOR is not _executor:
+        LOG_EXECUTOR.submit(connections.close_all).result()

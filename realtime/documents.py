@@ -39,13 +39,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from pycrdt import Doc, get_update, merge_updates
+from pycrdt import Doc, XmlFragment, get_update, merge_updates
 
 from config import json_safety
 
 from . import jsonawareness, push, socketio, yprotocol
 from .conf import realtime_settings
-from .db import orm, orm_batched
+from .db import LOG_EXECUTOR, orm, orm_batched
 from .events import access_by_user
 from .hub import Coalesce, get_hub
 from .protocol_errors import DecodeError
@@ -59,8 +59,9 @@ def _append_updates(batch: list[tuple[str, bytes]]) -> list:
     return append_updates(batch)
 
 
-#: One update into the note's log; concurrent calls on a process share one transaction.
-append_update = orm_batched(_append_updates)
+#: One update into the note's log, on the log's own thread and connection; concurrent
+#: calls on a process share one statement (a group commit).
+append_update = orm_batched(_append_updates, LOG_EXECUTOR)
 
 SIO, YWS = "sio", "yws"
 #: A Yjs update with no items and no deletions.
@@ -167,7 +168,11 @@ class DocumentRoom:
         #: while ``apply`` applies): the update log gets exactly what the Doc integrated.
         self._changes: list[bytes] = []
         self._capturing = False
-        self.doc.observe(self._on_transaction)
+        self._transactions = self.doc.observe(self._on_transaction)  # kept: see _watch_content
+        #: Whether the ``prosemirror`` fragment changed since its content was last rendered
+        #: (a save renders only then; the first save of a loaded room always does).
+        self.content_changed = True
+        self._watch_content()
         #: The newest update-log write (``durable_state`` waits for it).
         self._last_write: asyncio.Future | None = None
         #: Changes in the Doc whose log write failed: never acknowledged nor relayed; written
@@ -216,6 +221,24 @@ class DocumentRoom:
                     "The document would exceed DOC_MAX_BYTES (updates still waiting for the"
                     " changes they build on count).",
                 )
+
+    def _watch_content(self) -> None:
+        """Note every change of the ``prosemirror`` fragment (``content_changed``). A root of
+        that name that is not an XML fragment (a client made it something else) cannot be
+        watched: then every save renders."""
+        from notes.yjs import FRAGMENT
+
+        try:
+            fragment = self.doc.get(FRAGMENT, type=XmlFragment)
+            # The fragment and its subscription are kept: a dropped one stops observing.
+            self._content_watch = (fragment, fragment.observe_deep(self._on_content_change))
+        except Exception:
+            self._content_watched = False
+        else:
+            self._content_watched = True
+
+    def _on_content_change(self, events) -> None:
+        self.content_changed = True
 
     def _on_transaction(self, event) -> None:
         if self._capturing:
@@ -411,8 +434,10 @@ class DocumentRoom:
         )
         rebuilt = Doc()
         rebuilt.apply_update(self.doc.get_update())
-        rebuilt.observe(self._on_transaction)
+        self._transactions = rebuilt.observe(self._on_transaction)
         self.doc = rebuilt
+        self.content_changed = True
+        self._watch_content()
         self.pending, self.pending_bytes, self._pending_checked_at = [], 0, b""
 
     async def relay_update(self, update: bytes, origin: str | None, user_id: str | None) -> None:
@@ -661,6 +686,8 @@ class DocumentRoom:
                 self._save_timer.cancel()
                 self._save_timer = None
             state, unlogged = self.doc.get_update(), self._unlogged
+            render = self.content_changed or not self._content_watched
+            self.content_changed = False  # changes from now on render with the next save
             dirty_since, self.dirty_since = self.dirty_since, None
             try:
                 merged = await orm(merge_save)(self.note_id, state)
@@ -683,15 +710,17 @@ class DocumentRoom:
         if unlogged and self._unlogged is unlogged:  # the save stored them: now they count
             self._unlogged = []
             await self._announce(_merged(unlogged))
-        await self._render(merged)
-        await self._absorb(merged)
+        await self._absorb(merged)  # first: what it brings in may change the content too
+        if render or self.content_changed:
+            await self._render(merged)
         if self.on_saved is not None:
             await self.on_saved(self)
         return True
 
     async def _render(self, state: bytes) -> None:
-        """Store the content rendered from a just-saved state (REST shows it): rendered in a
-        worker thread, outside the row lock and off the ORM thread, then written if the
+        """Store the content rendered from a just-saved state (REST shows it; called by a save
+        when the ``prosemirror`` fragment changed since the last one): rendered in a worker
+        thread, outside the row lock and off the ORM thread, then written if the
         stored state is still this one (``notes.yjs.store_rendered``). Never fails the save:
         what cannot be rendered or stored is logged and follows with a later save."""
         from notes.yjs import render_for_save, store_rendered
@@ -701,6 +730,7 @@ class DocumentRoom:
             if content is not None:
                 await orm(store_rendered)(self.note_id, state, content)
         except Exception:
+            self.content_changed = True  # try again with the next save
             logger.exception("Note %s: the rendered content was not stored", self.note_id)
 
     async def _absorb(self, stored: bytes) -> None:
