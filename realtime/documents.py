@@ -287,26 +287,39 @@ class DocumentRoom:
             await self._log_quietly(_merged(changes))
         await self.relay_update(update, origin, user_id)
         if publish:
-            await get_hub().publish_to_peers(
-                self.group,
-                {
-                    "type": "chorus.doc",
-                    "kind": "update",
-                    "payload": update,
-                    "origin": get_hub().token,
-                    "sid": origin,
-                    "user_id": user_id,
-                    "note_id": self.note_id,
-                },
+            await self._publish_update(
+                update,
+                origin,
+                user_id,
                 # One editor's updates still waiting for the layer go out as one merged
                 # update: the layer's cost per message, not the editors, bounds the rate.
                 # Only updates this Doc integrated: merging one that follows a gap in its
                 # client's clocks (``merge_updates``) loses it.
-                coalesce=Coalesce(("update", origin, user_id), _merge_updates)
-                if integrated
-                else None,
+                Coalesce(("update", origin, user_id), _merge_updates) if integrated else None,
             )
         return integrated
+
+    async def _publish_update(
+        self,
+        update: bytes,
+        origin: str | None,
+        user_id: str | None,
+        coalesce: Coalesce | None = None,
+    ) -> None:
+        """Queue ``update`` for the other instances (``chorus.doc`` kind ``update``)."""
+        await get_hub().publish_to_peers(
+            self.group,
+            {
+                "type": "chorus.doc",
+                "kind": "update",
+                "payload": update,
+                "origin": get_hub().token,
+                "sid": origin,
+                "user_id": user_id,
+                "note_id": self.note_id,
+            },
+            coalesce=coalesce,
+        )
 
     def should_ask(self, client: DocClient) -> bool:
         """Whether to ask ``client`` (which just sent an update the server could not
@@ -355,18 +368,7 @@ class DocumentRoom:
     async def _announce(self, change: bytes) -> None:
         """Relay and publish a server-made change (durable by now) to every editor."""
         await self.relay_update(change, None, None)
-        await get_hub().publish_to_peers(
-            self.group,
-            {
-                "type": "chorus.doc",
-                "kind": "update",
-                "payload": change,
-                "origin": get_hub().token,
-                "sid": None,
-                "user_id": None,
-                "note_id": self.note_id,
-            },
-        )
+        await self._publish_update(change, None, None)
 
     async def durable_state(self) -> bytes:
         """The whole document as a state to send (a join, a sync reply): taken after

@@ -115,6 +115,17 @@ async def fresh_text(server, note_id: object, token: str) -> str:
         await client.sio.disconnect()
 
 
+def a_gap(known: str, builds_on_it: str) -> tuple[Doc, bytes]:
+    """A local Doc holding ``known`` then ``builds_on_it`` in the Text ``t``, and the update
+    of the second alone: it builds on a change the server never got."""
+    local = Doc()
+    text = local.get("t", type=Text)
+    text += known
+    before = local.get_state()
+    text += builds_on_it
+    return local, local.get_update(before)
+
+
 def assert_all_there(text: str, acked: list[str]) -> None:
     missing = [token for token in acked if token not in text]
     assert not missing, f"acked but lost: {missing} (text: {text!r})"
@@ -151,12 +162,7 @@ async def test_an_update_the_server_cannot_integrate_is_not_acked_and_the_gap_is
     client = await Client(server, "editor").connect(await access(people.writer))
     document_id = f"note:{note.id}"
     assert "error" not in await client.call("ydoc:document:join", {"document_id": document_id})
-    local = Doc()
-    text = local.get("t", type=Text)
-    text += "known;"
-    before = local.get_state()
-    text += "builds-on-it;"
-    second = local.get_update(before)
+    local, second = a_gap("known;", "builds-on-it;")
 
     # Only the second update: the server lacks what it builds on.
     ack = await client.call(
@@ -183,12 +189,7 @@ async def test_a_y_websocket_update_with_a_gap_gets_a_sync_step1_and_the_answer_
 ):
     server = servers("daphne", **NO_SAVES)
     note = await make_note()
-    local = Doc()
-    text = local.get("t", type=Text)
-    text += "known;"
-    before = local.get_state()
-    text += "builds-on-it;"
-    second = local.get_update(before)
+    local, second = a_gap("known;", "builds-on-it;")
     async with ws_connect(yjs_url(server, note.id, await access(people.writer))) as ws:
         first_step1 = yprotocol.decode_message(await ws.recv())
         assert (first_step1.kind, first_step1.subtype) == (
@@ -279,12 +280,7 @@ async def test_an_answer_that_does_not_fill_the_gap_is_not_asked_for_again(
     again and again, and its repeated answer is kept once, not until the pending bound."""
     server = servers("daphne", **NO_SAVES, DOC_MAX_PENDING_UPDATES=5)
     note = await make_note()
-    local = Doc()
-    text = local.get("t", type=Text)
-    text += "never-sent;"
-    before = local.get_state()
-    text += "orphan;"
-    orphan = local.get_update(before)
+    _, orphan = a_gap("never-sent;", "orphan;")
     async with ws_connect(yjs_url(server, note.id, await access(people.writer))) as ws:
         await ws.recv()  # the server's own step 1
 
