@@ -191,6 +191,17 @@ def messages(args_list: list[list]) -> list[tuple[str, str]]:
     ]
 
 
+async def alice_in_a_channel(server, proxies, node_clients, alice, bob):
+    """Alice's stock client, through a proxy, joined to a channel she shares with Bob:
+    ``(channel id, proxy, client, its first connect line)``."""
+    cid = (await create_channel(server, alice, bob))["id"]
+    proxy = await proxies(server.port)
+    client = await node_clients(f"http://127.0.0.1:{proxy.port}", {"token": alice.token})
+    [first] = await client.wait_for("connect")
+    await client.wait_for("joined")
+    return cid, proxy, client, first
+
+
 async def cut_and_miss(proxy, server, client, cid, alice, bob, count: int) -> None:
     """Cut alice's client off, wait until the server knows, and post ``count`` messages."""
     await proxy.cut()
@@ -207,11 +218,7 @@ async def test_a_cut_client_gets_all_100_missed_events_in_order_once(
     duplicate, ``socket.recovered === true``, same id."""
     server = servers()
     alice, bob = await people("Alice"), await people("Bob")
-    cid = (await create_channel(server, alice, bob))["id"]
-    proxy = await proxies(server.port)
-    client = await node_clients(f"http://127.0.0.1:{proxy.port}", {"token": alice.token})
-    [first] = await client.wait_for("connect")
-    await client.wait_for("joined")
+    cid, proxy, client, first = await alice_in_a_channel(server, proxies, node_clients, alice, bob)
     assert first["recovered"] is False and first["pid"]
     await post(server, bob, cid, "before")
     await client.wait_for("event")
@@ -240,11 +247,7 @@ async def test_a_cut_client_gets_all_100_missed_events_in_order_once(
 async def test_past_the_window_the_client_connects_anew(servers, proxies, node_clients, people):
     server = servers(RECOVERY_WINDOW=1)
     alice, bob = await people("Alice"), await people("Bob")
-    cid = (await create_channel(server, alice, bob))["id"]
-    proxy = await proxies(server.port)
-    client = await node_clients(f"http://127.0.0.1:{proxy.port}", {"token": alice.token})
-    [first] = await client.wait_for("connect")
-    await client.wait_for("joined")
+    cid, proxy, client, first = await alice_in_a_channel(server, proxies, node_clients, alice, bob)
     await cut_and_miss(proxy, server, client, cid, alice, bob, 3)
     await asyncio.sleep(1.5)
     await proxy.restore()
@@ -262,11 +265,7 @@ async def test_another_users_pid_connects_anew_and_leaves_the_session(
     nothing of Alice's; Alice then resumes as if nothing happened."""
     server = servers()
     alice, bob, carol = await people("Alice"), await people("Bob"), await people("Carol")
-    cid = (await create_channel(server, alice, bob))["id"]
-    proxy = await proxies(server.port)
-    client = await node_clients(f"http://127.0.0.1:{proxy.port}", {"token": alice.token})
-    [first] = await client.wait_for("connect")
-    await client.wait_for("joined")
+    cid, proxy, client, first = await alice_in_a_channel(server, proxies, node_clients, alice, bob)
     await cut_and_miss(proxy, server, client, cid, alice, bob, 3)
     intruder = await node_clients(
         server.url, {"token": carol.token, "pid": first["pid"], "offset": "0-0"}
@@ -295,11 +294,7 @@ async def test_a_client_resumes_on_the_other_instance(
     events are found there."""
     a, b = servers.many(["instance-A", "instance-B"], clean_redis)
     alice, bob = await people("Alice"), await people("Bob")
-    cid = (await create_channel(a, alice, bob))["id"]
-    proxy = await proxies(a.port)
-    client = await node_clients(f"http://127.0.0.1:{proxy.port}", {"token": alice.token})
-    [first] = await client.wait_for("connect")
-    await client.wait_for("joined")
+    cid, proxy, client, first = await alice_in_a_channel(a, proxies, node_clients, alice, bob)
     await cut_and_miss(proxy, a, client, cid, alice, bob, 100)
     await proxy.restore(b.port)
     connects = await client.wait_for("connect", 2)
