@@ -640,7 +640,8 @@ class SocketIOConsumer(LeanConsumer):
         what the client missed since its last offset (or, without one, since
         ``session.start``), and in ``seen`` the offsets of the log entries read. False — the
         socket left in its own user room only, ``frames`` empty — when the client cannot be
-        told everything: an offset that is not one, entries dropped from the log.
+        told everything: an offset that is not one, entries dropped from the log, missed
+        frames over ``SEND_BUFFER_MAX_BYTES`` (the socket would be closed for them).
 
         Call with live frames held (``_hold``), so that nothing published while the log is
         read is lost or sent twice. The log is replayed as the socket would have lived it: a
@@ -659,13 +660,15 @@ class SocketIOConsumer(LeanConsumer):
         cursor = begin
         for _ in range(3):  # again after joins the log asked for, in case they missed some
             entries = await recovery.get_store().read_after(cursor)
-            if entries is None:
+            joins = [] if entries is None else self._replay(entries, member, frames, seen)
+            # Entries dropped from the log, or more missed than the socket may be sent at once
+            # (its send mark): the client cannot be told everything; a normal connect.
+            if entries is None or sum(map(len, frames)) > realtime_settings.SEND_BUFFER_MAX_BYTES:
                 frames.clear()
                 for room in list(self.rooms):
                     if room != own:
                         self.leave(room)
                 return False
-            joins = self._replay(entries, member, frames, seen)
             if entries:
                 cursor = entries[-1].offset
             for room in joins:

@@ -287,7 +287,8 @@ class DocumentRoom:
             await self._log_quietly(_merged(changes))
         await self.relay_update(update, origin, user_id)
         if publish:
-            await self._publish_update(
+            await self._publish(
+                "update",
                 update,
                 origin,
                 user_id,
@@ -299,20 +300,22 @@ class DocumentRoom:
             )
         return integrated
 
-    async def _publish_update(
+    async def _publish(
         self,
-        update: bytes,
+        kind: str,
+        payload: bytes,
         origin: str | None,
         user_id: str | None,
         coalesce: Coalesce | None = None,
     ) -> None:
-        """Queue ``update`` for the other instances (``chorus.doc`` kind ``update``)."""
+        """Queue a ``chorus.doc`` message of ``kind`` ("update", "awareness") for the other
+        instances."""
         await get_hub().publish_to_peers(
             self.group,
             {
                 "type": "chorus.doc",
-                "kind": "update",
-                "payload": update,
+                "kind": kind,
+                "payload": payload,
                 "origin": get_hub().token,
                 "sid": origin,
                 "user_id": user_id,
@@ -368,7 +371,7 @@ class DocumentRoom:
     async def _announce(self, change: bytes) -> None:
         """Relay and publish a server-made change (durable by now) to every editor."""
         await self.relay_update(change, None, None)
-        await self._publish_update(change, None, None)
+        await self._publish("update", change, None, None)
 
     async def durable_state(self) -> bytes:
         """The whole document as a state to send (a join, a sync reply): taken after
@@ -535,18 +538,7 @@ class DocumentRoom:
         update = yprotocol.encode_awareness_update(accepted)
         await self._relay_awareness(origin, user_id, accepted, update)
         if publish:
-            await get_hub().publish_to_peers(
-                self.group,
-                {
-                    "type": "chorus.doc",
-                    "kind": "awareness",
-                    "payload": update,
-                    "origin": get_hub().token,
-                    "sid": origin,
-                    "user_id": user_id,
-                    "note_id": self.note_id,
-                },
-            )
+            await self._publish("awareness", update, origin, user_id)
 
     async def _relay_awareness(
         self,

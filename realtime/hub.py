@@ -250,11 +250,7 @@ class Hub:
         if not self.single_process or self._kind_counts[kind] > 0:
             return True
         store = recovery.memory_store()
-        return (
-            store is not None
-            and recovery.enabled()
-            and any(room.startswith(kind) for room in tuple(store.rooms))
-        )
+        return store is not None and recovery.enabled() and store.kinds[kind] > 0
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -493,9 +489,7 @@ def _notice(message: dict) -> str | None:
     return add_offset(frame, offset) if frame and offset is not None else frame
 
 
-def room_kind(room: str) -> str:
-    """A room's kind: its name up to and including the first dot ("channel.<id>" -> "channel.")."""
-    return room[: room.find(".") + 1]
+room_kind = recovery.room_kind
 
 
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -65,6 +65,12 @@ def parse_offset(offset: object) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
+def room_kind(room: str) -> str:
+    """A room's kind: its name up to and including the first dot ("channel.<id>" ->
+    "channel."); the hub counts its rooms by it too."""
+    return room[: room.find(".") + 1]
+
+
 def recoverable(room: str) -> bool:
     return room.startswith(RECOVERABLE_KINDS)
 
@@ -199,6 +205,8 @@ class MemoryRecoveryStore(RecoveryStore):
         self._by_user: dict[str, dict[str, None]] = {}
         #: room -> resumable sessions in it (``Hub.may_reach`` on a one-process layer).
         self.rooms: collections.Counter[str] = collections.Counter()
+        #: The same by room kind ("channel.", …): ``Hub.may_reach_kind`` without a scan.
+        self.kinds: collections.Counter[str] = collections.Counter()
 
     async def append(self, room, kind, frame=None, skip=None, target=None) -> str:
         now = time.monotonic()
@@ -242,6 +250,7 @@ class MemoryRecoveryStore(RecoveryStore):
             self._sessions[session.pid] = (deadline, session)
             self._by_user.setdefault(session.user_id, {})[session.pid] = None
             self.rooms.update(session.rooms)
+            self.kinds.update(room_kind(room) for room in session.rooms)
 
     async def take(self, pid: str, user_id: str) -> Session | None:
         with self._mutex:
@@ -266,6 +275,7 @@ class MemoryRecoveryStore(RecoveryStore):
         if not mine:
             self._by_user.pop(session.user_id, None)
         self.rooms.subtract(session.rooms)
+        self.kinds.subtract(room_kind(room) for room in session.rooms)
         for room in session.rooms:
             if self.rooms[room] <= 0:
                 del self.rooms[room]

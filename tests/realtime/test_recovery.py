@@ -280,3 +280,24 @@ async def test_past_the_window_the_connect_is_normal(sio, settings, alice, chann
     again, fresh = await connected(sio, alice, pid=reply["pid"])
     assert fresh["sid"] != reply["sid"] and fresh["pid"] != reply["pid"]
     assert await again.no_event("events:channel")
+
+
+@pytestmark_socket
+async def test_more_missed_than_the_send_mark_allows_gets_a_normal_connect(
+    sio, settings, alice, channel
+):
+    """What a resume would send at once is bounded like any output (``SEND_BUFFER_MAX_BYTES``):
+    past it the client is not told everything, so it connects anew and knows it."""
+    settings.CHORUS = {"SEND_BUFFER_MAX_BYTES": 4_000}
+    socket, reply = await connected(sio, alice)
+    await socket.call("user-join")
+    await emit(channel, 1)
+    [(_, _, offset)] = await events(socket, 1)
+    await lose(socket)
+    from realtime import push
+
+    for i in range(1, 41):  # ~40 x 150 bytes missed: over the mark
+        await push.aemit_to_channel(channel.pk, "events:channel", {"n": i, "pad": "x" * 120})
+    again, fresh = await connected(sio, alice, pid=reply["pid"], offset=offset)
+    assert fresh["pid"] != reply["pid"]  # socket.recovered is false
+    assert await again.no_event("events:channel")
