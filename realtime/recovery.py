@@ -38,6 +38,7 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -291,14 +292,19 @@ class MemoryRecoveryStore(RecoveryStore):
 
 # --- Redis --------------------------------------------------------------------------------------
 # Keys: {p}log (stream of entries), {p}pid:<pid> (session JSON, expires with the window),
-# {p}user:<id> (sorted set pid -> deadline, to cap a user's sessions).
+# {p}user:<id> (sorted set pid -> deadline, to cap a user's sessions). Two sessions persisted in
+# the same millisecond would tie, and ZPOPMIN breaks ties by pid, not age: a new score is kept
+# above the set's highest (a burst shifts deadlines by a millisecond each), so the oldest goes.
 
 # KEYS: session key, user key. ARGV: session JSON, window ms, deadline ms, now ms, cap,
 # pid, session key prefix.
 _PERSIST = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[6])
+local score = tonumber(ARGV[3])
+local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if top[2] and tonumber(top[2]) >= score then score = tonumber(top[2]) + 1 end
+redis.call('ZADD', KEYS[2], score, ARGV[6])
 local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])
 if extra > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[2], extra)
@@ -320,11 +326,15 @@ return raw
 
 
 class RedisRecoveryStore(RecoveryStore):
-    """The shared store (module docstring), on the session registry's Redis client."""
+    """The shared store (module docstring), on the session registry's Redis client.
+    ``clock`` (wall-clock seconds) stamps the sessions' deadlines; tests inject a fixed one."""
 
-    def __init__(self, client, prefix: str = "chorus:recovery:") -> None:
+    def __init__(
+        self, client, prefix: str = "chorus:recovery:", clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__()
         self.client = client
+        self._clock = clock
         self.prefix = prefix
         self._log = f"{prefix}log"
         self._persist = client.register_script(_PERSIST)
@@ -384,7 +394,7 @@ class RedisRecoveryStore(RecoveryStore):
         return entries
 
     async def persist(self, session: Session) -> None:
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self._clock() * 1000)
         window_ms = max(1, int(self.window() * 1000))
         await self._persist(
             [f"{self.prefix}pid:{session.pid}", f"{self.prefix}user:{session.user_id}"],

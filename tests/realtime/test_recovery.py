@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import pytest
@@ -96,6 +97,31 @@ async def test_a_user_keeps_at_most_max_sockets_per_user_sessions(store):
     taken = [await store.take(one.pid, "u1") for one in sessions]
     assert taken[:2] == [None, None]  # the oldest went
     assert taken[2:] == sessions[2:]
+
+
+@pytest.mark.services
+async def test_sessions_persisted_in_the_same_millisecond_still_go_oldest_first(
+    settings, redis_url
+):
+    """The Redis store orders a user's sessions by deadline; equal deadlines must not fall
+    back to ordering by pid (a random hex string)."""
+    settings.CHORUS = {"RECOVERY_WINDOW": 1.0, "MAX_SOCKETS_PER_USER": 3}
+    registry = RedisSessionRegistry(redis_url)
+    prefix = f"chorus:test:{uuid.uuid4().hex}:"
+    now = time.time()
+    frozen = RedisRecoveryStore(registry.client, prefix=prefix, clock=lambda: now)
+    try:
+        for _ in range(5):  # several rounds: random pids tie-break wrongly most of the time
+            sessions = [session("u1") for _ in range(6)]
+            for one in sessions:
+                await frozen.persist(one)
+            taken = [await frozen.take(one.pid, "u1") for one in sessions]
+            assert taken == [None, None, None, *sessions[3:]]
+    finally:
+        keys = [key async for key in registry.client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await registry.client.delete(*keys)
+        await registry.close()
 
 
 # --- through the socket -------------------------------------------------------------------------
