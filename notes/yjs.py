@@ -13,7 +13,8 @@ compatibility and search; what a client renders is never stored for a collaborat
 - ``merge_save(note_id, state)`` merges a document state and the update log into the stored
   one inside a row-locked transaction and deletes the log rows it merged: two instances saving
   in any order keep every edit, and an older state never overwrites a newer one (Yjs merge is
-  commutative and idempotent).
+  commutative and idempotent). ``save_state`` is the same with a shortcut for the one process
+  that wrote everything stored: no merge while the stored state is the one it saved last.
 - ``rendered_content(state)`` / ``store_rendered(note_id, state, content)``: after a save, the
   content rendered from the merged state (outside the lock, off the ORM thread) is stored only
   if the stored state is still the one it was rendered from, and only when it changed (then
@@ -31,7 +32,9 @@ Mapping (y-prosemirror): a node → ``XmlElement(type, attrs)``; a run of text n
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import DataError, IntegrityError, connection, transaction
@@ -242,12 +245,13 @@ def load_state(note_id) -> bytes:
 _LOG_ROWS_PER_STATEMENT = 500
 
 
-def append_updates(batch: list[tuple[str, bytes]]) -> list[bool | Exception]:
+def append_updates(batch: list[tuple[str, bytes]]) -> list[int | Exception]:
     """Store ``(note_id, update)`` pairs in the update log, in order, one INSERT statement
     for the whole batch (a group commit: ``realtime.db.orm_batched`` hands over every update
-    that arrived while the previous write ran). One result per pair: True, or
-    ``Note.DoesNotExist`` for a note deleted meanwhile (its updates are dropped; the others
-    are stored).
+    that arrived while the previous write ran). One result per pair: the highest row id the
+    statement that stored it wrote (every row up to it is committed; 0 where the database
+    cannot say), or ``Note.DoesNotExist`` for a note deleted meanwhile (its updates are
+    dropped; the others are stored).
 
     Written by hand, not with ``bulk_create``: every acknowledgement waits on it, and the
     ORM's per-row model building and SQL compilation were a quarter of the server's CPU
@@ -258,23 +262,25 @@ def append_updates(batch: list[tuple[str, bytes]]) -> list[bool | Exception]:
     writes them again; Yjs updates apply idempotently)."""
     rows = [(note_id, update) for note_id, update in batch]
     try:
+        results: list[int | Exception] = []
         for start in range(0, len(rows), _LOG_ROWS_PER_STATEMENT):
-            _insert_log_rows(rows[start : start + _LOG_ROWS_PER_STATEMENT])
-        return [True] * len(rows)
+            chunk = rows[start : start + _LOG_ROWS_PER_STATEMENT]
+            results += [_insert_log_rows(chunk)] * len(chunk)
+        return results
     except IntegrityError:  # a note was deleted: store the rest one by one
         pass
-    results: list[bool | Exception] = []
+    results = []
     for row in rows:
         try:
-            _insert_log_rows([row])
-            results.append(True)
+            results.append(_insert_log_rows([row]))
         except IntegrityError:
             results.append(Note.DoesNotExist("The note was deleted."))
     return results
 
 
-def _insert_log_rows(rows: list[tuple[str, bytes]]) -> None:
-    """One ``INSERT`` of ``(note_id, update)`` rows into ``NoteUpdate``'s table (autocommit)."""
+def _insert_log_rows(rows: list[tuple[str, bytes]]) -> int:
+    """One ``INSERT`` of ``(note_id, update)`` rows into ``NoteUpdate``'s table (autocommit);
+    returns the highest id it wrote (0 on a database without ``RETURNING``)."""
     meta = NoteUpdate._meta
     fields = [meta.get_field("note"), meta.get_field("update"), meta.get_field("created_at")]
     quote = connection.ops.quote_name
@@ -288,8 +294,13 @@ def _insert_log_rows(rows: list[tuple[str, bytes]]) -> None:
             now,
         ]
     values = ", ".join(["(%s, %s, %s)"] * len(rows))
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {values}"
+    returning = connection.features.can_return_rows_from_bulk_insert
+    if returning:
+        sql += f" RETURNING {quote(meta.pk.column)}"
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {values}", params)
+        cursor.execute(sql, params)
+        return max(row[0] for row in cursor.fetchall()) if returning else 0
 
 
 def logged_since(note_id, after_id: int) -> tuple[int, bytes | None]:
@@ -314,10 +325,36 @@ def current_state(note_id) -> bytes | None:
     return _with_log(bytes(note.yjs_state) if note.yjs_state else None, updates)
 
 
-def merge_save(note_id, state: bytes) -> bytes:
+def state_digest(state: bytes | None) -> str:
+    """A stored state's fingerprint (``save_state``'s ``known``); hashlib releases the GIL
+    for large inputs, so it costs the event loop nothing when run on the ORM thread."""
+    return hashlib.blake2b(state or b"", digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What ``save_state`` stored: the state, its ``state_digest``, and whether it had to
+    merge (False: ``state`` was stored as given, the database held nothing it lacked)."""
+
+    state: bytes
+    digest: str
+    merged: bool
+
+
+def save_state(note_id, state: bytes, known: str | None = None, upto: int = 0) -> Saved:
     """Merge ``state`` and the note's update log into the stored state under a row lock,
     delete the log rows merged (by id: rows another instance adds meanwhile stay for the
-    next save), and return the merged state.
+    next save), and return what is stored.
+
+    ``known`` and ``upto`` are the caller's promise that ``state`` already holds the stored
+    state with that ``state_digest`` and every update-log row with an id up to ``upto`` (one
+    process that wrote every row itself, ids from ``append_updates``, and absorbed its last
+    save): while the stored state still has that digest, ``state`` is stored as it is and
+    those rows are deleted (later ones wait for the next save). Merging — decoding the
+    stored state, the log and ``state`` and encoding the result, all under the GIL (pycrdt
+    never releases it) — is what a save costs the event loop on a long-lived document
+    (docs/benchmarks.md); anything else stored since (a REST content change, another
+    instance) fails the check and merges.
 
     The content is rendered from it afterwards, outside the lock, and stored with
     ``store_rendered``.
@@ -326,13 +363,22 @@ def merge_save(note_id, state: bytes) -> bytes:
     """
     with transaction.atomic():
         note = Note.objects.select_for_update(no_key=True).only("yjs_state").get(pk=note_id)
-        row_ids, updates = _logged(note_id)
         stored = bytes(note.yjs_state) if note.yjs_state else None
+        if known is not None and state and state_digest(stored) == known:
+            Note.objects.filter(pk=note_id).update(yjs_state=state)
+            NoteUpdate.objects.filter(note_id=note_id, id__lte=upto).delete()
+            return Saved(state, state_digest(state), merged=False)
+        row_ids, updates = _logged(note_id)
         merged = _with_log(stored, updates, state)
         Note.objects.filter(pk=note_id).update(yjs_state=merged)
         if row_ids:
             NoteUpdate.objects.filter(pk__in=row_ids).delete()
-        return merged
+        return Saved(merged, state_digest(merged), merged=True)
+
+
+def merge_save(note_id, state: bytes) -> bytes:
+    """``save_state`` with no promise: always merges; returns the stored state."""
+    return save_state(note_id, state).state
 
 
 def rendered_content(state: bytes | None) -> dict:

@@ -16,8 +16,9 @@ states, and the debounced saves. A document's life, in order:
   single-process layer);
 - store: ``save`` — trailing debounce ``DOC_SAVE_DEBOUNCE`` with ceiling ``DOC_SAVE_MAX_WAIT``;
   merges the state and the update log into the stored state under a row lock and deletes the
-  log rows merged (``notes.yjs.merge_save``); a failed save is logged, retried with backoff
-  and keeps the document dirty and in memory;
+  log rows merged (``notes.yjs.save_state``; on a single process, once the room has saved,
+  its state is stored without a merge while the stored state is the one it saved last); a
+  failed save is logged, retried with backoff and keeps the document dirty and in memory;
 - unload: when the last local editor leaves the room is flushed, then dropped from memory —
   only after re-checking that no editor came back and nothing is dirty.
 
@@ -180,6 +181,11 @@ class DocumentRoom:
         self._unlogged: list[bytes] = []
         #: The highest update-log row id ``catch_up`` has taken in.
         self._log_seen = 0
+        #: The highest update-log row id this room's own writes reached (every row up to it
+        #: is in the Doc), and the digest of the state its last save stored: a single
+        #: process's save stores the Doc's state without merging (``notes.yjs.save_state``).
+        self._logged_upto = 0
+        self._stored_digest: str | None = None
         self.clients: dict[str, DocClient] = {}
         self.awareness: dict[int, Aware] = {}
         #: Bytes of the states in ``awareness`` (bounded by AWARENESS_MAX_DOCUMENT_BYTES), and
@@ -348,7 +354,7 @@ class DocumentRoom:
         write = asyncio.ensure_future(append_update((self.note_id, _merged([*earlier, change]))))
         self._last_write = write
         try:
-            await asyncio.shield(write)
+            self._logged_upto = max(self._logged_upto, await asyncio.shield(write))
         except Exception as error:
             from notes.models import Note
 
@@ -671,7 +677,7 @@ class DocumentRoom:
     async def save(self) -> bool:
         """Merge the server state into the stored one. False if it failed (kept dirty)."""
         from notes.models import Note
-        from notes.yjs import merge_save
+        from notes.yjs import save_state
 
         async with self._save_lock:
             if not self.dirty:
@@ -680,11 +686,15 @@ class DocumentRoom:
                 self._save_timer.cancel()
                 self._save_timer = None
             state, unlogged = self.doc.get_update(), self._unlogged
+            # One process wrote every log row and holds what it last stored: no merge (a
+            # decode and encode of the whole document under the GIL) while that still holds.
+            known = self._stored_digest if get_hub().single_process else None
+            upto = self._logged_upto
             render = self.content_changed or not self._content_watched
             self.content_changed = False  # changes from now on render with the next save
             dirty_since, self.dirty_since = self.dirty_since, None
             try:
-                merged = await orm(merge_save)(self.note_id, state)
+                saved = await orm(save_state)(self.note_id, state, known, upto)
             except Note.DoesNotExist:
                 logger.warning(
                     "Note %s was deleted while open; its edits are dropped", self.note_id
@@ -700,13 +710,15 @@ class DocumentRoom:
                 return False
             self._retry_delay = 0.5
             self.saves += 1
-            self.size = len(merged)
+            self.size = len(saved.state)
+            self._stored_digest = saved.digest
         if unlogged and self._unlogged is unlogged:  # the save stored them: now they count
             self._unlogged = []
             await self._announce(_merged(unlogged))
-        await self._absorb(merged)  # first: what it brings in may change the content too
+        if saved.merged:  # first: what it brings in may change the content too
+            await self._absorb(saved.state)
         if render or self.content_changed:
-            await self._render(merged)
+            await self._render(saved.state)
         if self.on_saved is not None:
             await self.on_saved(self)
         return True

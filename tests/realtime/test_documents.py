@@ -12,14 +12,18 @@ from django.db import connection
 from pycrdt import Doc, Text, XmlFragment
 
 from accounts.tokens import issue_access_token
-from notes.models import Note, NoteGrant, Permission, PrincipalType
+from notes.models import Note, NoteGrant, NoteUpdate, Permission, PrincipalType
 from notes.render import render_content
 from notes.yjs import (
     FRAGMENT,
+    append_updates,
     current_state,
     doc_from_state,
     fragment_to_prosemirror,
+    load_state,
     merge_save,
+    save_state,
+    state_digest,
 )
 from realtime import yprotocol
 from realtime.documents import _managers
@@ -345,6 +349,67 @@ def test_merge_save_keeps_every_edit_in_any_order(note):
             doc_from_state(bytes(Note.objects.get(pk=note.id).yjs_state)).get("t", type=Text)
         )
         assert sorted(text) == ["A", "B"]
+
+
+def test_a_save_without_merge_keeps_the_log_rows_it_was_not_promised(note):
+    """``save_state``'s shortcut (one process, its last save still stored) stores the state
+    as given and deletes only the log rows up to ``upto``: a row written after the state
+    was taken stays, and a load still has it."""
+    doc = doc_from_state(load_state(note.id))
+    first = save_state(note.id, doc.get_update())
+    assert first.merged and first.digest == state_digest(first.state)
+    [upto] = set(append_updates([(str(note.id), edit(doc, "in"))]))
+    state = doc.get_update()  # holds "in", not what follows
+    [later] = set(append_updates([(str(note.id), edit(doc, "-late"))]))
+    saved = save_state(note.id, state, first.digest, upto)
+    assert not saved.merged and saved.state == state
+    assert list(NoteUpdate.objects.filter(note_id=note.id).values_list("id", flat=True)) == [later]
+    assert str(doc_from_state(load_state(note.id)).get("t", type=Text)) == "in-late"
+
+
+def test_a_save_without_merge_is_refused_when_the_stored_state_moved(note):
+    """Anything stored since the caller's last save (a REST content change, another
+    instance) fails the digest check: the save merges, and keeps both."""
+    doc = doc_from_state(load_state(note.id))
+    first = save_state(note.id, doc.get_update())
+    other = doc_from_state(first.state)  # another writer, from the same stored state
+    edit(other, "B")
+    merge_save(note.id, other.get_update())
+    edit(doc, "A")
+    saved = save_state(note.id, doc.get_update(), first.digest, 0)
+    assert saved.merged
+    text = str(doc_from_state(bytes(Note.objects.get(pk=note.id).yjs_state)).get("t", type=Text))
+    assert sorted(text) == ["A", "B"]
+
+
+async def test_many_saves_during_steady_edits_lose_nothing(sio, note, alice, bob, settings):
+    """Edits acknowledged while saves come and go (each a shortcut save after the first):
+    the database holds every one, and after the last editor leaves, the stored state alone."""
+    settings.CHORUS = {
+        "DOC_SAVE_DEBOUNCE": 0.02,
+        "DOC_SAVE_MAX_WAIT": 0.05,
+        "EVENT_RATE": 1000.0,
+        "EVENT_BURST": 1000,
+    }
+    a, doc_a, _ = await editor(sio, alice, note)
+    typed = ""
+    for i in range(60):
+        piece = f"{i % 10}"
+        typed += piece
+        update = edit(doc_a, piece)
+        ack = await a.call(
+            "ydoc:document:update", {"document_id": f"note:{note.id}", "update": list(update)}
+        )
+        assert ack == {}
+        if i % 7 == 0:
+            await asyncio.sleep(0.06)  # let a save run
+    room = _managers[asyncio.get_running_loop()].rooms[str(note.id)]
+    assert room.saves >= 3
+    state = await database_sync_to_async(current_state)(note.id)
+    assert str(doc_from_state(state).get("t", type=Text)) == typed
+    await a.close()
+    assert str((await stored(note.id)).get("t", type=Text)) == typed
+    assert not await database_sync_to_async(NoteUpdate.objects.filter(note_id=note.id).exists)()
 
 
 # --- y-websocket --------------------------------------------------------------------------------
