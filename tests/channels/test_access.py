@@ -1,5 +1,6 @@
 """channels_app.access: the hand-written membership statement returns what the ORM query it
-replaces returns.
+replaces returns, and the socket's two membership checks (many users at once, hand-written;
+one channel, ORM) agree.
 
 The data is built through the ORM: users (some inactive, some deleted, some never active),
 open, private, group, dm and archived channels, memberships active and left, and more users
@@ -17,7 +18,13 @@ from django.utils import timezone
 
 import sqlrows
 from accounts.models import User
-from channels_app.access import active_memberships
+from channels_app.access import (
+    active_memberships,
+    is_open_channel_member,
+    member_ids,
+    membership,
+    open_channel_ids,
+)
 from channels_app.models import Channel, ChannelMember, ChannelType
 
 pytestmark = pytest.mark.django_db
@@ -110,3 +117,27 @@ def test_active_memberships_in_one_statement_is_in_the_order_joined():
 
     assert active_memberships(user_ids) == orm_memberships(user_ids)
     assert active_memberships([]) == []
+
+
+def test_the_socket_membership_checks_agree():
+    users, channels = build_world(30)
+    for user in users:
+        in_rooms = set(open_channel_ids(user.pk))
+        for channel in channels:
+            open_member = is_open_channel_member(user.pk, channel.pk)
+            assert open_member == (str(channel.pk) in in_rooms)
+            # REST's membership is the same row, and still there while the channel is archived.
+            assert open_member == (
+                membership(user, channel) is not None and channel.archived_at is None
+            )
+
+
+def test_who_is_in_a_channel_agrees_with_the_hand_written_statement():
+    users, channels = build_world(30)
+    found = active_memberships([str(u.pk) for u in users])
+    for channel in channels:
+        in_room = {user_id for user_id, channel_id, _ in found if channel_id == str(channel.pk)}
+        members = {str(user_id) for user_id in member_ids(channel)}
+        assert members  # every channel of the world has active members
+        # An archived channel keeps its members; its room is empty.
+        assert in_room == (set() if channel.archived_at else members)
