@@ -11,7 +11,8 @@ Revoked ``jti`` values live in the database (``RevokedToken``) and are read thro
 Django cache (Redis when ``REDIS_URL`` is set): validating a token costs one query for its
 user, plus one for the revocation list when the cache has no answer for its ``jti``.
 ``validate_access_tokens`` validates many at once with the same two queries (the socket
-server hands it every CONNECT that arrived while the previous batch ran).
+server hands it every CONNECT that arrived while the previous batch ran). Both statements are
+hand-written, in ``accounts.queries``.
 
 Token timestamps are whole seconds: a token whose ``iat`` falls in the same second as (or
 before) a revoke-all is refused, so issuing waits for the next second when needed.
@@ -40,8 +41,7 @@ from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from config import rows
-
+from . import queries
 from .models import RevokedToken, Role, User
 from .signals import token_revoked, user_tokens_revoked
 
@@ -99,7 +99,7 @@ def validate_access_tokens(raws: Sequence[str | None]) -> list[ValidatedToken | 
     if not claims:
         return results  # type: ignore[return-value]
     revoked = _revoked_jtis(claims)
-    users = _load_users([c.user_id for c in claims if c.jti not in revoked])
+    users = queries.users_by_pk([c.user_id for c in claims if c.jti not in revoked])
     for index, result in enumerate(results):
         if isinstance(result, _Claims):
             results[index] = _validated(result, users.get(result.user_id), revoked)
@@ -168,7 +168,7 @@ def _check_user(user_id: object, issued_at: int) -> User:
         pk = uuid.UUID(str(user_id))
     except ValueError:
         raise TokenRejected("invalid_token", "Token is invalid.") from None
-    user = _load_users([pk]).get(pk)
+    user = queries.users_by_pk([pk]).get(pk)
     _check_user_state(user, issued_at)
     return user
 
@@ -184,17 +184,6 @@ def _check_user_state(user: User | None, issued_at: int) -> None:
         raise TokenRejected("token_revoked", "Token has been revoked.")
 
 
-def _load_users(pks: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
-    """The users among ``pks`` by primary key: one hand-written statement per 500
-    (``config.rows``: every socket CONNECT needs it, docs/benchmarks.md)."""
-    users: dict[uuid.UUID, User] = {}
-    for chunk in rows.chunks(list(dict.fromkeys(pks))):
-        where = f"{rows.column(User, 'id')} IN ({rows.placeholders(len(chunk))})"
-        params = rows.db_values(User._meta.pk, chunk)
-        users.update((user.pk, user) for user in rows.load(User, where, params))
-    return users
-
-
 def _revoked_jtis(claims: Sequence[_Claims]) -> set[str]:
     """The revoked ones among the tokens' ids: from the cache, and what it does not know from
     the database in one query (each answer then cached, see ``_cache_revocation``)."""
@@ -203,14 +192,7 @@ def _revoked_jtis(claims: Sequence[_Claims]) -> set[str]:
     revoked = {jti for jti, key in keys.items() if cached.get(key)}
     unknown = [c for c in claims if keys[c.jti] not in cached]
     if unknown:
-        stored: set[str] = set()
-        jti = RevokedToken._meta.get_field("jti")
-        for chunk in rows.chunks([c.jti for c in unknown]):
-            sql = (
-                f"SELECT {rows.column(RevokedToken, 'jti')} FROM {rows.table(RevokedToken)}"
-                f" WHERE {rows.column(RevokedToken, 'jti')} IN ({rows.placeholders(len(chunk))})"
-            )
-            stored.update(row[0] for row in rows.select(sql, chunk, [jti]))
+        stored = queries.revoked_jtis([c.jti for c in unknown])
         for c in unknown:
             _cache_revocation(c.jti, c.jti in stored, c.expires_at)
         revoked |= stored

@@ -1,23 +1,43 @@
-"""Who may see a channel: the one place that decides it.
+"""Who may see a channel and who is in it: the one place that answers both.
 
-Group and dm channels: their active members. Standard channels: every signed-in user, unless
-``is_private``, then members only. Admins see everything.
+Visibility (``readable_channels``): group and dm channels are for their active members;
+standard channels for every signed-in user, unless ``is_private``, then members only. Admins
+see everything. (``permissions.channel_access`` adds the REST rules on top.)
+
+Membership is an active ``ChannelMember`` row (a removed member keeps an inactive one):
+
+- is user U a member of channel C: ``membership`` (REST: the row, archived channels too) and
+  ``is_open_channel_member`` (sockets: only while C is open, i.e. not archived);
+- which channels is U in: ``memberships_of`` (rows), ``open_channel_ids`` (the channel rooms
+  U's sockets belong in), ``active_memberships`` (the same for many users at once);
+- who is in C: ``memberships_in`` (rows), ``member_ids``, ``members`` (users).
+
+Every caller — REST views and permissions, services, the socket events, presence — asks here.
+``active_memberships`` runs on every socket's ``user-join`` and every batch of presence
+changes, so it is a hand-written statement (``sqlrows``); the rest use the ORM.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet
 
+import sqlrows
 from accounts.models import Role, User
-from config import rows
 
 from .models import Channel, ChannelMember, ChannelType
 
+#: A user or its primary key.
+UserRef = User | uuid.UUID | str
+#: A channel, its primary key, or an ``OuterRef`` to one (in a subquery).
+ChannelRef = Channel | uuid.UUID | str | OuterRef
 
-def readable_channels(user) -> QuerySet[Channel]:
+
+def readable_channels(user: User) -> QuerySet[Channel]:
+    """The channels ``user`` may see (archived ones included; see the module docstring)."""
     if user.role == Role.ADMIN:
         return Channel.objects.all()
     member = Q(members__user=user, members__is_active=True)
@@ -25,32 +45,84 @@ def readable_channels(user) -> QuerySet[Channel]:
     return Channel.objects.filter(member | public).distinct()
 
 
+# --- which channels a user is in -----------------------------------------------------------
+
+
+def memberships_of(user: UserRef) -> QuerySet[ChannelMember]:
+    """The active memberships of ``user``, archived channels included."""
+    return ChannelMember.objects.filter(user=user, is_active=True)
+
+
+def membership(user: UserRef, channel: ChannelRef) -> ChannelMember | None:
+    """The active membership of ``user`` in ``channel`` (archived or not), or None."""
+    return memberships_of(user).filter(channel=channel).first()
+
+
+def is_open_channel_member(user_id: UserRef, channel_id: ChannelRef) -> bool:
+    """Whether the user is an active member of the channel and the channel is not archived:
+    whether the user's sockets belong in its room."""
+    return memberships_of(user_id).filter(channel=channel_id, channel__archived_at=None).exists()
+
+
+def open_channel_ids(user_id: UserRef) -> list[str]:
+    """The channels (ids) not archived that the user is an active member of, in the order
+    joined: the channel rooms the user's sockets belong in."""
+    return [channel_id for _, channel_id, _ in active_memberships([str(user_id)])]
+
+
 def active_memberships(user_ids: Sequence[str]) -> list[tuple[str, str, datetime | None]]:
     """``(user id, channel id, the user's last_active_at)`` for each active membership of a
-    channel that is not archived — the channel rooms the users' sockets belong in. One
-    hand-written statement per 500 users (``config.rows``): every socket's ``user-join`` and
-    every batch of presence changes run it."""
+    channel that is not archived, each user's in the order joined — the channel rooms the
+    users' sockets belong in.
+
+    Replaces ``ChannelMember.objects.filter(user_id__in=user_ids, is_active=True,
+    channel__archived_at=None).order_by("joined_at").values_list("user_id", "channel_id",
+    "user__last_active_at")`` (ids as strings), one statement per ``sqlrows.IN_LIST_MAX``
+    users. Hand-written because every socket's ``user-join`` and every batch of presence
+    changes run it, and as a QuerySet it costs more than the database takes to run it
+    (docs/benchmarks.md: the table of session 3's changes under the run of 2026-11-26 18:44 UTC).
+    tests/channels/test_access.py compares the two on SQLite and PostgreSQL."""
     if not user_ids:
         return []
-    m, u, c = (rows.table(model) for model in (ChannelMember, User, Channel))
-    member_user, member_channel = (rows.column(ChannelMember, f) for f in ("user", "channel"))
+    col = sqlrows.column
+    member_user, member_channel = col(ChannelMember, "user"), col(ChannelMember, "channel")
     fields = [
         ChannelMember._meta.get_field("user"),
         ChannelMember._meta.get_field("channel"),
         User._meta.get_field("last_active_at"),
     ]
     found = []
-    for chunk in rows.chunks(list(user_ids)):
+    for chunk in sqlrows.chunks(list(user_ids)):
         sql = (
-            f"SELECT m.{member_user}, m.{member_channel}, u.{rows.column(User, 'last_active_at')}"
-            f" FROM {m} m"
-            f" JOIN {u} u ON u.{rows.column(User, 'id')} = m.{member_user}"
-            f" JOIN {c} c ON c.{rows.column(Channel, 'id')} = m.{member_channel}"
-            f" WHERE m.{rows.column(ChannelMember, 'is_active')} = %s"
-            f" AND c.{rows.column(Channel, 'archived_at')} IS NULL"
-            f" AND m.{member_user} IN ({rows.placeholders(len(chunk))})"
-            f" ORDER BY m.{rows.column(ChannelMember, 'joined_at')}"
+            f"SELECT m.{member_user}, m.{member_channel}, u.{col(User, 'last_active_at')}"
+            f" FROM {sqlrows.table(ChannelMember)} m"
+            f" JOIN {sqlrows.table(User)} u ON u.{col(User, 'id')} = m.{member_user}"
+            f" JOIN {sqlrows.table(Channel)} c ON c.{col(Channel, 'id')} = m.{member_channel}"
+            f" WHERE m.{col(ChannelMember, 'is_active')} = %s"
+            f" AND c.{col(Channel, 'archived_at')} IS NULL"
+            f" AND m.{member_user} IN ({sqlrows.placeholders(len(chunk))})"
+            f" ORDER BY m.{col(ChannelMember, 'joined_at')}"
         )
-        params = [True, *rows.db_values(User._meta.pk, chunk)]
-        found.extend(rows.select(sql, params, fields))
+        params = [True, *sqlrows.db_values(User._meta.pk, chunk)]
+        found.extend(sqlrows.select(sql, params, fields))
     return [(str(user_id), str(channel_id), seen) for user_id, channel_id, seen in found]
+
+
+# --- who is in a channel ---------------------------------------------------------------------
+
+
+def memberships_in(channel: ChannelRef) -> QuerySet[ChannelMember]:
+    """The active memberships of ``channel``."""
+    return ChannelMember.objects.filter(channel=channel, is_active=True)
+
+
+def member_ids(channel: ChannelRef) -> list[uuid.UUID]:
+    """The ids of ``channel``'s active members."""
+    return list(memberships_in(channel).values_list("user_id", flat=True))
+
+
+def members(channel: ChannelRef) -> QuerySet[User]:
+    """The users with an active membership of ``channel``."""
+    return User.objects.filter(
+        channel_memberships__channel=channel, channel_memberships__is_active=True
+    )

@@ -22,7 +22,7 @@ from rest_framework import exceptions
 from accounts.models import Role, User
 from config.api_errors import Conflict
 
-from .access import readable_channels
+from .access import membership, readable_channels
 from .models import Channel, ChannelMember, MemberRole
 
 MANAGING_ROLES = (MemberRole.OWNER, MemberRole.MANAGER)
@@ -86,8 +86,7 @@ def channel_access(user: User, channel_id: object) -> ChannelAccess:
     channel = readable_channels(user).select_related("owner").filter(pk=channel_id).first()
     if channel is None:
         raise exceptions.NotFound("No such channel.")
-    membership = ChannelMember.objects.filter(channel=channel, user=user, is_active=True).first()
-    access = ChannelAccess(user=user, channel=channel, membership=membership)
+    access = ChannelAccess(user=user, channel=channel, membership=membership(user, channel))
     if access.is_archived and not access.is_member and not access.is_admin:
         raise exceptions.NotFound("No such channel.")
     return access

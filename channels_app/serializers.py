@@ -23,6 +23,7 @@ from rest_framework import serializers
 from accounts.models import Role, User
 from config.formats import iso
 
+from .access import memberships_in
 from .models import Channel, ChannelMember, ChannelType, MemberRole, Message
 
 #: Longest message ``content`` accepted, in characters.
@@ -143,7 +144,7 @@ class ChannelSerializer(serializers.ModelSerializer):
     def get_member_count(self, channel: Channel) -> int:
         count = getattr(channel, "member_count", None)
         if count is None:
-            count = channel.members.filter(is_active=True).count()
+            count = memberships_in(channel).count()
         return count
 
 

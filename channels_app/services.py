@@ -42,7 +42,7 @@ from accounts.models import User
 from config.api_errors import Conflict
 from realtime import push
 
-from .access import readable_channels
+from .access import member_ids, memberships_in, memberships_of, readable_channels
 from .models import Channel, ChannelMember, ChannelType, MemberRole, Message, Reaction
 from .permissions import ChannelAccess
 from .serializers import ChannelSerializer, MemberSerializer, MessageSerializer, user_ref
@@ -73,13 +73,12 @@ def message_queryset() -> QuerySet[Message]:
 def channel_queryset(viewer: User | None = None) -> QuerySet[Channel]:
     """Channels ready for ``ChannelSerializer`` (``member_count``); with ``viewer``, also for
     ``ChannelForViewerSerializer`` (``viewer_memberships``, ``unread_count``)."""
-    active = ChannelMember.objects.filter(channel=OuterRef("pk"), is_active=True)
     queryset = Channel.objects.select_related("owner").annotate(
-        member_count=_count(active, "channel")
+        member_count=_count(memberships_in(OuterRef("pk")), "channel")
     )
     if viewer is None:
         return queryset
-    mine = ChannelMember.objects.filter(user=viewer, is_active=True)
+    mine = memberships_of(viewer)
     last_read = mine.filter(channel=OuterRef("pk")).values("last_read_at")[:1]
     queryset = queryset.annotate(
         viewer_last_read=Coalesce(
@@ -101,7 +100,7 @@ def list_channels(user: User, *, joined_only: bool = False) -> QuerySet[Channel]
     """The caller's channel list: channels they are an active member of, plus (unless
     ``joined_only``) public standard channels that are not archived. Pinned ones first, then
     by name. Admins may open any channel by id but their list is built the same way."""
-    mine = ChannelMember.objects.filter(channel=OuterRef("pk"), user=user, is_active=True)
+    mine = memberships_of(user).filter(channel=OuterRef("pk"))
     listed = Q(Exists(mine))
     if not joined_only:
         listed |= Q(type=ChannelType.STANDARD, is_private=False, archived_at__isnull=True)
@@ -121,11 +120,7 @@ def viewed_channel(access: ChannelAccess) -> Channel:
 
 
 def active_members(access: ChannelAccess) -> QuerySet[ChannelMember]:
-    return (
-        ChannelMember.objects.filter(channel=access.channel, is_active=True)
-        .select_related("user")
-        .order_by("joined_at", "id")
-    )
+    return memberships_in(access.channel).select_related("user").order_by("joined_at", "id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,22 +304,14 @@ def update_channel(access: ChannelAccess, changes: dict) -> Channel:
         channel.save()
         update = channel_event(channel.pk, "channel:update", _channel_data(channel.pk), access.user)
         if unarchived:  # sockets come back into the room and are told after joining
-            for user_id in _active_member_ids(channel.pk):
+            for user_id in member_ids(channel.pk):
                 _join_room(user_id, channel.pk, update)
         elif archived is True:  # sockets leave the room (no typing, no events) and are told
-            for user_id in _active_member_ids(channel.pk):
+            for user_id in member_ids(channel.pk):
                 _leave_room(user_id, channel.pk, update)
         else:
             push.emit_to_channel(channel.pk, EVENT, update)
     return channel
-
-
-def _active_member_ids(channel_id: object) -> list:
-    return list(
-        ChannelMember.objects.filter(channel_id=channel_id, is_active=True).values_list(
-            "user_id", flat=True
-        )
-    )
 
 
 def delete_channel(access: ChannelAccess) -> None:
@@ -333,10 +320,10 @@ def delete_channel(access: ChannelAccess) -> None:
     access.require_owner()
     channel_id = access.channel.pk
     with transaction.atomic():
-        member_ids = _active_member_ids(channel_id)
+        were_members = member_ids(channel_id)
         Channel.objects.filter(pk=channel_id).delete()
         _emit(channel_id, "channel:delete", {"id": str(channel_id)}, access.user)
-        for user_id in member_ids:
+        for user_id in were_members:
             _leave_room(user_id, channel_id)
 
 

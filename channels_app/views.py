@@ -18,6 +18,7 @@ from accounts.models import User
 from realtime.sessions import presence_of
 
 from . import services
+from .access import members as channel_members
 from .models import ChannelMember
 from .permissions import ChannelAccess, channel_access
 from .serializers import (
@@ -197,11 +198,7 @@ class ChannelPresenceView(APIView):
 
     def get(self, request: Request, channel_id) -> Response:
         channel = channel_access(request.user, channel_id).channel
-        members = list(
-            User.objects.filter(
-                channel_memberships__channel=channel, channel_memberships__is_active=True
-            ).only("id", "name", "username", "last_active_at")
-        )
+        members = list(channel_members(channel).only("id", "name", "username", "last_active_at"))
         online = async_to_sync(presence_of)([str(m.pk) for m in members])
         return Response(
             {

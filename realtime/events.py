@@ -150,21 +150,16 @@ async def _revalidate(conn, auth: Auth | None) -> None:
 
 @orm
 def _member_channel_ids(user_id) -> list[str]:
-    from channels_app.access import active_memberships
+    from channels_app.access import open_channel_ids
 
-    return [channel_id for _, channel_id, _ in active_memberships([str(user_id)])]
+    return open_channel_ids(user_id)
 
 
 @orm
 def _is_member(user_id, channel_id) -> bool:
-    from channels_app.models import ChannelMember
+    from channels_app.access import is_open_channel_member
 
-    return ChannelMember.objects.filter(
-        user_id=user_id,
-        channel_id=channel_id,
-        is_active=True,
-        channel__archived_at__isnull=True,
-    ).exists()
+    return is_open_channel_member(user_id, channel_id)
 
 
 class TypingGate:
@@ -342,12 +337,10 @@ async def join_note(conn, payload: JoinNote) -> dict:
 
 @orm
 def _mark_read(user_id, channel_id) -> datetime:
-    from channels_app.models import ChannelMember
+    from channels_app.access import memberships_of
 
     now = timezone.now()
-    updated = ChannelMember.objects.filter(
-        user_id=user_id, channel_id=channel_id, is_active=True
-    ).update(last_read_at=now)
+    updated = memberships_of(user_id).filter(channel=channel_id).update(last_read_at=now)
     if not updated:
         raise EventError("forbidden", "You are not a member of this channel.")
     return now

@@ -1,20 +1,24 @@
-"""Hand-written SELECTs for the socket hot paths, with the ORM's own value conversion.
+"""Hand-written SELECTs that keep the ORM's value conversion: quoting, ``IN`` lists, rows, models.
 
-Every socket CONNECT loads its user and every presence change reads channel memberships. For
-those small statements the QuerySet API costs more to build (query compilation, one parameter
-at a time) and to turn into objects (``RawQuerySet`` resolves its columns for every query)
-than SQLite takes to run them: about 30 µs per row against 5 µs for the cursor itself, on the
-bench database (docs/benchmarks.md). These helpers keep Django's conversion — each column goes
-through the converters the ORM applies for its field on this database — and build model
-instances through ``Model.from_db``, the documented hook the ORM itself uses.
+A small library for the few statements on the socket hot paths that the QuerySet API makes
+too slow (docs/benchmarks.md: the table of session 3's changes under the run of
+2026-11-26 18:44 UTC): building a QuerySet per call (query
+compilation, one parameter at a time) and turning rows into objects (``RawQuerySet`` resolves
+its columns on every query) cost several times what the database takes to run them. These
+helpers keep Django's conversion — each column goes through the converters the ORM applies
+for its field on this database — and build model instances through ``Model.from_db``, the
+documented hook the ORM itself uses.
 
-Only for statements over a model's own table(s), written with ``table`` / ``column``
-(quoted names, so the same SQL runs on SQLite and PostgreSQL).
+Only for statements over models' own tables, written with ``table`` / ``column`` (quoted
+names, so the same SQL runs on SQLite and PostgreSQL), on the default database. The
+statements themselves live in the app that owns the data (``accounts.queries``,
+``channels_app.access``), each with a test that compares its rows with the ORM query it
+replaces. Not a query builder: anything that is not a hot path uses the ORM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -27,10 +31,12 @@ _converters: dict[tuple[str, Field], _Converter] = {}
 
 
 def table(model: type[Model]) -> str:
+    """``model``'s table name, quoted for the default database."""
     return connection.ops.quote_name(model._meta.db_table)
 
 
 def column(model: type[Model], name: str) -> str:
+    """The column of ``model``'s field ``name`` (``"user"`` gives ``user_id``), quoted."""
     return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
@@ -38,7 +44,7 @@ def column(model: type[Model], name: str) -> str:
 IN_LIST_MAX = 500
 
 
-def chunks(values: Sequence[Any], size: int = IN_LIST_MAX):
+def chunks(values: Sequence[Any], size: int = IN_LIST_MAX) -> Iterator[Sequence[Any]]:
     """``values`` in slices of at most ``size``: one ``IN (…)`` statement each."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
