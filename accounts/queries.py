@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-import sqlrows
+from lib import sqlrows
 
 from .models import RevokedToken, User
 

@@ -25,8 +25,8 @@ from datetime import datetime
 
 from django.db.models import OuterRef, Q, QuerySet
 
-import sqlrows
 from accounts.models import Role, User
+from lib import sqlrows
 
 from .models import Channel, ChannelMember, ChannelType
 

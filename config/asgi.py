@@ -13,11 +13,9 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from config import daphne_http  # noqa: E402
 from config.body_limit import BodyLimitMiddleware  # noqa: E402
-from realtime import daphne_io, daphne_upgrade  # noqa: E402
-from realtime.lifecycle import install_twisted_triggers, lifespan_app  # noqa: E402
-from realtime.process import tune_garbage_collector  # noqa: E402
+from realtime import transport  # noqa: E402
+from realtime.lifecycle import flush_documents, lifespan_app, start_hub  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
 
 http_application = django_asgi_app
@@ -30,9 +28,4 @@ http_application = BodyLimitMiddleware(http_application)  # JSON 413 over MAX_RE
 application = ProtocolTypeRouter(
     {"http": http_application, "websocket": websocket_application, "lifespan": lifespan_app}
 )
-install_twisted_triggers()
-daphne_io.defer_autobahn_config_log()
-daphne_io.install()
-daphne_upgrade.install()
-daphne_http.install()
-tune_garbage_collector()  # last: freezes what loading the application allocated
+transport.install(start=start_hub, stop=flush_documents)  # the server seam, from one place

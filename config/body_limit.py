@@ -8,7 +8,7 @@ gets the same 413, and the application then receives ``http.disconnect`` (Django
 request) and anything it still sends is dropped. The limit is read per request.
 
 An ASGI server that buffers the whole body before calling the application (daphne does) has
-already spent the memory by then: ``config.daphne_http`` refuses under daphne while the body
+already spent the memory by then: ``realtime.transport.http`` refuses under daphne while the body
 arrives. ``response_bytes`` is the raw HTTP/1.1 response both send.
 """
 

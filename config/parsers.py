@@ -1,6 +1,6 @@
 """The REST API's JSON parser: only JSON a database can store gets past it.
 
-``SafeJSONParser`` is DRF's ``JSONParser`` with the parse done by ``config.json_safety.loads``:
+``SafeJSONParser`` is DRF's ``JSONParser`` with the parse done by ``lib.json_safety.loads``:
 a body that is not UTF-8 JSON, nests deeper than ``json_safety.MAX_DEPTH``, holds ``NaN`` /
 ``Infinity`` or a number that overflows to them (``1e999``), or ``"\\u0000"`` in any string or
 key raises DRF's ``ParseError`` — a 400 ``bad_request`` in the API's error shape — before a
@@ -15,7 +15,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from .json_safety import loads
+from lib.json_safety import loads
 
 
 class SafeJSONParser(JSONParser):

@@ -7,7 +7,7 @@ never reaches a save:
 
 - ``md`` / ``html``: strings; ``json``: ``None`` or a ProseMirror document that
   ``check_prosemirror`` accepts (the rules ``notes.yjs.fill_fragment`` converts by);
-- storable by both databases (``config.json_safety.check_storable``): finite numbers, no NUL
+- storable by both databases (``lib.json_safety.check_storable``): finite numbers, no NUL
   and no lone surrogate in any text, at most ``MAX_DEPTH`` containers deep;
 - at most ``max_bytes`` as compact UTF-8 JSON (``DOC_MAX_CONTENT_BYTES``).
 
@@ -21,7 +21,7 @@ import json
 import re
 from typing import Any
 
-from config.json_safety import MAX_DEPTH, UnsafeJSON, check_storable
+from lib.json_safety import MAX_DEPTH, UnsafeJSON, check_storable
 
 #: Deepest ProseMirror node nesting the converter builds (``doc`` itself is level 0).
 MAX_NODE_DEPTH = 64

@@ -9,7 +9,7 @@ unless it is a trusted proxy) are admitted at once; the next is closed with 4429
 
 from __future__ import annotations
 
-from .conf import realtime_settings
+from realtime.conf import realtime_settings
 
 
 class Unauthenticated:

@@ -6,4 +6,4 @@ class RealtimeConfig(AppConfig):
     verbose_name = "Realtime"
 
     def ready(self) -> None:
-        from . import checks, receivers  # noqa: F401  (registers checks and receivers)
+        from realtime import checks, receivers  # noqa: F401  (registers checks and receivers)

@@ -7,7 +7,7 @@ import re
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from .conf import realtime_settings
+from realtime.conf import realtime_settings
 
 
 @register()

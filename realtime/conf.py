@@ -98,11 +98,16 @@ DEFAULTS: dict[str, Any] = {
     # 4 MiB (daphne itself queues without limit): TCP backpressure on a flooding client.
     "INBOUND_BACKPRESSURE": True,
     # Under daphne, hand a clean WebSocket upgrade request on plain TCP straight to the
-    # WebSocket protocol instead of through daphne's HTTP parser (realtime/daphne_upgrade.py).
+    # WebSocket protocol instead of through daphne's HTTP parser (realtime/transport/upgrade.py).
     "FAST_UPGRADE": True,
+    # Transport patches (realtime/transport/__init__.py) not to install, by name:
+    # "daphne-shutdown", "autobahn-log", "websocket-closes", "fast-upgrade", "http", "gc".
+    # A patch is also skipped, with a warning, under a daphne / Twisted / autobahn version it
+    # was not tested with.
+    "TRANSPORT_PATCHES_OFF": (),
     # Serving processes: young-generation threshold of the garbage collector (allocations),
     # and startup objects frozen out of collection; 0 keeps Python's defaults
-    # (realtime/process.py).
+    # (realtime/transport/process.py).
     "GC_GEN0_THRESHOLD": 10_000,
     # A process-unique name for this server instance; "" means hostname:pid.
     "INSTANCE_ID": "",

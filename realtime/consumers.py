@@ -47,18 +47,19 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.tokens import TokenRejected, ValidatedToken
 from config.proxies import scope_client_address
-
-from . import daphne_io, engineio, events, outbound, push, recovery, socketio
-from .admission import unauthenticated
-from .conf import realtime_settings
-from .db import validate_token
-from .doc_events import leave_document
-from .hub import get_hub
-from .outbound import Outbound
-from .protocol_errors import DecodeError
-from .ratelimit import TokenBucket
-from .sessions import Change, SessionRecord, get_registry
-from .wsframe import SharedFrame
+from realtime import events, outbound, push, recovery
+from realtime.admission import unauthenticated
+from realtime.conf import realtime_settings
+from realtime.db import validate_token
+from realtime.doc_events import leave_document
+from realtime.hub import get_hub
+from realtime.outbound import Outbound
+from realtime.protocol import engineio, socketio
+from realtime.protocol.errors import DecodeError
+from realtime.protocol.wsframe import SharedFrame
+from realtime.ratelimit import TokenBucket
+from realtime.sessions import Change, SessionRecord, get_registry
+from realtime.transport import direct
 
 logger = logging.getLogger("chorus.realtime.socket")
 
@@ -109,7 +110,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
 
     #: The socket's way out, from the WebSocket connect on, and its inbound gate (daphne).
     out: Outbound | None = None
-    _gate: daphne_io.InboundGate | None = None
+    _gate: direct.InboundGate | None = None
     #: daphne's WebSocket protocol of this socket (None under other servers).
     _protocol = None
     sid = ""
@@ -137,7 +138,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
-        self._gate = gate = daphne_io.inbound_gate(send, receive)
+        self._gate = gate = direct.inbound_gate(send, receive)
         try:
             while True:
                 message = await receive()
@@ -201,10 +202,10 @@ class LeanConsumer(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     async def websocket_connect(self, message):
-        self._protocol = daphne_io.protocol_of(self.base_send)
+        self._protocol = direct.protocol_of(self.base_send)
         if self._protocol is not None:  # daphne buffers whole messages: cap them per socket
             limit = self.unauthenticated_message_limit()
-            daphne_io.limit_messages(self._protocol, limit, limit)
+            direct.limit_messages(self._protocol, limit, limit)
         self.out = outbound.for_connection(self.base_send, self._overflowed)
         address = scope_client_address(self.scope)
         if not unauthenticated.admit(address):
@@ -227,7 +228,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
             unauthenticated.release(self._unauthenticated)
             self._unauthenticated = None
             if self._protocol is not None and not self.closed:
-                daphne_io.limit_messages(self._protocol, self.authenticated_message_limit())
+                direct.limit_messages(self._protocol, self.authenticated_message_limit())
 
     # --- the way out ------------------------------------------------------------------------
 

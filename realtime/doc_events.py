@@ -6,7 +6,7 @@ accepted as int lists (what Open WebUI's client sends) or binary attachments. Th
 and name relayed to others are the authenticated user's, never the client's.
 
 Awareness comes in two forms, told apart by the first byte: Open WebUI's JSON
-(``realtime.jsonawareness``: ``{"<client id>": state}``) or a y-protocols awareness update.
+(``realtime.protocol.jsonawareness``: ``{"<client id>": state}``) or a y-protocols awareness update.
 Both go through the same rules (``DocumentRoom.apply_awareness``). A socket receives awareness
 in the form it last sent, Open WebUI's JSON until it has sent any; on join it is sent the
 states the document already has.
@@ -30,13 +30,20 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field
 
 from notes.content import ContentError, ContentTooLarge, check_content
-
-from . import jsonawareness, push
-from .conf import realtime_settings
-from .documents import SIO, DocClient, DocError, DocumentRoom, get_manager, parse_document_id
-from .events import EventError, Payload, no_such_note, note_access, on
-from .sessions import get_registry
-from .socketio import RawJSON
+from realtime import push
+from realtime.conf import realtime_settings
+from realtime.documents import (
+    SIO,
+    DocClient,
+    DocError,
+    DocumentRoom,
+    get_manager,
+    parse_document_id,
+)
+from realtime.events import EventError, Payload, no_such_note, note_access, on
+from realtime.protocol import jsonawareness
+from realtime.protocol.socketio import RawJSON
+from realtime.sessions import get_registry
 
 
 def _as_bytes(value: Any) -> bytes:

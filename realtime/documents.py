@@ -42,14 +42,14 @@ from urllib.parse import unquote
 
 from pycrdt import Doc, XmlFragment, get_update, merge_updates
 
-from config import json_safety
-
-from . import jsonawareness, push, socketio, yprotocol
-from .conf import realtime_settings
-from .db import LOG_EXECUTOR, orm, orm_batched
-from .events import access_by_user
-from .hub import Coalesce, get_hub
-from .protocol_errors import DecodeError
+from lib import json_safety
+from realtime import push
+from realtime.conf import realtime_settings
+from realtime.db import LOG_EXECUTOR, orm, orm_batched
+from realtime.events import access_by_user
+from realtime.hub import Coalesce, get_hub
+from realtime.protocol import jsonawareness, socketio, yprotocol
+from realtime.protocol.errors import DecodeError
 
 logger = logging.getLogger("chorus.realtime.documents")
 
@@ -141,8 +141,8 @@ class DocClient:
     ``send`` takes a text frame (sio) or bytes (yws) and must never raise; ``revoke`` ends
     the client's editing when its read access is gone (see ``DocumentRoom.recheck_access``).
     ``awareness_json``: a Socket.IO client gets awareness in Open WebUI's JSON form
-    (``realtime.jsonawareness``) rather than as y-protocols bytes; y-websocket clients always
-    get y-protocols.
+    (``realtime.protocol.jsonawareness``) rather than as y-protocols bytes; y-websocket
+    clients always get y-protocols.
     """
 
     key: str
@@ -508,8 +508,8 @@ class DocumentRoom:
         self, update: bytes, origin: str | None, user_id: str | None
     ) -> None:
         """Track and relay an awareness update in Open WebUI's JSON form
-        (``realtime.jsonawareness``) under the rules of ``apply_awareness``. The form has no
-        clocks: the server gives each entry ``max(last clock + 1, milliseconds since the
+        (``realtime.protocol.jsonawareness``) under the rules of ``apply_awareness``. The
+        form has no clocks: the server gives each entry ``max(last clock + 1, milliseconds since the
         epoch)``, so that y-protocols peers, which keep the last clock of a client id even
         after its state is gone, take every new state as newer. Once accepted the entries are
         y-protocols entries like any other (peers on other instances get them so)."""

@@ -25,11 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from accounts.tokens import TokenRejected
 from config.formats import iso
-
-from . import push
-from .conf import realtime_settings
-from .db import orm, validate_token
-from .hub import get_hub
+from realtime import push
+from realtime.conf import realtime_settings
+from realtime.db import orm, validate_token
+from realtime.hub import get_hub
 
 
 class EventError(Exception):

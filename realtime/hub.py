@@ -43,12 +43,12 @@ from typing import Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from . import recovery
-from .conf import realtime_settings
-from .presence import PresenceQueue
-from .sessions import SessionRecord, get_registry
-from .socketio import add_offset
-from .wsframe import SharedFrame
+from realtime import recovery
+from realtime.conf import realtime_settings
+from realtime.presence import PresenceQueue
+from realtime.protocol.socketio import add_offset
+from realtime.protocol.wsframe import SharedFrame
+from realtime.sessions import SessionRecord, get_registry
 
 logger = logging.getLogger("chorus.realtime.hub")
 

@@ -25,8 +25,7 @@ from django.conf import settings
 
 from accounts.authentication import bearer_token
 from config.proxies import scope_client_address, scope_forwarded_proto
-
-from . import origins
+from realtime import origins
 
 logger = logging.getLogger("chorus.realtime.auth")
 

@@ -15,13 +15,14 @@ Two guarantees, whatever the server (daphne, uvicorn, the test communicator):
 Two shapes, chosen once per connection by ``for_connection``:
 
 - ``DirectOutbound``: daphne on plain TCP with ``FAST_BROADCAST`` — frames built here
-  (``realtime.wsframe``) and written to the transport synchronously (``realtime.daphne_io``).
+  (``realtime.protocol.wsframe``) and written to the transport synchronously
+  (``realtime.transport.direct``).
 - ``QueuedOutbound``: anything else — ASGI ``websocket.send`` messages, sent one after another
   by a task that exists while the queue holds something (uvicorn's ``send`` waits while its
   transport is paused: awaiting it inline would block the sender on a slow client).
 
 Closing goes through the same path, after what is queued. Under daphne the close frame is
-written by the protocol itself (``daphne_io.close``), because autobahn refuses close codes
+written by the protocol itself (``direct.close``), because autobahn refuses close codes
 such as 1009 from an application and daphne drops close reasons; a client that does not take
 the close frame within the close-handshake timeout (5 s) is dropped. Elsewhere a
 socket that overflowed is aborted at the transport when the server exposes it (uvicorn), since
@@ -35,9 +36,10 @@ import collections
 import logging
 from collections.abc import Callable
 
-from . import daphne_io, wsframe
-from .conf import realtime_settings
-from .wsframe import SharedFrame
+from realtime.conf import realtime_settings
+from realtime.protocol import wsframe
+from realtime.protocol.wsframe import SharedFrame
+from realtime.transport import direct
 
 logger = logging.getLogger("chorus.realtime.socket")
 
@@ -142,18 +144,18 @@ class DirectOutbound(Outbound):
         self.protocol = protocol
 
     def waiting(self) -> int:
-        return daphne_io.waiting(self.protocol.transport)
+        return direct.waiting(self.protocol.transport)
 
     def _write(self, wire: bytes) -> None:
         if self.closing or self.overflowed:
             return
-        # Per frame, per recipient of a broadcast: the plain-TCP case of ``daphne_io.waiting``
+        # Per frame, per recipient of a broadcast: the plain-TCP case of ``direct.waiting``
         # inline, and the mark consulted only when something waits.
         transport = self.protocol.transport
         waiting = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
         if waiting and not self._admit(waiting):
             return
-        if daphne_io.write(self.protocol, wire, waiting):
+        if direct.write(self.protocol, wire, waiting):
             self.written += len(wire)
 
     def text(self, text: str) -> None:
@@ -169,7 +171,7 @@ class DirectOutbound(Outbound):
         if self.closing:
             return
         self.closing = True
-        daphne_io.close(self.protocol, code, reason)
+        direct.close(self.protocol, code, reason)
 
 
 class QueuedOutbound(Outbound):
@@ -193,7 +195,7 @@ class QueuedOutbound(Outbound):
 
     def waiting(self) -> int:
         if self._protocol is not None:
-            server = daphne_io.waiting(self._protocol.transport)
+            server = direct.waiting(self._protocol.transport)
         elif self._transport is not None:
             server = self._transport.get_write_buffer_size()
         else:
@@ -252,15 +254,15 @@ class QueuedOutbound(Outbound):
         """Under daphne, close with the message's code and reason at the protocol."""
         if self._protocol is None:
             return False
-        return daphne_io.close(self._protocol, message["code"], message.get("reason") or "")
+        return direct.close(self._protocol, message["code"], message.get("reason") or "")
 
 
 def for_connection(send, on_overflow: Callable[[int], None]) -> Outbound:
     """The outbound path for a socket whose ASGI send is ``send`` (see the module docstring).
     ``on_overflow(waiting_bytes)`` is called once when the client falls behind the mark."""
-    protocol = daphne_io.protocol_of(send)
+    protocol = direct.protocol_of(send)
     if protocol is not None:
-        if realtime_settings.FAST_BROADCAST and daphne_io.plain_tcp(protocol.transport):
+        if realtime_settings.FAST_BROADCAST and direct.plain_tcp(protocol.transport):
             return DirectOutbound(protocol, on_overflow)
         return QueuedOutbound(send, on_overflow, protocol=protocol)
     return QueuedOutbound(send, on_overflow, transport=_asyncio_transport(send))

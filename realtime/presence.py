@@ -24,12 +24,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from . import push
-from .db import orm
-from .sessions import Change
+from realtime import push
+from realtime.db import orm
+from realtime.sessions import Change
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from realtime.hub import Hub
 
 logger = logging.getLogger("chorus.realtime.presence")
 

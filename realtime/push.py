@@ -23,7 +23,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from . import engineio, recovery, socketio
+from realtime import recovery
+from realtime.protocol import engineio, socketio
 
 
 def user_room(user_id: object) -> str:
@@ -89,7 +90,7 @@ async def aemit(room: str, event: str, data: Any, *, skip_sid: str | None = None
 def emit_soon(room: str, event: str, data: Any, *, skip_sid: str | None = None) -> None:
     """Like ``aemit`` but without waiting for the channel layer (call from the event loop):
     for ephemeral events such as typing. Best effort: see ``Hub.publish_soon``."""
-    from .hub import get_hub
+    from realtime.hub import get_hub
 
     frame = event_frame(event, data)
     get_hub().publish_soon(room, {"type": "chorus.emit", "frame": frame, "skip": skip_sid})

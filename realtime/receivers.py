@@ -16,8 +16,7 @@ from django.dispatch import receiver
 
 from accounts.models import User
 from accounts.signals import token_revoked, user_tokens_revoked
-
-from . import push
+from realtime import push
 
 
 @receiver(token_revoked, dispatch_uid="realtime.kick_token")

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from .conf import realtime_settings
+from realtime.conf import realtime_settings
 
 #: Rooms a resumed socket gets back (documents are re-joined by the client: a Yjs sync
 #: restores their state anyway).
@@ -428,7 +428,7 @@ def get_store() -> RecoveryStore:
     """The store for this process (and, for Redis, this event loop)."""
     if not settings.REDIS_URL:
         return _memory_store
-    from .sessions import get_registry
+    from realtime.sessions import get_registry
 
     loop = asyncio.get_running_loop()
     store = _redis_stores.get(loop)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from .conf import realtime_settings
+from realtime.conf import realtime_settings
 
 
 @dataclass(slots=True)

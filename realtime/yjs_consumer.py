@@ -1,6 +1,6 @@
 """The y-websocket endpoint: ``/ws/yjs/<document_id>`` for any stock Yjs ``WebsocketProvider``.
 
-Binary frames, y-protocols v1 (``realtime.yprotocol``). The connection shares the process's
+Binary frames, y-protocols v1 (``realtime.protocol.yprotocol``). The connection shares the process's
 ``DocumentRoom`` with Socket.IO editors, so an edit made through either endpoint reaches the
 clients of both, on every instance.
 
@@ -45,10 +45,8 @@ import time
 from pycrdt import get_update
 
 from accounts.tokens import TokenRejected
-
-from . import yprotocol
-from .conf import SYNC_HEADROOM, realtime_settings
-from .consumers import (
+from realtime.conf import SYNC_HEADROOM, realtime_settings
+from realtime.consumers import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
     CLOSE_INTERNAL_ERROR,
@@ -57,8 +55,8 @@ from .consumers import (
     CLOSE_UNAUTHORIZED,
     LeanConsumer,
 )
-from .db import validate_token
-from .documents import (
+from realtime.db import validate_token
+from realtime.documents import (
     EMPTY_UPDATE,
     YWS,
     DocClient,
@@ -67,11 +65,12 @@ from .documents import (
     get_manager,
     parse_document_id,
 )
-from .events import note_access
-from .hub import get_hub
-from .protocol_errors import DecodeError
-from .ratelimit import TokenBucket
-from .sessions import get_registry
+from realtime.events import note_access
+from realtime.hub import get_hub
+from realtime.protocol import yprotocol
+from realtime.protocol.errors import DecodeError
+from realtime.ratelimit import TokenBucket
+from realtime.sessions import get_registry
 
 logger = logging.getLogger("chorus.realtime.yjs")
 

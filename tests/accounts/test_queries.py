@@ -14,9 +14,9 @@ from datetime import date, timedelta
 import pytest
 from django.utils import timezone
 
-import sqlrows
 from accounts.models import RevokedToken, Role, User
 from accounts.queries import revoked_jtis, users_by_pk
+from lib import sqlrows
 
 pytestmark = pytest.mark.django_db
 

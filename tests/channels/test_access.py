@@ -16,7 +16,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-import sqlrows
 from accounts.models import User
 from channels_app.access import (
     active_memberships,
@@ -26,6 +25,7 @@ from channels_app.access import (
     open_channel_ids,
 )
 from channels_app.models import Channel, ChannelMember, ChannelType
+from lib import sqlrows
 
 pytestmark = pytest.mark.django_db
 

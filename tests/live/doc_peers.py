@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from notes.models import Note, NoteGrant, Permission, PrincipalType
 from notes.yjs import FRAGMENT, current_state, doc_from_state, fragment_to_prosemirror
-from realtime import yprotocol
+from realtime.protocol import yprotocol
 from tests.live.harness import Client, DaphneServer, eventually
 
 # --- document content ------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from urllib.parse import quote
 
 from pycrdt import Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
-from realtime import yprotocol
+from realtime.protocol import yprotocol
 
 SIO_PATH = "/ws/socket.io/"
 #: Letters of the fuzzer's own text: never "<" or ">", which delimit the ordinary edits. ASCII

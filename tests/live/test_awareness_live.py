@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from realtime import yprotocol
+from realtime.protocol import yprotocol
 from tests.live.doc_peers import append_text, create_note, stored_state, yjs_url
 from tests.live.harness import Client, DaphneServer, access, eventually
 

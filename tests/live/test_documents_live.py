@@ -241,7 +241,7 @@ async def test_large_frames_to_a_slow_reader_arrive_whole_and_in_order(
     servers, ypeers, people, make_note
 ):
     """A reader that stops reading makes the server's socket buffer fill: Chorus's direct
-    write (realtime/daphne_io.py) then sends part of a frame and Twisted queues the rest, and
+    write (realtime/transport/direct.py) then sends part of a frame and Twisted queues the rest, and
     every later frame must queue behind it. Read afterwards, every message decodes and the
     reader's document equals the writer's."""
     server = servers("daphne", **FAST_SAVES)

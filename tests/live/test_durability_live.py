@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from notes.models import Note, NoteUpdate
 from notes.yjs import doc_from_state
-from realtime import yprotocol
+from realtime.protocol import yprotocol
 from tests.live.doc_peers import create_note, durable_doc, stored_state, text_of, yjs_url
 from tests.live.harness import Client, access, eventually
 

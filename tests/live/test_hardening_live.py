@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from accounts.models import Role, User
 from notes.models import Note, NoteGrant, Permission, PrincipalType
-from realtime import yprotocol
+from realtime.protocol import yprotocol
 from tests.live.doc_peers import append_text, close_code, create_note, text_of, yjs_url
 from tests.live.harness import Client, DaphneServer, access, eventually
 

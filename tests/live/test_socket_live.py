@@ -324,7 +324,7 @@ async def test_join_note_checks_read_access(server, clients, alice, bob, carol):
 
 
 async def test_sigterm_with_open_sockets_exits_cleanly(server, clients, alice):
-    """daphne 4.2.3 crashed (SIGSEGV) on SIGTERM with a WebSocket open; realtime.lifecycle
+    """daphne 4.2.3 crashed (SIGSEGV) on SIGTERM with a WebSocket open; realtime.transport.shutdown
     works around it. A clean exit is what process supervisors see on every deploy."""
     client = await clients(server, "alice").connect(await access(alice))
     assert await client.call("heartbeat", {}) == {}

@@ -1,4 +1,4 @@
-"""The direct WebSocket upgrade (``FAST_UPGRADE``, realtime/daphne_upgrade.py) under real daphne.
+"""The direct WebSocket upgrade (``FAST_UPGRADE``, realtime/transport/upgrade.py) under real daphne.
 
 Every request below goes, byte for byte over raw TCP, to two daphne processes: one with the
 direct upgrade (the default) and one with ``FAST_UPGRADE=false`` (daphne's own HTTP parse for

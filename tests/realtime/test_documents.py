@@ -25,8 +25,8 @@ from notes.yjs import (
     save_state,
     state_digest,
 )
-from realtime import yprotocol
 from realtime.documents import _managers
+from realtime.protocol import yprotocol
 from realtime.routing import websocket_application
 
 pytestmark = [pytest.mark.django_db(transaction=True)]

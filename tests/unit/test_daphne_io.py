@@ -6,7 +6,7 @@ import pprint
 
 from autobahn.websocket import protocol
 
-from realtime.daphne_io import defer_autobahn_config_log
+from realtime.transport.direct import defer_autobahn_config_log
 
 
 def test_autobahn_config_log_is_rendered_only_when_formatted():

@@ -1,11 +1,11 @@
 """Which first reads the direct upgrade takes (``upgrade_query``): the pure check behind
-realtime/daphne_upgrade.py. tests/live/test_upgrade_live.py proves the answers under daphne."""
+realtime/transport/upgrade.py. tests/live/test_upgrade_live.py proves the answers under daphne."""
 
 from __future__ import annotations
 
 import pytest
 
-from realtime.daphne_upgrade import upgrade_query
+from realtime.transport.upgrade import upgrade_query
 
 HEAD = [
     b"GET /ws/socket.io/?EIO=4&transport=websocket HTTP/1.1",

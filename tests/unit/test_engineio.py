@@ -1,11 +1,11 @@
-"""Unit tests for realtime.engineio (Engine.IO v4 WebSocket text frames)."""
+"""Unit tests for realtime.protocol.engineio (Engine.IO v4 WebSocket text frames)."""
 
 import json
 
 import pytest
 
-from realtime import engineio as eio
-from realtime.protocol_errors import DecodeError
+from realtime.protocol import engineio as eio
+from realtime.protocol.errors import DecodeError
 
 try:
     from hypothesis import given, settings

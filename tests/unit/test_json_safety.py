@@ -1,4 +1,4 @@
-"""config/json_safety.py: only JSON a database can store is accepted."""
+"""lib/json_safety.py: only JSON a database can store is accepted."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from config.json_safety import MAX_DEPTH, UnsafeJSON, check_storable, loads
+from lib.json_safety import MAX_DEPTH, UnsafeJSON, check_storable, loads
 
 
 def nested(depth: int) -> str:

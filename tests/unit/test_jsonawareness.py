@@ -1,4 +1,4 @@
-"""Unit tests for realtime.jsonawareness (Open WebUI's JSON awareness form), exact bytes."""
+"""realtime.protocol.jsonawareness (Open WebUI's JSON awareness form), exact bytes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from realtime import jsonawareness as ja
-from realtime.protocol_errors import DecodeError
+from realtime.protocol import jsonawareness as ja
+from realtime.protocol.errors import DecodeError
 
 #: What Open WebUI's SimpleAwareness emits: JSON.stringify({[doc.clientID]: localState}).
 OPEN_WEBUI = (

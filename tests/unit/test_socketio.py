@@ -1,4 +1,4 @@
-"""Unit tests for realtime.socketio (Socket.IO v5 packet codec)."""
+"""Unit tests for realtime.protocol.socketio (Socket.IO v5 packet codec)."""
 
 import contextlib
 import json
@@ -6,10 +6,10 @@ import json
 import pytest
 from socketio import packet as ref  # python-socketio's own codec, used as the reference
 
-from realtime import engineio as eio
-from realtime import socketio as sio
-from realtime.protocol_errors import DecodeError
-from realtime.socketio import Packet
+from realtime.protocol import engineio as eio
+from realtime.protocol import socketio as sio
+from realtime.protocol.errors import DecodeError
+from realtime.protocol.socketio import Packet
 
 try:
     from hypothesis import assume, given, settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from websockets.frames import Frame, Opcode
 
-from realtime.wsframe import SharedFrame, binary_frame, text_frame
+from realtime.protocol.wsframe import SharedFrame, binary_frame, text_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 1_000_000])

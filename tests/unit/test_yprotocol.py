@@ -1,11 +1,11 @@
-"""Unit tests for realtime.yprotocol (y-websocket sync/awareness/auth framing)."""
+"""Unit tests for realtime.protocol.yprotocol (y-websocket sync/awareness/auth framing)."""
 
 import pycrdt
 import pytest
 
-from realtime import yprotocol as yp
-from realtime.protocol_errors import DecodeError
-from realtime.yprotocol import YMessage
+from realtime.protocol import yprotocol as yp
+from realtime.protocol.errors import DecodeError
+from realtime.protocol.yprotocol import YMessage
 
 try:
     from hypothesis import given, settings

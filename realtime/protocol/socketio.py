@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from realtime.protocol_errors import DecodeError
+from realtime.protocol.errors import DecodeError
 
 CONNECT = 0
 DISCONNECT = 1
@@ -41,7 +41,7 @@ BINARY_EVENT = 5
 BINARY_ACK = 6
 
 #: Deepest JSON nesting accepted by decode(); an event is already depth 1. Room for a storable
-#: value (config.json_safety.MAX_DEPTH, 64: a ProseMirror document ~15 lists deep) inside an
+#: value (lib.json_safety.MAX_DEPTH, 64: a ProseMirror document ~15 lists deep) inside an
 #: event's envelope.
 MAX_DEPTH = 72
 MAX_ID_DIGITS = 10

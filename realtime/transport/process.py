@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import gc
 
-from .conf import realtime_settings
+from realtime.conf import realtime_settings
 
 
 def tune_garbage_collector() -> None:

@@ -41,8 +41,8 @@ import sys
 
 from django.conf import settings
 
-from .body_limit import response_bytes
-from .proxies import client_address, parse_networks
+from config.body_limit import response_bytes
+from config.proxies import client_address, parse_networks
 
 logger = logging.getLogger("chorus.http")
 

@@ -15,7 +15,7 @@ Contract:
 - ``decode(data)`` -> ``[(client_id, state_json)]`` in key order; ``state_json`` is the state
   re-encoded as compact JSON, ``"null"`` for a ``null`` value (the client is gone). Raises
   ``DecodeError`` (only) for: bytes that are not UTF-8; text that is not JSON a database could
-  store (``config.json_safety``: no NaN / Infinity, NUL, lone surrogate, nesting over 64); a
+  store (``lib.json_safety``: no NaN / Infinity, NUL, lone surrogate, nesting over 64); a
   value that is not an object; a key that is not a canonical decimal integer (``0`` or no
   leading zero) of at most 2**53 (the largest y-protocols client id).
 - ``encode(entries)`` -> the JSON bytes of ``[(client_id, state_json)]``; a removed client
@@ -28,9 +28,8 @@ from __future__ import annotations
 import json
 import re
 
-from config import json_safety
-
-from .protocol_errors import DecodeError
+from lib import json_safety
+from realtime.protocol.errors import DecodeError
 
 #: The largest client id (the y-protocols varUint bound, ``yprotocol.MAX_VAR_UINT``).
 MAX_CLIENT_ID = 2**53

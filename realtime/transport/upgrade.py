@@ -29,8 +29,8 @@ import sys
 
 from daphne.utils import HEADER_NAME_RE, INVALID_HEADER_VALUE_BYTES
 
-from .conf import realtime_settings
-from .daphne_io import plain_tcp
+from realtime.conf import realtime_settings
+from realtime.transport.direct import plain_tcp
 
 logger = logging.getLogger("chorus.realtime.upgrade")
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from realtime.protocol_errors import DecodeError
+from realtime.protocol.errors import DecodeError
 
 MESSAGE_SYNC = 0
 MESSAGE_AWARENESS = 1

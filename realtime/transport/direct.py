@@ -7,7 +7,7 @@ Under daphne an ASGI ``websocket.send`` costs a message dict, daphne's reply dis
 autobahn framing pass, and Twisted's asyncio reactor then registers the socket for writing,
 waits a loop turn, sends, and unregisters it: two ``epoll_ctl`` calls and two selector-key
 rebuilds per frame (a third of the server's profile in the broadcast benchmark). Chorus frames
-the bytes itself (``realtime.wsframe``) and ``write`` sends them at once when the transport
+the bytes itself (``realtime.protocol.wsframe``) and ``write`` sends them at once when the transport
 has nothing queued — as uvicorn's transport does — handing only an unsent remainder (or the
 whole frame, when something is queued or the send fails) to Twisted, which keeps the order.
 ``waiting`` reads how much is queued, for the send high-water mark (``realtime.outbound``).
@@ -33,7 +33,7 @@ import logging
 import pprint
 import sys
 
-from .conf import largest_client_message, realtime_settings
+from realtime.conf import largest_client_message, realtime_settings
 
 logger = logging.getLogger("chorus.realtime.socket")
 

@@ -11,14 +11,14 @@ Contract:
   to decode for them here; the caller passes the bytes on as they are.
 - ``decode_text`` refuses an empty frame or a first character that is not "0".."6" by raising
   ``DecodeError`` (the only exception it raises). It does not check the payload: for MESSAGE
-  the caller hands the rest to ``realtime.socketio.decode``.
+  the caller hands the rest to ``realtime.protocol.socketio.decode``.
 """
 
 from __future__ import annotations
 
 import json
 
-from realtime.protocol_errors import DecodeError
+from realtime.protocol.errors import DecodeError
 
 __all__ = [
     "CLOSE",
