@@ -30,7 +30,7 @@ test: install
 	bash scripts/test
 
 lint: install
-	$(BIN)/ruff format --check . && $(BIN)/ruff check .
+	$(BIN)/ruff format --check . && $(BIN)/ruff check . && $(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

@@ -8,14 +8,13 @@ every endpoint.
 
 from __future__ import annotations
 
-from asgiref.sync import async_to_sync
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from realtime.sessions import presence_of
+from realtime import push
 
 from . import services
 from .access import members as channel_members
@@ -199,7 +198,7 @@ class ChannelPresenceView(APIView):
     def get(self, request: Request, channel_id) -> Response:
         channel = channel_access(request.user, channel_id).channel
         members = list(channel_members(channel).only("id", "name", "username", "last_active_at"))
-        online = async_to_sync(presence_of)([str(m.pk) for m in members])
+        online = push.presence([str(m.pk) for m in members])
         return Response(
             {
                 "channel_id": str(channel.pk),

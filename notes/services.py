@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
@@ -41,7 +40,6 @@ from accounts.models import Role, User
 from config.api_errors import Conflict
 from realtime import push
 from realtime.conf import realtime_settings
-from realtime.sessions import get_registry
 
 from .content import check_content
 from .models import Note, NoteGrant, NoteUpdate, Permission, PrincipalType
@@ -221,13 +219,8 @@ def _stored_state(note_id: object) -> bytes:
 
 
 def document_is_open(note_id: object) -> bool:
-    """Whether any editor — a Socket.IO socket or a y-websocket connection — has the note's
-    live document open on any instance (the session registry's ``doc.note.<id>`` members)."""
-
-    async def members() -> list[str]:
-        return await get_registry().group_members(push.doc_room(note_id))
-
-    return bool(async_to_sync(members)())
+    """Whether any editor has the note's live document open on any instance."""
+    return push.document_is_open(note_id)
 
 
 def update_note(

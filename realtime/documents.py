@@ -44,9 +44,9 @@ from pycrdt import Doc, XmlFragment, get_update, merge_updates
 
 from lib import json_safety
 from realtime import push
+from realtime.access import access_by_user
 from realtime.conf import realtime_settings
 from realtime.db import LOG_EXECUTOR, orm, orm_batched
-from realtime.events import access_by_user
 from realtime.hub import Coalesce, get_hub
 from realtime.protocol import jsonawareness, socketio, yprotocol
 from realtime.protocol.errors import DecodeError

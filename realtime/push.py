@@ -1,4 +1,7 @@
-"""Server-side push API: the one way server code reaches sockets.
+"""Server-side push API: the one way server code reaches sockets, and asks who is there
+(``presence``, ``document_is_open``). The apps (``accounts``, ``channels_app``, ``notes``) use
+``realtime`` through this module only (and the settings, ``realtime.conf``): an import-linter
+contract (``.importlinter``).
 
 Views, signals, admin actions and commands call the sync functions; they run after the
 current database transaction commits (``transaction.on_commit``), so a change that rolls back
@@ -25,6 +28,7 @@ from django.db import transaction
 
 from realtime import recovery
 from realtime.protocol import engineio, socketio
+from realtime.sessions import Presence, get_registry, presence_of
 
 
 def user_room(user_id: object) -> str:
@@ -165,7 +169,7 @@ async def apublish_document_update(note_id: object, update: bytes, user_id: obje
 
 async def apublish_document_access_changed(note_id: object) -> None:
     """Grants (or the note itself) changed: on every instance, sockets whose user can no
-    longer read the note leave ``note.<id>`` (``realtime.events.recheck_note_room``), and the
+    longer read the note leave ``note.<id>`` (``realtime.events.notes.recheck_note_room``), and the
     access of the note's live editors is re-checked — write becomes read, lost access
     disconnects the editor from the document."""
     await apublish(note_room(note_id), {"type": "chorus.note_access", "note_id": str(note_id)})
@@ -181,6 +185,30 @@ async def apublish_document_access_changed(note_id: object) -> None:
             "note_id": str(note_id),
         },
     )
+
+
+# --- who is there ------------------------------------------------------------------------------
+
+
+async def apresence(user_ids: list[str]) -> dict[str, Presence]:
+    """Each user's presence across every instance (``realtime.sessions``)."""
+    return await presence_of(user_ids)
+
+
+async def adocument_is_open(note_id: object) -> bool:
+    """Whether any editor — a Socket.IO socket or a y-websocket connection — has the note's
+    live document open on any instance (the session registry's ``doc.note.<id>`` members)."""
+    return bool(await get_registry().group_members(doc_room(note_id)))
+
+
+def presence(user_ids: list[str]) -> dict[str, Presence]:
+    """``apresence`` for sync code (at once: a read, not an announcement)."""
+    return async_to_sync(apresence)(user_ids)
+
+
+def document_is_open(note_id: object) -> bool:
+    """``adocument_is_open`` for sync code (at once)."""
+    return async_to_sync(adocument_is_open)(note_id)
 
 
 # --- sync, after commit -----------------------------------------------------------------------

@@ -3,9 +3,9 @@
 from channels.routing import URLRouter
 from django.urls import path
 
-from realtime.consumers import SocketIOConsumer
+from realtime.consumers.socketio import SocketIOConsumer
+from realtime.consumers.yjs import YjsConsumer
 from realtime.middleware import JWTAuthMiddleware, OriginCheckMiddleware
-from realtime.yjs_consumer import YjsConsumer
 
 websocket_urlpatterns = [
     path("ws/socket.io/", SocketIOConsumer.as_asgi()),

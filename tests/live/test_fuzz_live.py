@@ -61,7 +61,6 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from accounts.tokens import issue_token_pair
-from realtime import doc_events  # noqa: F401  (registers the ydoc:* events in HANDLERS)
 from realtime.conf import DEFAULTS as REALTIME_DEFAULTS
 from realtime.events import HANDLERS
 from tests.live.doc_peers import (

@@ -325,7 +325,7 @@ async def test_an_exception_in_a_handler_closes_1011_and_runs_the_full_disconnec
 ):
     """A failure escaping a handler used to kill the application instance: daphne closed the
     socket with 1011 but ``disconnect`` never ran, so the session stayed registered."""
-    from realtime.consumers import SocketIOConsumer
+    from realtime.consumers.socketio import SocketIOConsumer
     from realtime.sessions import get_registry
 
     socket = sio()

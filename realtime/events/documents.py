@@ -31,6 +31,7 @@ from pydantic import BeforeValidator, Field
 
 from notes.content import ContentError, ContentTooLarge, check_content
 from realtime import push
+from realtime.access import note_access
 from realtime.conf import realtime_settings
 from realtime.documents import (
     SIO,
@@ -40,7 +41,8 @@ from realtime.documents import (
     get_manager,
     parse_document_id,
 )
-from realtime.events import EventError, Payload, no_such_note, note_access, on
+from realtime.events.notes import no_such_note
+from realtime.events.registry import EventError, Payload, on
 from realtime.protocol import jsonawareness
 from realtime.protocol.socketio import RawJSON
 from realtime.sessions import get_registry

@@ -45,8 +45,9 @@ import time
 from pycrdt import get_update
 
 from accounts.tokens import TokenRejected
+from realtime.access import note_access
 from realtime.conf import SYNC_HEADROOM, realtime_settings
-from realtime.consumers import (
+from realtime.consumers.base import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
     CLOSE_INTERNAL_ERROR,
@@ -65,7 +66,6 @@ from realtime.documents import (
     get_manager,
     parse_document_id,
 )
-from realtime.events import note_access
 from realtime.hub import get_hub
 from realtime.protocol import yprotocol
 from realtime.protocol.errors import DecodeError
