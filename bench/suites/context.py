@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from bench.config import SIO_PATH, Config, log
 from bench.measures import WriteLog, machine_busy_s, services_cpu_s
 from bench.profile import Recorder, render, summarize
 from bench.servers import Server, ServerSpec
 from bench.workers import Workers, split
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -52,7 +56,9 @@ class Context:
         return out
 
 
-async def measured(ctx: Context, coro, label: str = ""):
+async def measured(
+    ctx: Context, coro: Awaitable[T], label: str = ""
+) -> tuple[T, float, float, float]:
     """Run ``coro``; returns (result, wall s, server CPU share, load-generator CPU share).
     With ``--profile`` (and a label) the server is sampled by py-spy meanwhile."""
     recorder = None
