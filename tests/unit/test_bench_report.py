@@ -1,9 +1,10 @@
-"""The benchmark report's paired ratios (``bench.runner.paired_ratios``): a pure function of
+"""The benchmark report's paired ratios (``bench.report.paired_ratios``): a pure function of
 the recorded rounds, checked on hand-made rounds."""
 
 from __future__ import annotations
 
-from bench.runner import Config, paired_ratios
+from bench.config import Config
+from bench.report import paired_ratios
 
 
 def rounds_of(pairs: list[tuple[float, float]]) -> list[dict]:

@@ -1,0 +1,265 @@
+"""The servers under test: their table (``SERVERS``), how each is started, waited for, measured
+and stopped (``Server``), and the environment every Chorus server runs with (``chorus_env``).
+
+A server is one process on 127.0.0.1 on a fresh port, started per suite and stopped by pid;
+it dies with the harness (bench/processes.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config import BENCH, PYTHON, ROOT, VENV_BIN, Config, Paths
+from bench.measures import proc_cpu_s, proc_rss_kib
+from bench.processes import die_with_parent, free_port
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    kind: str  # chorus | sio | ceiling | pycrdt | node
+    suites: tuple[str, ...]
+    asgi: str = ""  # daphne | uvicorn (chorus)
+    db: str = ""  # sqlite | postgres (chorus)
+    redis: bool = False
+    note: str = ""
+
+
+EVENT_SUITES = ("fanout", "connect", "ack", "collab-sio")
+SERVERS = [
+    ServerSpec(
+        "chorus-daphne",
+        "chorus",
+        (*EVENT_SUITES, "collab-yws"),
+        "daphne",
+        "sqlite",
+        note="daphne, SQLite, in-memory layer",
+    ),
+    ServerSpec(
+        "chorus-uvicorn",
+        "chorus",
+        (*EVENT_SUITES, "collab-yws"),
+        "uvicorn",
+        "sqlite",
+        note="uvicorn, SQLite, in-memory layer",
+    ),
+    ServerSpec(
+        "chorus-daphne-redis",
+        "chorus",
+        (*EVENT_SUITES, "collab-yws"),
+        "daphne",
+        "postgres",
+        True,
+        note="daphne, PostgreSQL, Redis",
+    ),
+    ServerSpec(
+        "chorus-uvicorn-redis",
+        "chorus",
+        (*EVENT_SUITES, "collab-yws"),
+        "uvicorn",
+        "postgres",
+        True,
+        note="uvicorn, PostgreSQL, Redis",
+    ),
+    ServerSpec("sio", "sio", EVENT_SUITES, note="python-socketio 1 process, uvicorn"),
+    ServerSpec(
+        "sio-redis", "sio", EVENT_SUITES, redis=True, note="python-socketio + AsyncRedisManager"
+    ),
+    ServerSpec("ws-ceiling", "ceiling", EVENT_SUITES, note="plain websockets"),
+    ServerSpec("pycrdt-websocket", "pycrdt", ("collab-yws",), note="pycrdt-websocket ASGI"),
+    ServerSpec("y-websocket-node", "node", ("collab-yws",), note="Node y-websocket 2.1.0"),
+]
+BY_NAME = {s.name: s for s in SERVERS}
+PEERS = ["sio", "sio-redis", "ws-ceiling", "pycrdt-websocket", "y-websocket-node"]
+
+
+def chorus_env(cfg: Config, spec: ServerSpec, urls: dict, paths: Paths) -> dict[str, str]:
+    """The environment of a Chorus process (server or fixture setup) for ``spec``'s database:
+    the bench var dir, the run's save / last-active intervals, rate limits raised."""
+    from_env_drop = ("REDIS_URL", "DATABASE_URL", "SECRET_KEY", "JWT_SIGNING_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in from_env_drop}
+    env.update(
+        {
+            "PYTHONPATH": str(paths.chorus_root),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "CHORUS_VAR_DIR": str(paths.var),
+            "DATABASE_URL": urls[spec.db or "sqlite"],
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            "LOGIN_THROTTLE_RATE": "",
+            "JWT_ACCESS_TTL": str(7 * 24 * 3600),
+            # raised for benchmarks (docs/configuration.md): the load generator is one client
+            # per user sending far above a human rate
+            "EVENT_RATE": "1000000",
+            "EVENT_BURST": "1000000",
+            "YJS_MESSAGE_RATE": "1000000",
+            "YJS_MESSAGE_BURST": "1000000",
+            "MAX_SOCKETS_PER_USER": "10000",
+            "LAST_ACTIVE_WRITE_INTERVAL": str(cfg.last_active_interval),
+            "DOC_SAVE_DEBOUNCE": str(cfg.doc_save_debounce),
+            "DOC_SAVE_MAX_WAIT": str(cfg.doc_save_max_wait),
+        }
+    )
+    if spec.redis:
+        env["REDIS_URL"] = urls["redis"]
+    env["BENCH_REDIS_URL"] = urls["redis"]
+    return env
+
+
+class Server:
+    """One server process on 127.0.0.1 (started, measured, stopped by pid). Chorus runs from
+    ``chorus_root`` (the working tree or a snapshot); the peers from this checkout."""
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        env: dict[str, str],
+        fixture: Path,
+        log_path: Path,
+        chorus_root: Path,
+    ) -> None:
+        self.spec = spec
+        self.env = env
+        self.fixture = fixture
+        self.log_path = log_path
+        self.chorus_root = chorus_root
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        p = str(self.port)
+        spec = self.spec
+        if spec.kind == "chorus" and spec.asgi == "daphne":
+            # -v 0: no access log (uvicorn and the peers run without one too)
+            return [
+                str(VENV_BIN / "daphne"),
+                "-v",
+                "0",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                p,
+                "config.asgi:application",
+            ]
+        if spec.kind == "chorus":
+            return [
+                str(VENV_BIN / "uvicorn"),
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                p,
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ]
+        if spec.kind == "sio":
+            cmd = [
+                PYTHON,
+                str(BENCH / "peers" / "sio_server.py"),
+                "--fixture",
+                str(self.fixture),
+                "--port",
+                p,
+            ]
+            return cmd + (["--redis", self.env["BENCH_REDIS_URL"]] if spec.redis else [])
+        if spec.kind == "ceiling":
+            return [
+                PYTHON,
+                str(BENCH / "peers" / "ws_ceiling.py"),
+                "--fixture",
+                str(self.fixture),
+                "--port",
+                p,
+            ]
+        if spec.kind == "pycrdt":
+            return [PYTHON, str(BENCH / "peers" / "pycrdt_server.py"), "--port", p]
+        if spec.kind == "node":
+            return ["node", str(BENCH / "node_modules" / "y-websocket" / "bin" / "server.cjs")]
+        raise ValueError(spec.kind)
+
+    async def start(self) -> None:
+        """Start the process and wait (60 s at most) until it serves."""
+        self.port = free_port()
+        env = dict(self.env)
+        if self.spec.kind == "node":
+            env.update(HOST="127.0.0.1", PORT=str(self.port))
+        with self.log_path.open("ab") as out:
+            out.write(f"=== {self.spec.name} on port {self.port}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=self.chorus_root if self.spec.kind == "chorus" else ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.spec.name} exited early; see {self.log_path}")
+            if self._ready():
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.spec.name} not ready in 60 s; see {self.log_path}")
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                pass
+        except OSError:
+            return False
+        if self.spec.kind != "chorus":
+            return True
+        try:  # the Django app is loaded once the API answers 401
+            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/users/me/", timeout=2)
+        except urllib.error.HTTPError as error:
+            return error.code == 401
+        except OSError:
+            return False
+        return False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_kib(self) -> int:
+        return proc_rss_kib(self.pid)
+
+    def cpu_s(self) -> float:
+        return proc_cpu_s(self.pid)
+
+    async def wait_idle(self, limit: float = 30.0, threshold: float = 0.05) -> float:
+        """Wait until the server uses < ``threshold`` of a core for 0.5 s (at most ``limit``)."""
+        started = time.monotonic()
+        quiet = 0
+        while time.monotonic() - started < limit:
+            c0 = self.cpu_s()
+            await asyncio.sleep(0.25)
+            quiet = quiet + 1 if self.cpu_s() - c0 < threshold * 0.25 else 0
+            if quiet >= 2:
+                break
+        return time.monotonic() - started
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 15 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            await asyncio.sleep(0.1)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

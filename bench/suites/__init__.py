@@ -1,0 +1,20 @@
+"""The suites ``bench/run`` runs, each on a freshly started server (docs/benchmarks.md has the
+exact procedure): one coroutine per suite name, given a ``Context`` and filling its result."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bench.suites.ack import suite_ack
+from bench.suites.collab import suite_collab_sio, suite_collab_yws
+from bench.suites.connect import suite_connect
+from bench.suites.context import Context
+from bench.suites.fanout import suite_fanout
+
+SUITES: dict[str, Callable[[Context], Awaitable[None]]] = {
+    "fanout": suite_fanout,
+    "connect": suite_connect,
+    "ack": suite_ack,
+    "collab-sio": suite_collab_sio,
+    "collab-yws": suite_collab_yws,
+}

@@ -1,0 +1,164 @@
+"""What every suite works with (``Context``: the run's sizes, the server, the load generators,
+the fixture, the write log and the result being filled) and the steps several suites share:
+a measured phase, a connect phase, the warm-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from bench.config import SIO_PATH, Config, log
+from bench.measures import WriteLog, machine_busy_s, services_cpu_s
+from bench.profile import Recorder, render, summarize
+from bench.servers import Server, ServerSpec
+from bench.workers import Workers, split
+
+T = TypeVar("T")
+
+
+@dataclass
+class Context:
+    cfg: Config
+    spec: ServerSpec
+    server: Server
+    workers: Workers
+    fixture: dict
+    writes: WriteLog | None
+    result: dict = field(default_factory=dict)
+    profile_dir: Path | None = None
+
+    @property
+    def sio_url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}{SIO_PATH}"
+
+    def problem(self, metric: str, text: str) -> None:
+        """Record (and log) a problem under ``metric``: the row is marked, the run invalid."""
+        self.result.setdefault("problems", {}).setdefault(metric, []).append(text)
+        log(f"  !! {self.spec.name} {metric}: {text}")
+
+    def entries(self, count: int, first: int = 0) -> list[dict]:
+        """``count`` sockets to open: the users in turn, each with its solo channel if any."""
+        users = self.fixture["users"][: self.cfg.users]
+        solo = self.fixture["solo_channels"]
+        out = []
+        for k in range(count):
+            i = first + k
+            user = users[i % len(users)]
+            entry = {"token": user["token"], "id": user["id"], "name": user["name"]}
+            if i < len(solo):
+                entry["solo"] = solo[i]
+            out.append(entry)
+        return out
+
+
+async def measured(
+    ctx: Context, coro: Awaitable[T], label: str = ""
+) -> tuple[T, float, float, float]:
+    """Run ``coro``; returns (result, wall s, server CPU share, load-generator CPU share).
+    With ``--profile`` (and a label) the server is sampled by py-spy meanwhile."""
+    recorder = None
+    if ctx.profile_dir is not None and label and ctx.spec.kind != "node":
+        raw = ctx.profile_dir / f"{ctx.spec.name}-{label}.raw"
+        recorder = Recorder(ctx.server.pid, raw, rate=ctx.cfg.profile_rate, gil=ctx.cfg.profile_gil)
+        await recorder.__aenter__()
+    s0, w0, t0 = ctx.server.cpu_s(), ctx.workers.cpu_s(), time.monotonic()
+    m0, v0 = machine_busy_s(), services_cpu_s()
+    try:
+        value = await coro
+    finally:
+        wall = time.monotonic() - t0
+        server_s, loadgen_s = ctx.server.cpu_s() - s0, ctx.workers.cpu_s() - w0
+        services = (services_cpu_s() - v0) / wall
+        # CPU used by anything else on the machine (other sessions' tests, kernel): noise
+        other = max(0.0, machine_busy_s() - m0 - server_s - loadgen_s) / wall - services
+        ctx.result.setdefault("cpu", {})[label or "phase"] = {
+            "server": round(server_s / wall, 3),
+            "loadgen": round(loadgen_s / wall, 3),
+            "redis+postgres": round(services, 3),
+            "other": round(max(0.0, other), 3),
+        }
+        if other > 0.25:
+            log(f"  (noise: other processes used {other:.0%} of a core during {label})")
+        if recorder is not None:
+            await recorder.__aexit__()
+            with contextlib.suppress(Exception):
+                summary = summarize(raw, top=25)
+                ctx.result.setdefault("profiles", {})[label] = {"file": str(raw), **summary}
+                log(render(summary, f"profile {ctx.spec.name} {label}"))
+    return value, wall, server_s / wall, loadgen_s / wall
+
+
+async def connect_phase(ctx: Context, count: int, metric: str) -> None:
+    """Connect + authenticate ``count`` sockets; connections/s and RSS per connection."""
+    cfg = ctx.cfg
+    await ctx.server.wait_idle()
+    rss0 = ctx.server.rss_kib()
+    parts = split(ctx.entries(count), ctx.workers.count)
+    per_worker = max(1, cfg.concurrency // ctx.workers.count)
+    replies, _wall, srv_cpu, gen_cpu = await measured(
+        ctx,
+        ctx.workers.all(
+            [
+                {
+                    "cmd": "connect",
+                    "url": ctx.sio_url,
+                    "entries": p,
+                    "concurrency": per_worker,
+                    "timeout": 300,
+                }
+                for p in parts
+            ],
+            timeout=400,
+        ),
+        metric,
+    )
+    ok = sum(r["ok"] for r in replies)
+    failed = sum(r["failed"] for r in replies)
+    span = (max(r["t1"] for r in replies) - min(r["t0"] for r in replies)) / 1e9
+    for r in replies:
+        for e in r["errors"]:
+            ctx.problem(metric, e)
+    await asyncio.sleep(ctx.cfg.settle_s)
+    await ctx.server.wait_idle()
+    rss1 = ctx.server.rss_kib()
+    ctx.result[metric] = {
+        "connected": ok,
+        "failed": failed,
+        "seconds": span,
+        "rate": ok / span if span else None,
+        "rss_before_kib": rss0,
+        "rss_after_kib": rss1,
+        "rss_per_conn_kib": (rss1 - rss0) / ok if ok else None,
+        "server_cpu": srv_cpu,
+        "loadgen_cpu": gen_cpu,
+    }
+    log(
+        f"  {metric}: {ok}/{count} in {span:.2f}s = {ok / span:.0f}/s; "
+        f"RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB = "
+        f"{(rss1 - rss0) / max(ok, 1):.1f} KiB/conn "
+        f"(server CPU {srv_cpu:.0%}, loadgen {gen_cpu:.0%})"
+    )
+    if failed:
+        ctx.problem(metric, f"{failed} connects failed")
+
+
+async def warm_up(ctx: Context) -> None:
+    """A few sockets connect, join, heartbeat and leave: lazy imports and caches are loaded
+    before anything is measured (skipped by --quick, which measures nothing)."""
+    if ctx.cfg.quick:
+        return
+    entries = ctx.entries(min(20, ctx.cfg.users))
+    await ctx.workers.one(
+        0, {"cmd": "connect", "url": ctx.sio_url, "entries": entries, "concurrency": 10}
+    )
+    await ctx.workers.one(
+        0, {"cmd": "emit_all", "event": "user-join", "data": {}, "with_token": True}
+    )
+    await ctx.workers.one(0, {"cmd": "emit_all", "event": "heartbeat", "data": {}})
+    await ctx.workers.one(0, {"cmd": "close_all"})
+    await ctx.server.wait_idle()
