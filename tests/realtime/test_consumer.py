@@ -529,7 +529,7 @@ async def test_lapsed_group_membership_is_restored_by_the_keeper(sio, alice, bob
     await hub.layer.group_discard(room, hub.channel_name)  # the layer forgets the group
     await push.aemit_to_user(bob.id, "events", {"n": 1})
     assert await socket.no_event("events")
-    await hub.keep()
+    await hub.keeper.keep()
     await push.aemit_to_user(bob.id, "events", {"n": 2})
     assert await socket.next_event() == ("events", {"n": 2})
 
