@@ -1,4 +1,5 @@
-"""Fixtures for consumer tests: a Socket.IO speaker on top of Channels' WebsocketCommunicator."""
+"""Fixtures for realtime tests: a Socket.IO speaker on top of Channels' WebsocketCommunicator, and
+a hub of its own on the in-memory layer (``one_process``, ``hub``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from realtime.hub import Hub
 from realtime.routing import websocket_application
 
 SIO_PATH = "/ws/socket.io/?EIO=4&transport=websocket"
@@ -116,3 +118,24 @@ async def sio():
     for socket in sockets:
         with contextlib.suppress(Exception):
             await socket.close()
+
+
+@pytest.fixture
+def one_process(settings):
+    """This process alone: the in-memory layer and in-process stores, whatever the pass."""
+    settings.REDIS_URL = ""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "realtime.layers.ProcessChannelLayer",
+            "CONFIG": {"capacity": 10_000, "expiry": 60, "group_expiry": 86400},
+        }
+    }
+
+
+@pytest.fixture
+async def hub(one_process):
+    """A started hub of its own on the in-memory layer (stopped after the test)."""
+    hub = Hub()
+    await hub.start()
+    yield hub
+    await hub.stop()

@@ -10,21 +10,9 @@ import uuid
 import pytest
 
 from realtime.sessions import MemorySessionRegistry, RedisSessionRegistry, SessionRecord
+from tests.realtime.fakes import FakeClock
 
 TTL = 60.0
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
