@@ -90,6 +90,15 @@ class SioSocket:
                     return False
         return True
 
+    async def no_event_before(self, marker: str, name: str, where=None) -> bool:
+        """True if no EVENT ``name`` (matching ``where(data)`` when given) arrives before EVENT
+        ``marker``, which the test sends after whatever must not arrive: the quiet period is
+        proven over by an event, not by a timeout."""
+        while (event := await self.next_event())[0] != marker:
+            if event[0] == name and (where is None or where(event[1])):
+                return False
+        return True
+
     async def closed_with(self, timeout: float = 2) -> int:
         """Read until the server closes; return the close code."""
         while True:
