@@ -3,7 +3,6 @@ a hub of its own on the in-memory layer (``one_process``, ``hub``)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 
@@ -76,20 +75,6 @@ class SioSocket:
                 name, *args = json.loads(frame[2:])
                 return name, (args[0] if args else None)
 
-    async def no_event(self, name: str, within: float = 0.3, where=None) -> bool:
-        """True if no EVENT ``name`` (matching ``where(data)`` when given) arrives in time."""
-        deadline = asyncio.get_running_loop().time() + within
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            # receive_from() cancels the application on timeout; probe without it.
-            if not self._skipped and await self.comm.receive_nothing(min(0.05, left)):
-                continue
-            frame = await self.recv()
-            if isinstance(frame, str) and frame.startswith("42["):
-                event, *args = json.loads(frame[2:])
-                if event == name and (where is None or where(args[0] if args else None)):
-                    return False
-        return True
-
     async def no_event_before(self, marker: str, name: str, where=None) -> bool:
         """True if no EVENT ``name`` (matching ``where(data)`` when given) arrives before EVENT
         ``marker``, which the test sends after whatever must not arrive: the quiet period is
@@ -105,9 +90,6 @@ class SioSocket:
             output = await self.comm.receive_output(timeout)
             if output["type"] == "websocket.close":
                 return output.get("code", 1000)
-
-    async def no_frame(self, within: float = 0.3) -> bool:
-        return not self._skipped and await self.comm.receive_nothing(within)
 
     async def close(self) -> None:
         await self.comm.disconnect()
