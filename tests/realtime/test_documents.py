@@ -156,9 +156,12 @@ async def test_updates_relay_to_others_with_server_identity_and_are_saved(
     async def saved() -> bool:
         return str((await stored(note.id)).get("t", type=Text)) == "hi"
 
+    async def rendered() -> bool:  # stored just after the Yjs state
+        data = (await database_sync_to_async(Note.objects.get)(pk=note.id)).data
+        return data["content"] == render_content(PM)  # the server's rendering, not the client's
+
     await until(saved)
-    data = (await database_sync_to_async(Note.objects.get)(pk=note.id)).data
-    assert data["content"] == render_content(PM)  # the server's rendering, not the client's
+    await until(rendered)
 
 
 async def test_binary_attachment_update_is_accepted(sio, note, alice, bob):
