@@ -43,13 +43,14 @@ from urllib.parse import unquote
 from pycrdt import Doc, XmlFragment, get_update, merge_updates
 
 from lib import json_safety
-from realtime import push
+from realtime import rooms
 from realtime.access import access_by_user
 from realtime.conf import realtime_settings
 from realtime.db import LOG_EXECUTOR, orm, orm_batched
 from realtime.hub import Coalesce, get_hub
 from realtime.protocol import jsonawareness, socketio, yprotocol
 from realtime.protocol.errors import DecodeError
+from realtime.protocol.frames import event_frame
 
 logger = logging.getLogger("chorus.realtime.documents")
 
@@ -162,7 +163,7 @@ class DocumentRoom:
     def __init__(self, note_id: str, state: bytes) -> None:
         self.note_id = note_id
         self.document_id = f"note:{note_id}"
-        self.group = push.doc_room(note_id)
+        self.group = rooms.doc_room(note_id)
         self.doc = Doc()
         self.doc.apply_update(state)
         #: What ``apply`` changed in the Doc (pycrdt's per-transaction updates, captured only
@@ -476,7 +477,7 @@ class DocumentRoom:
             frame = frames.get(client.kind)
             if frame is None:
                 if client.kind == SIO:
-                    frame = push.event_frame(event, {**payload, "update": list(data)})
+                    frame = event_frame(event, {**payload, "update": list(data)})
                 else:
                     frame = encode_binary(data)
                 frames[client.kind] = frame
@@ -581,7 +582,7 @@ class DocumentRoom:
         else:
             data = yprotocol.encode_awareness_update(entries)
         payload = {"document_id": self.document_id, "user_id": user_id, "update": list(data)}
-        return push.event_frame("ydoc:awareness:update", payload)
+        return event_frame("ydoc:awareness:update", payload)
 
     def _take_awareness(
         self, entry: tuple[int, int, str], origin: str | None, user_id: str | None
@@ -914,7 +915,7 @@ class DocumentManager:
         if missing == EMPTY_UPDATE or not message.get("reply_to"):
             return
         hub = get_hub()
-        await hub.layer.send(
+        await hub.reply(
             message["reply_to"],
             {
                 "type": "chorus.doc",

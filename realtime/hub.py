@@ -1,4 +1,4 @@
-"""The process hub: per-process fan-out of room broadcasts, and session upkeep.
+"""The process hub: per-process fan-out of room broadcasts, and the outbox.
 
 Why: plain Channels puts every socket's channel into every group, so a broadcast to a room of
 N sockets costs N channel-layer messages and N consumer dispatches (measured ~2,700
@@ -6,9 +6,10 @@ deliveries/s for N=1,000). Here each process subscribes ONE channel to a room wh
 local socket in it. A broadcast crosses the layer once per process, carries the frame already
 encoded by the sender (encoded once), and the hub writes that text to every local socket.
 
-The hub also runs the process's keeper task: it pushes session deadlines forward for local
-sockets, sweeps expired sessions (any instance's), re-adds its group subscriptions before the
-layer's ``group_expiry`` can lapse them, and reports presence changes.
+The hub starts and stops the process's session keeper (``realtime.sessions.keeper``) with
+itself: it pushes session deadlines forward for local sockets, sweeps expired sessions (any
+instance's), has the hub re-add its group subscriptions (``resubscribe``) before the layer's
+``group_expiry`` can lapse them, and reports presence changes.
 
 Layer messages the hub understands (all carry ``room``):
 - ``chorus.emit``  {frame, skip}: write ``frame`` to local sockets in ``room`` except sid ``skip``.
@@ -34,7 +35,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
@@ -44,11 +44,11 @@ from typing import Protocol
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from realtime import recovery
-from realtime.conf import realtime_settings
 from realtime.presence import PresenceQueue
 from realtime.protocol.socketio import add_offset
 from realtime.protocol.wsframe import SharedFrame
-from realtime.sessions import SessionRecord, get_registry
+from realtime.rooms import recoverable, room_kind
+from realtime.sessions import SessionKeeper, SessionRecord
 
 logger = logging.getLogger("chorus.realtime.hub")
 
@@ -118,7 +118,6 @@ class Hub:
         self._room_locks: dict[str, asyncio.Lock] = {}
         self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
-        self._last_group_refresh = time.monotonic()
         self._pins: dict[str, int] = {}
         self._message_handlers: dict[str, Callable[[dict], Awaitable[None]]] = {}
         #: Unique per hub: lets a process recognise (and skip) its own published messages.
@@ -136,6 +135,8 @@ class Hub:
         #: True on a process-local layer (in-memory): no other process can receive anything,
         #: so messages meant only for other instances are not sent at all.
         self.single_process = isinstance(self.layer, InMemoryChannelLayer)
+        #: Session upkeep (``realtime.sessions.keeper``), run while the hub runs.
+        self.keeper = SessionKeeper(self)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ class Hub:
             self.channel_name = await self.layer.new_channel("chorus.hub.")
             self._tasks += [
                 asyncio.create_task(self._receive_loop(), name="chorus-hub-receive"),
-                asyncio.create_task(self._keeper_loop(), name="chorus-hub-keeper"),
+                asyncio.create_task(self.keeper.run(), name="chorus-hub-keeper"),
             ]
 
     async def stop(self) -> None:
@@ -254,9 +255,44 @@ class Hub:
 
     # --- sending ----------------------------------------------------------------------------
 
+    # The one way out to the channel layer: ``publish`` (a room, every instance),
+    # ``publish_logged`` (the same, logged first for connection state recovery), ``emit`` (an
+    # event frame, logged), ``reply`` (one instance's hub), and the outbox (``publish_soon``,
+    # ``publish_to_peers``), which publishes through ``publish``.
+
     async def publish(self, room: str, message: dict) -> None:
         """Send a hub message to every process with a socket in ``room``."""
         await self.layer.group_send(room, {**message, "room": room})
+
+    async def publish_logged(
+        self,
+        room: str,
+        message: dict,
+        kind: str,
+        frame: str | None = None,
+        skip: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        """``publish``, the message first logged for connection state recovery (when it is on
+        and ``room`` is of a kind a resumed socket gets back): the message then carries
+        ``offset``. One process publishes its logged messages in the order of their offsets."""
+        if not recovery.enabled() or not recoverable(room):
+            await self.publish(room, message)
+            return
+        store = recovery.get_store()
+        async with store.lock():
+            offset = await store.append(room, kind, frame, skip, target)
+            await self.publish(room, {**message, "offset": offset})
+
+    async def emit(self, room: str, frame: str, skip: str | None = None) -> None:
+        """Send an event ``frame`` to every socket in ``room`` except ``skip`` (logged)."""
+        await self.publish_logged(
+            room, {"type": "chorus.emit", "frame": frame, "skip": skip}, "emit", frame, skip
+        )
+
+    async def reply(self, channel: str, message: dict) -> None:
+        """Send a hub message to one instance's hub (its ``channel_name``)."""
+        await self.layer.send(channel, message)
 
     #: Ephemeral messages that may wait in the outbox; beyond this they are dropped (counted).
     OUTBOX_SIZE = 10_000
@@ -433,63 +469,17 @@ class Hub:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    # --- upkeep -----------------------------------------------------------------------------
-
-    async def _keeper_loop(self) -> None:
-        while True:
-            interval = min(
-                realtime_settings.SESSION_SWEEP_INTERVAL, realtime_settings.SESSION_TTL / 3
-            )
-            await asyncio.sleep(interval)
-            try:
-                await self.keep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("session upkeep failed")
-
-    async def keep(self) -> None:
-        """One upkeep round: refresh local sessions, sweep expired ones, refresh groups."""
-        registry = get_registry()
-        now = time.monotonic()
-        for conn in tuple(self.connections.values()):
-            conn.check_stalled(now)
-        records = [conn.session_record() for conn in self.connections.values()]
-        changes = await registry.refresh(records) if records else []
-        # A socket that closed while the refresh was on its way was removed before the refresh
-        # re-added it (Redis runs them in that order): remove it again, announcing nothing (its
-        # close announced what there was to announce).
-        closed = {r.sid: r for r in records if r.sid not in self.connections}
-        if closed:
-            changes = [change for change in changes if change.record.sid not in closed]
-            for record in closed.values():
-                await registry.remove(record.sid, record.user_id)
-        changes += await registry.sweep()
-        groups: dict[str, list[str]] = {}
-        for conn in self.connections.values():
-            for room in conn.rooms:
-                if room.startswith("doc."):
-                    groups.setdefault(room, []).append(conn.sid)
-        for group, sids in groups.items():
-            await registry.join_group(group, sids)
-        self.presence.add(changes)
-        # Re-add subscriptions before group_expiry lapses them, and often enough that a Redis
-        # restart (which forgets groups) heals quickly.
-        expiry = getattr(self.layer, "group_expiry", 86400)
-        every = min(expiry / 2, realtime_settings.GROUP_REFRESH_INTERVAL)
-        if time.monotonic() - self._last_group_refresh > every:
-            self._last_group_refresh = time.monotonic()
-            for room in tuple(self._subscribed):
-                await self.layer.group_add(room, self.channel_name)
+    async def resubscribe(self) -> None:
+        """Re-add every room subscription to the layer (the keeper calls it before the layer's
+        ``group_expiry`` can lapse them; it also heals a Redis restart, which forgets groups)."""
+        for room in tuple(self._subscribed):
+            await self.layer.group_add(room, self.channel_name)
 
 
 def _notice(message: dict) -> str | None:
     """The notice frame of a join / leave message, with its offset if it has one."""
     frame, offset = message.get("frame"), message.get("offset")
     return add_offset(frame, offset) if frame and offset is not None else frame
-
-
-room_kind = recovery.room_kind
 
 
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

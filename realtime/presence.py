@@ -22,16 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from realtime import push
 from realtime.db import orm
+from realtime.protocol.frames import event_frame
+from realtime.rooms import CHANNEL_ROOMS, channel_room
 from realtime.sessions import Change
 
-if TYPE_CHECKING:
-    from realtime.hub import Hub
-
 logger = logging.getLogger("chorus.realtime.presence")
+
+
+class Reach(Protocol):
+    """Which rooms this process's sockets can hear, and the way to send to them (the process
+    hub implements it; the hub owns the ``PresenceQueue``, so presence does not import it)."""
+
+    def may_reach(self, room: str) -> bool: ...
+
+    def may_reach_kind(self, kind: str) -> bool: ...
+
+    async def emit(self, room: str, frame: str, skip: str | None = None) -> None: ...
 
 
 @orm
@@ -48,20 +57,19 @@ def _audience(user_ids: list[str]) -> tuple[dict[str, list[str]], dict[str, str 
     return channels, last_active
 
 
-async def announce(changes: list[Change], hub: Hub) -> None:
+async def announce(changes: list[Change], hub: Reach) -> None:
     """Tell each affected user's channels that the user came online or went offline (those
     channels whose room a socket can hear: see the module docstring)."""
-    if not changes or not hub.may_reach_kind(push.CHANNEL_ROOMS):
+    if not changes or not hub.may_reach_kind(CHANNEL_ROOMS):
         return
     channels, last_active = await _audience(list({change.user_id for change in changes}))
     for change in changes:
         user = change.record.user
         for channel_id in channels.get(change.user_id, ()):
-            room = push.channel_room(channel_id)
+            room = channel_room(channel_id)
             if not hub.may_reach(room):
                 continue
-            await push.aemit(
-                room,
+            frame = event_frame(
                 "events:channel",
                 {
                     "channel_id": channel_id,
@@ -75,15 +83,15 @@ async def announce(changes: list[Change], hub: Hub) -> None:
                     },
                     "user": {"id": user.get("id"), "name": user.get("name")},
                 },
-                skip_sid=change.record.sid,  # the socket that came online need not hear it
             )
+            await hub.emit(room, frame, change.record.sid)  # not to the socket that came online
 
 
 class PresenceQueue:
     """Presence changes waiting to be announced, and the task announcing them in batches.
     The process hub owns one (``Hub.presence``); call ``add`` from its event loop."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Reach) -> None:
         self.hub = hub
         self.queue: list[Change] = []
         self.task: asyncio.Task | None = None

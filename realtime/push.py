@@ -23,44 +23,29 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
-from realtime import recovery
-from realtime.protocol import engineio, socketio
+from realtime.hub import get_hub
+from realtime.protocol.frames import event_frame
+from realtime.rooms import CHANNEL_ROOMS, channel_room, doc_room, note_room, user_room
 from realtime.sessions import Presence, get_registry, presence_of
 
-
-def user_room(user_id: object) -> str:
-    return f"user.{user_id}"
-
-
-#: The kind (``realtime.hub.room_kind``) of every channel room.
-CHANNEL_ROOMS = "channel."
-
-
-def channel_room(channel_id: object) -> str:
-    return f"{CHANNEL_ROOMS}{channel_id}"
-
-
-def note_room(note_id: object) -> str:
-    return f"note.{note_id}"
-
-
-def doc_room(note_id: object) -> str:
-    return f"doc.note.{note_id}"
-
-
-def event_frame(event: str, data: Any) -> str:
-    """The WebSocket text frame of a Socket.IO event (Engine.IO MESSAGE + EVENT packet)."""
-    return engineio.encode_message(socketio.encode_event(event, data))
+__all__ = [  # the room names server code addresses (realtime.rooms), and event_frame
+    "CHANNEL_ROOMS",
+    "channel_room",
+    "doc_room",
+    "event_frame",
+    "note_room",
+    "user_room",
+]
 
 
 # --- async, immediate -------------------------------------------------------------------------
 
 
 async def apublish(room: str, message: dict) -> None:
-    await get_channel_layer().group_send(room, {**message, "room": room})
+    """Publish a hub message to ``room`` on every instance (``Hub.publish``)."""
+    await get_hub().publish(room, message)
 
 
 async def apublish_logged(
@@ -71,24 +56,13 @@ async def apublish_logged(
     skip: str | None = None,
     target: str | None = None,
 ) -> None:
-    """``apublish``, the message first logged for connection state recovery (when it is on and
-    ``room`` is of a kind a resumed socket gets back): the message then carries ``offset``.
-    One process publishes its logged messages in the order of their offsets."""
-    if not recovery.enabled() or not recovery.recoverable(room):
-        await apublish(room, message)
-        return
-    store = recovery.get_store()
-    async with store.lock():
-        offset = await store.append(room, kind, frame, skip, target)
-        await apublish(room, {**message, "offset": offset})
+    """``apublish``, logged first for connection state recovery (``Hub.publish_logged``)."""
+    await get_hub().publish_logged(room, message, kind, frame, skip, target)
 
 
 async def aemit(room: str, event: str, data: Any, *, skip_sid: str | None = None) -> None:
     """Send event ``event`` with ``data`` to every socket in ``room`` except ``skip_sid``."""
-    frame = event_frame(event, data)
-    await apublish_logged(
-        room, {"type": "chorus.emit", "frame": frame, "skip": skip_sid}, "emit", frame, skip_sid
-    )
+    await get_hub().emit(room, event_frame(event, data), skip_sid)
 
 
 def emit_soon(room: str, event: str, data: Any, *, skip_sid: str | None = None) -> None:

@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from realtime.conf import realtime_settings
+from realtime.rooms import room_kind
 
 #: Rooms a resumed socket gets back (documents are re-joined by the client: a Yjs sync
 #: restores their state anyway).
-RECOVERABLE_KINDS = ("user.", "channel.", "note.")
 #: A socket in more rooms than this is not resumable (its session record stays small).
 MAX_RECOVERABLE_ROOMS = 1_000
 #: Entries read from Redis per round trip while collecting what a client missed.
@@ -64,16 +64,6 @@ def parse_offset(offset: object) -> tuple[int, int] | None:
         return None
     match = _OFFSET.match(offset)
     return (int(match[1]), int(match[2])) if match else None
-
-
-def room_kind(room: str) -> str:
-    """A room's kind: its name up to and including the first dot ("channel.<id>" ->
-    "channel."); the hub counts its rooms by it too."""
-    return room[: room.find(".") + 1]
-
-
-def recoverable(room: str) -> bool:
-    return room.startswith(RECOVERABLE_KINDS)
 
 
 def client_takes_offsets(headers: list[tuple[bytes, bytes]]) -> bool:

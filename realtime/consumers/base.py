@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.tokens import ValidatedToken
 from config.proxies import scope_client_address
-from realtime import outbound, push
+from realtime import outbound, rooms
 from realtime.admission import unauthenticated
 from realtime.conf import realtime_settings
 from realtime.hub import get_hub
@@ -264,7 +264,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
         self.authenticated()
         hub = get_hub()
         await hub.register(self)
-        await hub.join(self, push.user_room(self.user.pk))
+        await hub.join(self, rooms.user_room(self.user.pk))
         return True
 
     def announce_online(self) -> None:

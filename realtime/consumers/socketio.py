@@ -39,7 +39,7 @@ import time
 from urllib.parse import parse_qs
 
 from accounts.tokens import TokenRejected, ValidatedToken
-from realtime import access, events, push, recovery
+from realtime import access, events, recovery, rooms
 from realtime.conf import realtime_settings
 from realtime.consumers.base import (
     CLOSE_BAD_REQUEST,
@@ -57,6 +57,7 @@ from realtime.events.notes import recheck_note_room
 from realtime.hub import get_hub
 from realtime.protocol import engineio, socketio
 from realtime.protocol.errors import DecodeError
+from realtime.protocol.frames import event_frame
 from realtime.ratelimit import TokenBucket
 
 logger = logging.getLogger("chorus.realtime.socket")
@@ -132,10 +133,10 @@ class SocketIOConsumer(LeanConsumer):
         session is closed after this, by ``LeanConsumer``, whatever happens here)."""
         self.closed = True
         if self._resumable and self.user is not None and self.pid and recovery.enabled():
-            rooms = tuple(room for room in self.rooms if recovery.recoverable(room))
-            if len(rooms) <= recovery.MAX_RECOVERABLE_ROOMS:
+            kept = tuple(room for room in self.rooms if rooms.recoverable(room))
+            if len(kept) <= recovery.MAX_RECOVERABLE_ROOMS:
                 self._resume = recovery.Session(
-                    self.pid, self.sid, str(self.user.pk), rooms, self._log_start
+                    self.pid, self.sid, str(self.user.pk), kept, self._log_start
                 )
         for handle in self._timers.values():
             handle.cancel()
@@ -379,7 +380,7 @@ class SocketIOConsumer(LeanConsumer):
                 return False
             if parsed > (recovery.parse_offset(begin) or (0, 0)):
                 begin = client_offset  # an older one is from before this session
-        own = push.user_room(self.user.pk)
+        own = rooms.user_room(self.user.pk)
         member = await self._still_allowed({own, *session.rooms})
         for room in member - self.rooms:
             await self.join(room)
@@ -406,9 +407,9 @@ class SocketIOConsumer(LeanConsumer):
             if room not in member:
                 self.leave(room)
         for room in sorted({*session.rooms} - member):
-            if room.startswith("note."):  # as recheck_note_room tells a socket online
-                note_id = room.removeprefix("note.")
-                frames.append(push.event_frame("note-events", {"id": note_id, "access": None}))
+            if room.startswith(rooms.NOTE_ROOMS):  # as recheck_note_room tells a socket online
+                note_id = room.removeprefix(rooms.NOTE_ROOMS)
+                frames.append(event_frame("note-events", {"id": note_id, "access": None}))
         # A cut while the replay goes out resumes from the client's last offset, or from here:
         # never from past what the client may not have received.
         self._log_start = begin
@@ -427,7 +428,7 @@ class SocketIOConsumer(LeanConsumer):
             if entry.kind == "emit":
                 if entry.skip == self.sid or not entry.frame:
                     continue
-            elif entry.kind == "join" and entry.target and recovery.recoverable(entry.target):
+            elif entry.kind == "join" and entry.target and rooms.recoverable(entry.target):
                 if entry.target not in member:
                     member.add(entry.target)
                     joined.append(entry.target)
@@ -441,19 +442,19 @@ class SocketIOConsumer(LeanConsumer):
                 frames.append(socketio.add_offset(entry.frame, entry.offset))
         return joined
 
-    async def _still_allowed(self, rooms: set[str]) -> set[str]:
-        """The rooms of ``rooms`` this user may be in now: its own user room, the channels it
+    async def _still_allowed(self, wanted: set[str]) -> set[str]:
+        """The rooms of ``wanted`` this user may be in now: its own user room, the channels it
         is an active member of, the notes it can read."""
-        allowed = {push.user_room(self.user.pk)} & rooms
-        channels = {r for r in rooms if r.startswith(push.CHANNEL_ROOMS)}
+        allowed = {rooms.user_room(self.user.pk)} & wanted
+        channels = {r for r in wanted if r.startswith(rooms.CHANNEL_ROOMS)}
         if channels:
             ids = await access.channel_ids_of(self.user.pk)
-            allowed |= channels & {push.channel_room(i) for i in ids}
-        notes = [r for r in rooms if r.startswith("note.")]
+            allowed |= channels & {rooms.channel_room(i) for i in ids}
+        notes = [r for r in wanted if r.startswith(rooms.NOTE_ROOMS)]
         if notes:
             get_hub().on_message("chorus.note_access", recheck_note_room)
         for room in notes:
-            if await access.note_access(self.user, room.removeprefix("note.")) is not None:
+            if await access.note_access(self.user, room.removeprefix(rooms.NOTE_ROOMS)) is not None:
                 allowed.add(room)
         return allowed
 
@@ -530,6 +531,6 @@ class SocketIOConsumer(LeanConsumer):
         if self.closed:
             return
         self._resumable = False
-        await self.send_frame(push.event_frame("error", {"code": code, "message": message}))
+        await self.send_frame(event_frame("error", {"code": code, "message": message}))
         await self.send_frame(_DISCONNECT_FRAME)
         await self.close(close_code, code)

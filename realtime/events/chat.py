@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.formats import iso
-from realtime import push
+from realtime import push, rooms
 from realtime.access import channel_ids_of, is_channel_member
 from realtime.conf import realtime_settings
 from realtime.db import orm
@@ -73,7 +73,7 @@ typing_gate = TypingGate()
 async def _join_channels(conn) -> list[str]:
     channel_ids = await channel_ids_of(conn.user.pk)
     for channel_id in channel_ids:
-        await conn.join(push.channel_room(channel_id))
+        await conn.join(rooms.channel_room(channel_id))
     if channel_ids:
         # A removal (or archive, or delete) that commits while we read sends its leave to
         # this socket's hub, which may handle it before the joins above and find nothing to
@@ -82,14 +82,14 @@ async def _join_channels(conn) -> list[str]:
         current = set(await channel_ids_of(conn.user.pk))
         for channel_id in channel_ids:
             if channel_id not in current:
-                conn.leave(push.channel_room(channel_id))
+                conn.leave(rooms.channel_room(channel_id))
         channel_ids = [channel_id for channel_id in channel_ids if channel_id in current]
     return channel_ids
 
 
 async def _require_member(conn, channel_id: uuid.UUID) -> str:
     cid = str(channel_id)
-    if push.channel_room(cid) not in conn.rooms and not await is_channel_member(conn.user.pk, cid):
+    if rooms.channel_room(cid) not in conn.rooms and not await is_channel_member(conn.user.pk, cid):
         raise EventError("forbidden", "You are not a member of this channel.")
     return cid
 
@@ -98,7 +98,7 @@ async def _require_member(conn, channel_id: uuid.UUID) -> str:
 async def user_join(conn, payload: UserJoin) -> dict:
     """(Re)join the user's room and every channel room; returns the public profile."""
     await revalidate(conn, payload.auth)
-    await conn.join(push.user_room(conn.user.pk))
+    await conn.join(rooms.user_room(conn.user.pk))
     await _join_channels(conn)
     return conn.user.public_profile()
 
@@ -180,5 +180,5 @@ async def channel_event(conn, payload: ChannelEvent) -> dict:
         relayed["data"] = {"type": "typing", "data": {"typing": typing}}
         relayed["user"] = conn.user.ref()
         # Typing is ephemeral: the ack does not wait for the layer (no Redis round trip).
-        push.emit_soon(push.channel_room(channel_id), "events:channel", relayed, skip_sid=conn.sid)
+        push.emit_soon(rooms.channel_room(channel_id), "events:channel", relayed, skip_sid=conn.sid)
     return {}

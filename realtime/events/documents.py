@@ -44,6 +44,7 @@ from realtime.documents import (
 from realtime.events.notes import no_such_note
 from realtime.events.registry import EventError, Payload, on
 from realtime.protocol import jsonawareness
+from realtime.protocol.frames import event_frame
 from realtime.protocol.socketio import RawJSON
 from realtime.sessions import get_registry
 
@@ -117,7 +118,7 @@ async def _state(conn, room: DocumentRoom) -> RawJSON:
     sessions = await registry.group_members(room.group)
     state = room.state_payload(await room.durable_state(), sessions)
     conn.out.begin_reply()
-    await conn.send_frame(push.event_frame("ydoc:document:state", state))
+    await conn.send_frame(event_frame("ydoc:document:state", state))
     return state
 
 
@@ -136,7 +137,7 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
     async def revoke() -> None:
         """Access to the note is gone: say so, then leave the document."""
         await conn.send_frame(
-            push.event_frame(
+            event_frame(
                 "error",
                 {
                     "code": "forbidden",
@@ -217,7 +218,7 @@ async def _ask_for_missing(conn, room: DocumentRoom) -> None:
     client = room.clients.get(conn.sid)
     if client is not None and room.should_ask(client):
         await conn.send_frame(
-            push.event_frame(
+            event_frame(
                 "ydoc:document:sync", {"document_id": room.document_id, "state_vector": vector}
             )
         )

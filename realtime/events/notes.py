@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import uuid
 
-from realtime import push
+from realtime import rooms
 from realtime.access import access_by_user, note_access
 from realtime.events.registry import Auth, EventError, Payload, on, revalidate
 from realtime.hub import get_hub
+from realtime.protocol.frames import event_frame
 
 
 class JoinNote(Payload):
@@ -24,12 +25,12 @@ async def recheck_note_room(message: dict) -> None:
     — the ``everyone`` grant included, whose users no query could list in advance."""
     hub = get_hub()
     note_id = str(message.get("note_id", ""))
-    room = push.note_room(note_id)
+    room = rooms.note_room(note_id)
     conns = [conn for conn in tuple(hub.rooms.get(room, ())) if conn.user is not None]
     if not conns:
         return
     access = await access_by_user(note_id, {str(conn.user.pk) for conn in conns})
-    notice = push.event_frame("note-events", {"id": note_id, "access": None})
+    notice = event_frame("note-events", {"id": note_id, "access": None})
     for conn in conns:
         if conn.user is not None and room in conn.rooms and access.get(str(conn.user.pk)) is None:
             hub.leave(conn, room)
@@ -49,7 +50,7 @@ async def join_note(conn, payload: JoinNote) -> dict:
     if await note_access(conn.user, payload.note_id) is None:
         raise no_such_note()
     get_hub().on_message("chorus.note_access", recheck_note_room)
-    room = push.note_room(payload.note_id)
+    room = rooms.note_room(payload.note_id)
     await conn.join(room)
     # A grant change published between the check and the join did not see this socket.
     if await note_access(conn.user, payload.note_id) is None:

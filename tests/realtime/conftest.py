@@ -1,14 +1,15 @@
-"""Fixtures for consumer tests: a Socket.IO speaker on top of Channels' WebsocketCommunicator."""
+"""Fixtures for realtime tests: a Socket.IO speaker on top of Channels' WebsocketCommunicator, and
+a hub of its own on the in-memory layer (``one_process``, ``hub``)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from realtime.hub import Hub
 from realtime.routing import websocket_application
 
 SIO_PATH = "/ws/socket.io/?EIO=4&transport=websocket"
@@ -74,18 +75,13 @@ class SioSocket:
                 name, *args = json.loads(frame[2:])
                 return name, (args[0] if args else None)
 
-    async def no_event(self, name: str, within: float = 0.3, where=None) -> bool:
-        """True if no EVENT ``name`` (matching ``where(data)`` when given) arrives in time."""
-        deadline = asyncio.get_running_loop().time() + within
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            # receive_from() cancels the application on timeout; probe without it.
-            if not self._skipped and await self.comm.receive_nothing(min(0.05, left)):
-                continue
-            frame = await self.recv()
-            if isinstance(frame, str) and frame.startswith("42["):
-                event, *args = json.loads(frame[2:])
-                if event == name and (where is None or where(args[0] if args else None)):
-                    return False
+    async def no_event_before(self, marker: str, name: str, where=None) -> bool:
+        """True if no EVENT ``name`` (matching ``where(data)`` when given) arrives before EVENT
+        ``marker``, which the test sends after whatever must not arrive: the quiet period is
+        proven over by an event, not by a timeout."""
+        while (event := await self.next_event())[0] != marker:
+            if event[0] == name and (where is None or where(event[1])):
+                return False
         return True
 
     async def closed_with(self, timeout: float = 2) -> int:
@@ -94,9 +90,6 @@ class SioSocket:
             output = await self.comm.receive_output(timeout)
             if output["type"] == "websocket.close":
                 return output.get("code", 1000)
-
-    async def no_frame(self, within: float = 0.3) -> bool:
-        return not self._skipped and await self.comm.receive_nothing(within)
 
     async def close(self) -> None:
         await self.comm.disconnect()
@@ -116,3 +109,24 @@ async def sio():
     for socket in sockets:
         with contextlib.suppress(Exception):
             await socket.close()
+
+
+@pytest.fixture
+def one_process(settings):
+    """This process alone: the in-memory layer and in-process stores, whatever the pass."""
+    settings.REDIS_URL = ""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "realtime.layers.ProcessChannelLayer",
+            "CONFIG": {"capacity": 10_000, "expiry": 60, "group_expiry": 86400},
+        }
+    }
+
+
+@pytest.fixture
+async def hub(one_process):
+    """A started hub of its own on the in-memory layer (stopped after the test)."""
+    hub = Hub()
+    await hub.start()
+    yield hub
+    await hub.stop()

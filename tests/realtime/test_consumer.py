@@ -226,8 +226,10 @@ async def test_typing_reaches_other_members_only(sio, alice, bob, make_user, cha
     def is_typing(data) -> bool:
         return data["data"]["type"] == "typing"
 
-    assert await sockets["alice"].no_event("events:channel", where=is_typing)
-    assert await sockets["carol"].no_event("events:channel", where=is_typing)
+    # Bob got it, so every local socket the room reaches did: a marker sent now comes after.
+    for user in (alice, carol):
+        await push.aemit_to_user(user.id, "marker", None)
+        assert await sockets[user.username].no_event_before("marker", "events:channel", is_typing)
     refused = await sockets["carol"].call(
         "events:channel",
         {"channel_id": str(channel.id), "data": {"type": "typing", "data": {"typing": True}}},
@@ -250,7 +252,8 @@ async def test_repeated_typing_is_throttled_but_stop_always_passes(
     assert await a.call("events:channel", stop) == {}
     received = [await b.next_event(), await b.next_event()]
     assert [d["data"]["data"]["typing"] for _, d in received] == [True, False]
-    assert await b.no_frame()
+    push.emit_soon(push.user_room(bob.id), "marker", None)  # the same outbox, behind them
+    assert await b.next_event() == ("marker", None)  # nothing more came before it
 
 
 async def test_last_read_at_is_stored_for_members_only(sio, alice, make_user, channel):
@@ -403,8 +406,10 @@ async def test_membership_push_moves_live_sockets(sio, alice, bob, make_user):
     channel = await database_sync_to_async(Channel.objects.create)(name="new", owner=alice)
     socket = sio()
     await socket.connected(token_for(bob))
-    await push.aadd_user_to_room(bob.id, push.channel_room(channel.id))
-    await asyncio.sleep(0.05)
+    await push.aadd_user_to_room(
+        bob.id, push.channel_room(channel.id), notice=("events:channel", {"added": True})
+    )
+    assert await socket.next_event() == ("events:channel", {"added": True})  # joined by now
     await push.aemit_to_channel(channel.id, "events:channel", {"hello": 1})
     assert await socket.next_event() == ("events:channel", {"hello": 1})
     await push.aremove_user_from_room(
@@ -412,7 +417,8 @@ async def test_membership_push_moves_live_sockets(sio, alice, bob, make_user):
     )
     assert await socket.next_event() == ("events:channel", {"removed": True})
     await push.aemit_to_channel(channel.id, "events:channel", {"hello": 2})
-    assert await socket.no_frame()
+    await push.aemit_to_user(bob.id, "events", {"marker": True})
+    assert await socket.next_event() == ("events", {"marker": True})  # hello 2 never came
 
 
 async def test_presence_online_and_offline_reach_channel_members(sio, alice, bob, channel):
@@ -428,11 +434,16 @@ async def test_presence_online_and_offline_reach_channel_members(sio, alice, bob
     second = sio()
     await second.connected(token_for(alice))
     await second.close()  # not the last session: no event
-    assert await watcher.no_frame()
     await socket.close()
     name, data = await watcher.next_event()
     assert data["data"]["data"]["status"] == "offline"
     assert set(data["user"]) == {"id", "name"}
+    # Announcements go out in order: alice online again comes next, so that offline was the
+    # only one (the close of ``second`` announced nothing).
+    again = sio()
+    await again.connected(token_for(alice))
+    name, data = await watcher.next_event()
+    assert data["data"]["data"]["status"] == "online"
 
 
 async def test_presence_of_a_connect_burst_is_announced_once_per_user(sio, make_user, bob, channel):
@@ -466,7 +477,14 @@ async def test_presence_of_a_connect_burst_is_announced_once_per_user(sio, make_
     assert sorted(entry["user_id"] for entry in announced) == sorted(str(u.id) for u in users)
     assert {entry["status"] for entry in announced} == {"online"}
     assert {entry["last_active_at"] for entry in announced} == {seen.isoformat()}
-    assert await watcher.no_event("events:channel")
+    # Announcements go out in order: one user leaving comes next, so nobody was announced twice.
+    await sockets[0].close()
+    name, data = await watcher.next_event()
+    assert name == "events:channel"
+    assert (data["data"]["data"]["user_id"], data["data"]["data"]["status"]) == (
+        str(users[0].id),
+        "offline",
+    )
 
 
 async def test_presence_reads_channels_only_while_a_socket_can_hear_one(
@@ -528,10 +546,9 @@ async def test_lapsed_group_membership_is_restored_by_the_keeper(sio, alice, bob
     room = push.user_room(bob.id)
     await hub.layer.group_discard(room, hub.channel_name)  # the layer forgets the group
     await push.aemit_to_user(bob.id, "events", {"n": 1})
-    assert await socket.no_event("events")
-    await hub.keep()
+    await hub.keeper.keep()
     await push.aemit_to_user(bob.id, "events", {"n": 2})
-    assert await socket.next_event() == ("events", {"n": 2})
+    assert await socket.next_event() == ("events", {"n": 2})  # the first: n 1 never came
 
 
 @pytest.mark.parametrize(
@@ -590,7 +607,8 @@ async def test_sync_push_api_reaches_sockets_after_commit(sio, alice):
             raise RuntimeError
 
     await database_sync_to_async(rolled_back)()
-    assert await socket.no_event("events")
+    await push.aemit_to_user(alice.id, "marker", None)
+    assert await socket.no_event_before("marker", "events")
 
 
 async def test_concurrent_connects_never_exceed_the_socket_limit(sio, alice, settings):
@@ -687,7 +705,8 @@ async def test_ephemeral_outbox_keeps_order_and_counts_drops(sio, alice, caplog)
     assert "outbox full" in caplog.text
     received = [await socket.next_event() for _ in range(3)]
     assert received == [("events", {"n": 0}), ("events", {"n": 1}), ("events", {"n": 2})]
-    assert await socket.no_event("events")
+    push.emit_soon(push.user_room(alice.id), "marker", None)  # behind any dropped one
+    assert await socket.no_event_before("marker", "events")
 
 
 # --- the realtime ORM thread's connection -----------------------------------------------------

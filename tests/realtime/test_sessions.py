@@ -1,25 +1,34 @@
-"""One contract, both session registry backends (in-process and Redis)."""
+"""One contract, both session registry backends (in-process and Redis).
+
+Time is the registries' injected clock: a test moves it forward instead of sleeping."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
 import pytest
 
 from realtime.sessions import MemorySessionRegistry, RedisSessionRegistry, SessionRecord
+from tests.realtime.fakes import FakeClock
+
+TTL = 60.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.services)])
-async def registry(request, settings):
-    settings.CHORUS = {"SESSION_TTL": 1.2}  # windows wide enough for a loaded machine
+async def registry(request, settings, clock):
+    settings.CHORUS = {"SESSION_TTL": TTL}
     if request.param == "memory":
-        yield MemorySessionRegistry()
+        yield MemorySessionRegistry(clock=clock)
         return
     url = request.getfixturevalue("redis_url")
     prefix = f"chorus:test:{uuid.uuid4().hex}:"
-    registry = RedisSessionRegistry(url, prefix=prefix)
+    registry = RedisSessionRegistry(url, prefix=prefix, clock=clock)
     yield registry
     keys = [key async for key in registry.client.scan_iter(match=f"{prefix}*")]
     if keys:
@@ -48,7 +57,7 @@ async def test_first_and_last_session_of_a_user(registry):
     assert await registry.remove(a2.sid, "a") is False  # twice is harmless
 
 
-async def test_records_keep_only_what_was_stored(registry):
+async def test_records_keep_only_what_was_stored(registry, clock):
     rec = record("a")
     await registry.add(rec)
     [stored] = await registry.get([rec.sid, "unknown"])
@@ -58,16 +67,18 @@ async def test_records_keep_only_what_was_stored(registry):
         "i1",
         rec.user,
     )
-    assert abs(stored.last_seen - time.time()) < 1
+    assert stored.last_seen == pytest.approx(clock.now, abs=0.001)
 
 
-async def test_expired_sessions_are_swept_once_with_an_offline_change(registry):
+async def test_expired_sessions_are_swept_once_with_an_offline_change(registry, clock):
     a, b1, b2 = record("a"), record("b"), record("b")
     for rec in (a, b1):
         await registry.add(rec)
-    await asyncio.sleep(0.75)
+    clock.advance(TTL * 0.6)
     await registry.add(b2)  # b has a fresh session
-    await asyncio.sleep(0.75)  # a and b1 expired
+    clock.advance(TTL * 0.3)
+    assert await registry.sweep() == []  # nothing expired yet
+    clock.advance(TTL * 0.2)  # a and b1 expired
     changes = await registry.sweep()
     assert [(c.user_id, c.online) for c in changes] == [("a", False)]
     assert await registry.sweep() == []  # nothing is announced twice
@@ -76,24 +87,56 @@ async def test_expired_sessions_are_swept_once_with_an_offline_change(registry):
     assert list(presence) == ["b"] and presence["b"].sessions == 1
 
 
-async def test_refresh_keeps_sessions_alive_and_reports_re_added_users(registry):
+async def test_refresh_keeps_sessions_alive_and_reports_re_added_users(registry, clock):
     a = record("a")
     await registry.add(a)
     for _ in range(3):
-        await asyncio.sleep(0.4)
+        clock.advance(TTL * 0.9)
         assert await registry.refresh([a]) == []
+    clock.advance(TTL * 0.9)  # 3.6 TTLs after the add: alive, thanks to the refreshes
     assert await registry.sweep() == []
-    await asyncio.sleep(1.5)
+    clock.advance(TTL * 0.2)
     assert [c.user_id for c in await registry.sweep()] == ["a"]
     back = await registry.refresh([a])  # the socket was alive after all
     assert [(c.user_id, c.online) for c in back] == [("a", True)]
     assert await registry.count("a") == 1
 
 
-async def test_presence_reports_session_count_and_last_seen(registry):
+async def test_presence_reports_session_count_and_last_seen(registry, clock):
     await registry.add(record("a"))
+    clock.advance(5)
     await registry.add(record("a"))
     presence = await registry.presence(["a", "nobody"])
     assert set(presence) == {"a"}
     assert presence["a"].sessions == 2
-    assert abs(presence["a"].last_seen - time.time()) < 1
+    assert presence["a"].last_seen == pytest.approx(clock.now, abs=0.001)  # the latest session's
+
+
+async def test_group_members_expire_with_their_deadline_unless_refreshed(registry, clock):
+    await registry.join_group("doc.note.1", ["s1", "s2"])
+    await registry.join_group("doc.note.2", ["s3"])
+    clock.advance(TTL * 0.6)
+    await registry.join_group("doc.note.1", ["s2"])  # refreshed (the keeper does this)
+    await registry.leave_group("doc.note.2", "s3")
+    assert await registry.group_members("doc.note.1") == ["s1", "s2"]
+    assert await registry.group_members("doc.note.2") == []
+    clock.advance(TTL * 0.6)
+    assert await registry.group_members("doc.note.1") == ["s2"]
+    clock.advance(TTL * 0.6)
+    assert await registry.group_members("doc.note.1") == []
+
+
+@pytest.mark.services
+async def test_redis_group_keys_carry_their_own_ttl(redis_url, settings):
+    """A document group's key expires in Redis itself (2 x SESSION_TTL, docs/operations.md),
+    so a group no instance refreshes any more is not kept for good."""
+    settings.CHORUS = {"SESSION_TTL": TTL}
+    prefix = f"chorus:test:{uuid.uuid4().hex}:"
+    registry = RedisSessionRegistry(redis_url, prefix=prefix)
+    try:
+        await registry.join_group("doc.note.1", ["s1"])
+        ttl = await registry.client.ttl(f"{prefix}group:doc.note.1")
+        assert TTL * 2 - 5 < ttl <= TTL * 2 + 1
+    finally:
+        await registry.client.delete(f"{prefix}group:doc.note.1")
+        await registry.close()

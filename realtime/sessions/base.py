@@ -1,0 +1,131 @@
+"""The session registry's interface: what a session record is and what every backend promises.
+
+Owns ``SessionRecord``, ``Change``, ``Presence`` and the ``SessionRegistry`` ABC; the backends
+are ``memory.py`` (one process) and ``redis.py`` (every instance shares it); the upkeep that keeps
+a process's records alive is ``keeper.py``. Architecture: docs/realtime.md ("Sessions and
+presence").
+
+The registry knows which sockets are open, on which instance, for which user. Every record has a
+deadline (now + ``SESSION_TTL``) that the owning instance pushes forward while the socket is
+alive. ``sweep()`` — run by every instance — removes records past their deadline; a killed
+instance's sessions therefore vanish within one TTL, and exactly one instance (the one whose
+sweep removed the record) announces the user offline.
+
+"Now" is the registry's ``clock`` (wall-clock seconds, ``time.time`` unless a test injects
+another): every deadline, expiry and sweep is computed from it, never from ``time.time`` directly.
+
+Records hold the user's public profile only (id, name, role): never the private profile
+fields, never a token. ``last_seen`` is derived from the deadline (deadline - TTL).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from realtime.conf import realtime_settings
+
+#: Wall-clock seconds (``time.time`` in production; tests inject one they advance).
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """One open Socket.IO session. ``user`` is the public profile (id, name, role)."""
+
+    sid: str
+    user_id: str
+    instance: str
+    connected_at: float
+    user: dict = field(default_factory=dict)
+    last_seen: float = 0.0
+
+    def to_json(self) -> str:
+        """Every field but ``last_seen`` (derived from the deadline). Spelled out rather than
+        ``asdict``, which deep-copies the profile first: this runs for every socket CONNECT
+        and every keeper refresh."""
+        data = {
+            "sid": self.sid,
+            "user_id": self.user_id,
+            "instance": self.instance,
+            "connected_at": self.connected_at,
+            "user": self.user,
+        }
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, deadline: float) -> SessionRecord:
+        data = json.loads(raw)
+        return cls(**data, last_seen=deadline - realtime_settings.SESSION_TTL)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A registry change that matters to presence: ``online`` is the user's new state."""
+
+    user_id: str
+    online: bool
+    record: SessionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    sessions: int
+    last_seen: float | None
+
+
+class SessionRegistry(ABC):
+    """Open sessions across all instances. Methods are coroutines; none raises for a sid
+    that is unknown (removing twice is harmless). ``clock`` is "now" for every deadline."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
+
+    @abstractmethod
+    async def add(self, record: SessionRecord) -> int:
+        """Store ``record``; returns the user's live sessions anywhere, this one included
+        (1: the user just came online). Decided atomically across instances."""
+
+    @abstractmethod
+    async def remove(self, sid: str, user_id: str) -> bool:
+        """Drop the session; True when it was the user's last (the user went offline)."""
+
+    @abstractmethod
+    async def refresh(self, records: list[SessionRecord]) -> list[Change]:
+        """Push the deadlines of live local sessions forward (re-adding any that a sweep
+        removed meanwhile); returns users who came back online through a re-add."""
+
+    @abstractmethod
+    async def sweep(self) -> list[Change]:
+        """Remove expired sessions; returns the users that went offline through it."""
+
+    @abstractmethod
+    async def count(self, user_id: str) -> int:
+        """Live sessions of one user."""
+
+    @abstractmethod
+    async def presence(self, user_ids: list[str]) -> dict[str, Presence]:
+        """Online state of each user that has at least one live session."""
+
+    @abstractmethod
+    async def get(self, sids: list[str]) -> list[SessionRecord]:
+        """The records of the given sids that are still registered."""
+
+    @abstractmethod
+    async def join_group(self, group: str, sids: list[str]) -> None:
+        """Record (or refresh) ``sids`` as members of ``group`` until the session deadline."""
+
+    @abstractmethod
+    async def leave_group(self, group: str, sid: str) -> None:
+        """Drop ``sid`` from ``group``."""
+
+    @abstractmethod
+    async def group_members(self, group: str) -> list[str]:
+        """The sids of ``group`` whose membership has not expired, on every instance."""
+
+    def deadline(self) -> float:
+        """The deadline of a record written or refreshed now: ``clock()`` + ``SESSION_TTL``."""
+        return self.clock() + realtime_settings.SESSION_TTL
