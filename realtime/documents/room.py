@@ -1,29 +1,7 @@
-"""Collaborative documents: one ``DocumentRoom`` per open note per process.
-
-The room owns the server's pycrdt ``Doc`` (the authority for what is relayed and stored),
-the local editors of both endpoints (Socket.IO ``ydoc:*`` and y-websocket), the awareness
-states, and the debounced saves. A document's life, in order:
-
-- load: ``DocumentManager.open`` — concurrent joins share one load; a note with content but no
-  Yjs state is seeded on the server (``notes.yjs.load_state``); a failed load leaves nothing
-  behind and nothing is ever saved from it;
-- change: ``apply`` — an update is applied to the server ``Doc`` first (malformed → refused,
-  neither stored nor relayed), what it changed is written to the note's update log (durable,
-  group-committed: ``append_update``) — only then is it acknowledged and relayed to every
-  local editor except its sender, encoded once per frame type, and queued once for the other
-  instances (``chorus.doc`` messages, which they apply to their own ``Doc``; published in
-  order by the hub's outbox, so the sender never waits for the layer, and not at all on a
-  single-process layer);
-- store: ``save`` — trailing debounce ``DOC_SAVE_DEBOUNCE`` with ceiling ``DOC_SAVE_MAX_WAIT``;
-  merges the state and the update log into the stored state under a row lock and deletes the
-  log rows merged (``notes.yjs.save_state``; on a single process, once the room has saved,
-  its state is stored without a merge while the stored state is the one it saved last); a
-  failed save is logged, retried with backoff and keeps the document dirty and in memory;
-- unload: when the last local editor leaves the room is flushed, then dropped from memory —
-  only after re-checking that no editor came back and nothing is dirty.
-
-Every update carries its origin (the sending socket's id, or None for the server / another
-instance), which decides who must not receive it back.
+"""``DocumentRoom``: one open note's pycrdt ``Doc`` on this process, its local editors (both
+endpoints), their awareness, and its change and store steps (``apply``, ``save``); the
+lifecycle is described in ``realtime/documents/__init__.py``, the storage calls are
+``realtime.documents.store``. Architecture: docs/realtime.md, *A document update, hop by hop*.
 """
 
 from __future__ import annotations
@@ -35,7 +13,6 @@ import json
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -46,7 +23,7 @@ from lib import json_safety
 from realtime import rooms
 from realtime.access import access_by_user
 from realtime.conf import realtime_settings
-from realtime.db import LOG_EXECUTOR, orm, orm_batched
+from realtime.documents import store
 from realtime.hub import Coalesce, get_hub
 from realtime.protocol import jsonawareness, socketio, yprotocol
 from realtime.protocol.errors import DecodeError
@@ -55,17 +32,10 @@ from realtime.protocol.frames import event_frame
 logger = logging.getLogger("chorus.realtime.documents")
 
 
-def _append_updates(batch: list[tuple[str, bytes]]) -> list:
-    from notes.yjs import append_updates
-
-    return append_updates(batch)
-
-
-#: One update into the note's log, on the log's own thread and connection; concurrent
-#: calls on a process share one statement (a group commit).
-append_update = orm_batched(_append_updates, LOG_EXECUTOR)
-
+#: Which endpoint a client came through (``DocClient.kind``).
 SIO, YWS = "sio", "yws"
+
+
 #: A Yjs update with no items and no deletions.
 EMPTY_UPDATE = b"\x00\x00"
 
@@ -233,10 +203,8 @@ class DocumentRoom:
         """Note every change of the ``prosemirror`` fragment (``content_changed``). A root of
         that name that is not an XML fragment (a client made it something else) cannot be
         watched: then every save renders."""
-        from notes.yjs import FRAGMENT
-
         try:
-            fragment = self.doc.get(FRAGMENT, type=XmlFragment)
+            fragment = self.doc.get(store.FRAGMENT, type=XmlFragment)
             # The fragment and its subscription are kept: a dropped one stops observing.
             self._content_watch = (fragment, fragment.observe_deep(self._on_content_change))
         except Exception:
@@ -352,14 +320,12 @@ class DocumentRoom:
         ``change`` in ``_unlogged`` and raises ``DocError`` (``internal_error``;
         ``not_found`` for a deleted note)."""
         earlier = self._unlogged
-        write = asyncio.ensure_future(append_update((self.note_id, _merged([*earlier, change]))))
+        write = asyncio.ensure_future(store.append((self.note_id, _merged([*earlier, change]))))
         self._last_write = write
         try:
             self._logged_upto = max(self._logged_upto, await asyncio.shield(write))
         except Exception as error:
-            from notes.models import Note
-
-            if isinstance(error, Note.DoesNotExist):
+            if isinstance(error, store.NoteDeleted):
                 raise DocError("not_found", "No such note.") from None
             logger.exception("Note %s: an update could not be stored in the log", self.note_id)
             self._unlogged = [_merged([*earlier, change])]
@@ -677,9 +643,6 @@ class DocumentRoom:
 
     async def save(self) -> bool:
         """Merge the server state into the stored one. False if it failed (kept dirty)."""
-        from notes.models import Note
-        from notes.yjs import save_state
-
         async with self._save_lock:
             if not self.dirty:
                 return True
@@ -695,8 +658,8 @@ class DocumentRoom:
             self.content_changed = False  # changes from now on render with the next save
             dirty_since, self.dirty_since = self.dirty_since, None
             try:
-                saved = await orm(save_state)(self.note_id, state, known, upto)
-            except Note.DoesNotExist:
+                saved = await store.save(self.note_id, state, known, upto)
+            except store.NoteDeleted:
                 logger.warning(
                     "Note %s was deleted while open; its edits are dropped", self.note_id
                 )
@@ -730,12 +693,8 @@ class DocumentRoom:
         thread, outside the row lock and off the ORM thread, then written if the
         stored state is still this one (``notes.yjs.store_rendered``). Never fails the save:
         what cannot be rendered or stored is logged and follows with a later save."""
-        from notes.yjs import render_for_save, store_rendered
-
         try:
-            content = await asyncio.to_thread(render_for_save, self.note_id, state)
-            if content is not None:
-                await orm(store_rendered)(self.note_id, state, content)
+            await store.render(self.note_id, state)
         except Exception:
             self.content_changed = True  # try again with the next save
             logger.exception("Note %s: the rendered content was not stored", self.note_id)
@@ -764,11 +723,9 @@ class DocumentRoom:
         out to a joining client (and a save merges the whole log anyway; a row committed
         after a higher id was read waits for that save). A single process writes every row
         itself: nothing to read."""
-        from notes.yjs import logged_since
-
         if get_hub().single_process:
             return
-        last_id, update = await orm(logged_since)(self.note_id, self._log_seen)
+        last_id, update = await store.logged_since(self.note_id, self._log_seen)
         self._log_seen = max(self._log_seen, last_id)
         if update is not None:
             await self._absorb(update)
@@ -797,151 +754,3 @@ class DocumentRoom:
         return socketio.RawJSON(
             f'{head},"state":{self._state_json[1]},"sessions":{sessions_json}}}'
         )
-
-
-class DocumentManager:
-    """The open documents of one process (one event loop)."""
-
-    def __init__(self) -> None:
-        self.rooms: dict[str, DocumentRoom] = {}
-        self._loading: dict[str, asyncio.Future] = {}
-
-    async def open(self, note_id: uuid.UUID | str) -> DocumentRoom:
-        """The room of ``note_id``, loading it once however many callers wait."""
-        key = str(note_id)
-        room = self.rooms.get(key)
-        if room is not None:
-            return room
-        pending = self._loading.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
-        try:
-            room = await self._load(key)
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # mark retrieved: nobody else may be waiting
-            raise
-        else:
-            self.rooms[key] = room
-            future.set_result(room)
-        finally:
-            self._loading.pop(key, None)
-        await self._request_sync(room)
-        return room
-
-    async def _request_sync(self, room: DocumentRoom) -> None:
-        """Ask the instances that have the document open for what they hold beyond the stored
-        state (edits inside their save debounce). They answer this hub's channel directly
-        with an ordinary update, which reaches the local editors as a relay."""
-        hub = get_hub()
-        if hub.single_process:
-            return  # no other instance can hold the document
-        await hub.publish(
-            room.group,
-            {
-                "type": "chorus.doc",
-                "kind": "sync",
-                "payload": room.doc.get_state(),
-                "origin": hub.token,
-                "reply_to": hub.channel_name,
-                "note_id": room.note_id,
-            },
-        )
-
-    async def _load(self, note_id: str) -> DocumentRoom:
-        from notes.models import Note
-        from notes.yjs import load_state
-
-        try:
-            state = await orm(load_state)(note_id)
-        except Note.DoesNotExist:
-            raise DocError("not_found", "No such note.") from None
-        try:
-            room = DocumentRoom(note_id, state)
-        except ValueError:
-            # Never build (and so never save) a document over a state we could not read.
-            logger.error("Note %s: the stored Yjs state cannot be read; left untouched", note_id)
-            raise DocError("internal_error", "The stored document cannot be read.") from None
-        room.on_saved = self._unload_if_idle
-        await get_hub().pin(room.group)
-        return room
-
-    async def leave(self, room: DocumentRoom, client: DocClient) -> None:
-        """Remove ``client``; flush and unload the room when no local editor remains."""
-        if room.clients.pop(client.key, None) is None:
-            return
-        try:
-            await room.forget_awareness(client)
-        except Exception:  # never keep the room from being flushed and unloaded
-            logger.exception("Note %s: clearing a leaving editor's awareness failed", room.note_id)
-        if not room.clients:
-            await room.save()  # unloads through on_saved when it succeeds
-            await self._unload_if_idle(room)
-
-    async def _unload_if_idle(self, room: DocumentRoom) -> None:
-        """Drop ``room`` from memory if, now, it has no editor and nothing unsaved."""
-        if not room.clients and not room.dirty and self.rooms.get(room.note_id) is room:
-            del self.rooms[room.note_id]
-            get_hub().unpin(room.group)
-
-    async def on_layer_message(self, message: dict) -> None:
-        """A ``chorus.doc`` message from another instance (or the server's REST code)."""
-        room = self.rooms.get(message.get("note_id", ""))
-        if room is None:
-            return  # not open here; the database already has (or will merge) the change
-        try:
-            if message["kind"] == "update":
-                await room.apply(
-                    message["payload"], message.get("sid"), message.get("user_id"), publish=False
-                )
-            elif message["kind"] == "awareness":
-                await room.apply_awareness(
-                    message["payload"], message.get("sid"), message.get("user_id"), publish=False
-                )
-            elif message["kind"] == "sync":
-                await self._answer_sync(room, message)
-            elif message["kind"] == "access":
-                await room.recheck_access()
-        except DocError as error:
-            logger.warning(
-                "Dropped a relayed %s for note %s: %s", message["kind"], room.note_id, error.message
-            )
-
-    async def _answer_sync(self, room: DocumentRoom, message: dict) -> None:
-        """Send the asking instance what its freshly loaded document lacks."""
-        missing = get_update(await room.durable_state(), message["payload"])
-        if missing == EMPTY_UPDATE or not message.get("reply_to"):
-            return
-        hub = get_hub()
-        await hub.reply(
-            message["reply_to"],
-            {
-                "type": "chorus.doc",
-                "kind": "update",
-                "payload": missing,
-                "origin": hub.token,
-                "sid": None,
-                "user_id": None,
-                "note_id": room.note_id,
-                "room": room.group,
-            },
-        )
-
-    async def flush_all(self) -> int:
-        """Save every dirty document now (graceful shutdown); returns how many failed."""
-        results = [await room.save() for room in list(self.rooms.values()) if room.dirty]
-        return results.count(False)
-
-
-_managers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def get_manager() -> DocumentManager:
-    loop = asyncio.get_running_loop()
-    manager = _managers.get(loop)
-    if manager is None:
-        manager = _managers[loop] = DocumentManager()
-        get_hub().on_message("chorus.doc", manager.on_layer_message)
-    return manager
