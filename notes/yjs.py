@@ -6,8 +6,9 @@ compatibility and search; what a client renders is never stored for a collaborat
 
 - ``append_updates(batch)`` writes accepted updates to the update log (``NoteUpdate``) in one
   transaction: the live document calls it (group-committed) before it acks or relays an update.
-- ``load_state(note)`` returns the bytes to build the server ``Doc`` from: the stored state
-  plus the update log. A note with stored content but neither is seeded here, on the server,
+- ``load(note)`` returns the bytes to build the server ``Doc`` from: the stored state plus
+  the update log (with what a single process may promise its first save: ``Loaded``). A
+  note with stored content but neither is seeded here, on the server,
   from ``content.json`` into the XML fragment ``prosemirror`` (the shape y-prosemirror reads) —
   clients never seed.
 - ``merge_save(note_id, state)`` merges a document state and the update log into the stored
@@ -213,32 +214,51 @@ def _with_log(stored: bytes | None, updates: list[bytes], *more: bytes) -> bytes
     return parts[0] if len(parts) == 1 else merge_updates(*parts)
 
 
-def load_state(note_id) -> bytes:
+@dataclass(frozen=True)
+class Loaded:
+    """What ``load`` read: the state to build the ``Doc`` from, the ``state_digest`` of the
+    stored state it holds, and the highest update-log row id it holds (0 for none) — what a
+    process that then writes every row itself may promise ``save_state``."""
+
+    state: bytes
+    digest: str
+    upto: int
+
+
+def load(note_id) -> Loaded:
     """The note's Yjs state with its update log applied, seeding (and storing) it from
     ``content.json`` when there is neither a stored state nor a log.
 
     Raises ``Note.DoesNotExist``. Seeding happens under the row lock, once.
     """
     # The log first: rows a save compacts meanwhile are in the state read after them.
-    _, updates = _logged(note_id)
+    row_ids, updates = _logged(note_id)
     note = Note.objects.only("yjs_state", "data").get(pk=note_id)
     stored = bytes(note.yjs_state) if note.yjs_state else None
+    upto = row_ids[-1] if row_ids else 0
     if stored or updates:
-        return _with_log(stored, updates)
+        return Loaded(_with_log(stored, updates) or b"", state_digest(stored), upto)
     pm_json = ((note.data or {}).get("content") or {}).get("json")
     if not pm_json:
-        return Doc().get_update()
+        return Loaded(Doc().get_update(), state_digest(None), 0)
     with transaction.atomic():
         note = Note.objects.select_for_update(no_key=True).only("yjs_state", "data").get(pk=note_id)
-        _, updates = _logged(note_id)
-        if note.yjs_state or updates:
-            return _with_log(bytes(note.yjs_state) if note.yjs_state else None, updates)
+        row_ids, updates = _logged(note_id)
+        stored = bytes(note.yjs_state) if note.yjs_state else None
+        if stored or updates:
+            upto = row_ids[-1] if row_ids else 0
+            return Loaded(_with_log(stored, updates) or b"", state_digest(stored), upto)
         try:
             state = seed_state(pm_json)
-        except ContentError:
-            return Doc().get_update()  # unreadable legacy content: start empty, keep the data
+        except ContentError:  # unreadable legacy content: start empty, keep the data
+            return Loaded(Doc().get_update(), state_digest(None), 0)
         Note.objects.filter(pk=note_id).update(yjs_state=state)
-        return state
+        return Loaded(state, state_digest(state), 0)
+
+
+def load_state(note_id) -> bytes:
+    """``load``'s state alone."""
+    return load(note_id).state
 
 
 #: Rows per INSERT statement of the update log (3 parameters each: well under SQLite's limit).

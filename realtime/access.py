@@ -1,6 +1,6 @@
 """Who may do what, for the socket layer: the one place realtime code asks, on the ORM thread.
 The rules live with the data, shared with REST: ``Note.access_for`` for notes,
-``channels_app.access`` for channel membership."""
+``channels_app.access`` for channel membership. Module map: docs/realtime.md."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ the y-websocket accept) or it closes. Such a socket can hold little (it may send
 within ``CONNECT_TIMEOUT``), but a client could open thousands: at most
 ``MAX_UNAUTHENTICATED_PER_ADDRESS`` per client address (``config.proxies``: the socket peer
 unless it is a trusted proxy) are admitted at once; the next is closed with 4429.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

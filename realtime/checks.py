@@ -1,4 +1,4 @@
-"""System checks for realtime settings that cannot work together."""
+"""System checks for realtime settings that cannot work together. Module map: docs/realtime.md."""
 
 from __future__ import annotations
 

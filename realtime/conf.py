@@ -10,6 +10,7 @@ class attributes at import time.
 This module touches no Django setting at import time (the lazy ``settings`` object and the
 ``setting_changed`` signal only), so ``config/settings.py`` may import ``DEFAULTS`` to parse
 the environment.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

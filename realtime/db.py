@@ -24,6 +24,7 @@ one connection per process:
 An ``@orm`` function must not call the sync push API (``realtime.push.emit_to_*``): that
 hands work to ``async_to_sync``, which from this thread would not reach the server's loop.
 Async callers push after the call returns.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

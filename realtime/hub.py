@@ -27,6 +27,7 @@ Besides sockets, a room subscription can be held by a ``pin`` (a live document k
 room subscribed while it has y-websocket clients, which are not Socket.IO connections).
 
 One hub per event loop; ``get_hub()`` returns it, starting it on first use.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

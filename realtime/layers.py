@@ -2,8 +2,8 @@
 embedded default), and channels-redis with a pool that waits for a free connection.
 
 ``channels.layers.InMemoryChannelLayer`` walks every channel and every group membership to
-expire stale entries on each ``receive`` and each ``group_send`` — measured at 39% of the
-server's samples when documents relay a few thousand updates a second (docs/benchmarks.md).
+expire stale entries on each ``receive`` and each ``group_send`` — a large share of the
+server's time when documents relay a few thousand updates a second (docs/benchmarks.md).
 Chorus's hub keeps one layer channel per process, so that walk buys nothing per message: here
 it runs at most once per ``EXPIRY_SWEEP_INTERVAL`` seconds. Expiry semantics are unchanged
 (``expiry`` and ``group_expiry`` still apply, up to a sweep interval later), and
@@ -13,6 +13,7 @@ it runs at most once per ``EXPIRY_SWEEP_INTERVAL`` seconds. Expiry semantics are
 default pool raises ``MaxConnectionsError`` once ``max_connections`` are in use, so a burst
 (a thousand sockets closing at once) failed; this one waits up to ``timeout`` seconds for a
 free connection (``REDIS_MAX_CONNECTIONS``, ``REDIS_POOL_TIMEOUT``).
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

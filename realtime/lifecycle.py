@@ -10,6 +10,7 @@ daphne (Twisted): an "after startup" trigger schedules the hub's start on the ev
 "before shutdown" trigger returning a Deferred makes the reactor wait for the flush (SIGTERM
 and SIGINT both stop the reactor this way). uvicorn and other ASGI servers: the ASGI lifespan
 events (``lifespan_app``).
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ resort). It validates nothing: a consumer validates the token when it authentica
 — the same function as HTTP — so a logout, revoke-all or deactivation between the handshake
 and the CONNECT refuses the CONNECT, and a refused client receives a proper error
 (CONNECT_ERROR or close code).
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

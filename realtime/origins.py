@@ -14,6 +14,7 @@ that is
 
 Everything else is refused, including ``null`` and anything that does not parse. Written here
 because it is Chorus's own rule; Django's helpers do the ``ALLOWED_HOSTS`` matching.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ such as 1009 from an application and daphne drops close reasons; a client that d
 the close frame within the close-handshake timeout (5 s) is dropped. Elsewhere a
 socket that overflowed is aborted at the transport when the server exposes it (uvicorn), since
 its send path waits for a buffer that will not drain.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations
@@ -70,8 +71,11 @@ class Outbound:
         raise NotImplementedError
 
     def shared(self, frame: SharedFrame) -> None:
-        """Send a text frame built once for many recipients."""
-        self.text(frame.text)
+        """Send a frame built once for many recipients."""
+        if isinstance(frame.payload, str):
+            self.text(frame.payload)
+        else:
+            self.binary(frame.payload)
 
     def close(self, code: int, reason: str = "") -> None:
         """Close the WebSocket with ``code`` after what is already queued; idempotent."""

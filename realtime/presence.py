@@ -16,6 +16,7 @@ any channel room the batch needs no query at all — sockets that connect before
 listeners elsewhere, so every channel is announced. Announcements are live deltas: a socket
 that joins a channel room after one was sent reads the current state from the presence
 endpoint (docs/channels.md), as it would for any change made before it joined.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ ends with (docs/protocol.md §4.1). Ephemeral ones (``emit_soon``: typing) are n
 
 With the in-memory channel layer (no ``REDIS_URL``) only the current process is reached: a
 management command cannot kick the sockets of a running server. Use Redis for that.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

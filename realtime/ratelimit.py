@@ -1,4 +1,5 @@
-"""A token bucket: ``rate`` tokens per second refill a bucket of ``burst``; each event takes one."""
+"""A token bucket: ``rate`` tokens per second refill a bucket of ``burst``; each event takes one.
+Module map: docs/realtime.md."""
 
 from __future__ import annotations
 

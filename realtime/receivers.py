@@ -6,6 +6,7 @@
 - Group membership: a user leaving a group (or a group losing a user, or the group being
   deleted) can lose read access to the notes shared with that group; those notes' rooms
   re-check their sockets' access (``push.document_access_changed``).
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

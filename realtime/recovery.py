@@ -176,13 +176,15 @@ class RecoveryStore(ABC):
 
 
 class MemoryRecoveryStore(RecoveryStore):
-    """One process's store (module docstring); thread-safe."""
+    """One process's store (module docstring); thread-safe. ``clock`` (monotonic seconds)
+    times the log's entries and the sessions' deadlines; tests inject one they move."""
 
     #: Resumable sessions kept in one process at most (the oldest go first).
     MAX_SESSIONS = 100_000
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
+        self._clock = clock
         self._mutex = threading.Lock()
         self._boot = int(time.time() * 1000)
         self._seq = 0
@@ -200,7 +202,7 @@ class MemoryRecoveryStore(RecoveryStore):
         self.kinds: collections.Counter[str] = collections.Counter()
 
     async def append(self, room, kind, frame=None, skip=None, target=None) -> str:
-        now = time.monotonic()
+        now = self._clock()
         limit = realtime_settings.RECOVERY_LOG_SIZE
         oldest = now - 2 * self.window()
         with self._mutex:
@@ -229,10 +231,10 @@ class MemoryRecoveryStore(RecoveryStore):
             return [entry for number, _, entry in self._log if number > seq]
 
     async def persist(self, session: Session) -> None:
-        deadline = time.monotonic() + self.window()
+        deadline = self._clock() + self.window()
         cap = realtime_settings.MAX_SOCKETS_PER_USER
         with self._mutex:
-            self._expire(time.monotonic())
+            self._expire(self._clock())
             mine = list(self._by_user.get(session.user_id, ()))
             for pid in mine[: max(0, len(mine) - cap + 1)]:
                 self._drop(pid)
@@ -245,7 +247,7 @@ class MemoryRecoveryStore(RecoveryStore):
 
     async def take(self, pid: str, user_id: str) -> Session | None:
         with self._mutex:
-            self._expire(time.monotonic())
+            self._expire(self._clock())
             found = self._sessions.get(pid)
             if found is None or found[1].user_id != user_id:
                 return None
@@ -276,7 +278,7 @@ class MemoryRecoveryStore(RecoveryStore):
         if not self.rooms.get(room):
             return False
         with self._mutex:
-            self._expire(time.monotonic())
+            self._expire(self._clock())
             return self.rooms.get(room, 0) > 0
 
 

@@ -3,7 +3,8 @@
 A room is a channel-layer group and a hub room at once (docs/protocol.md §5 has the table).
 Its *kind* is its name up to and including the first dot (``"channel.<id>"`` →
 ``"channel."``): the hub counts its rooms by kind, and connection state recovery gives back
-the rooms of the kinds in ``RECOVERABLE_KINDS``. Pure: no imports of Chorus."""
+the rooms of the kinds in ``RECOVERABLE_KINDS``. Pure: no imports of Chorus.
+Module map: docs/realtime.md."""
 
 from __future__ import annotations
 

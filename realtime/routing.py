@@ -1,4 +1,5 @@
-"""WebSocket routes, wrapped in the Origin check and the JWT middleware."""
+"""WebSocket routes, wrapped in the Origin check and the JWT middleware.
+Module map: docs/realtime.md."""
 
 from channels.routing import URLRouter
 from django.urls import path

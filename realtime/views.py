@@ -1,4 +1,5 @@
-"""HTTP answers on the Socket.IO path: only the WebSocket transport is served."""
+"""HTTP answers on the Socket.IO path: only the WebSocket transport is served.
+Module map: docs/realtime.md."""
 
 from django.http import JsonResponse
 

@@ -52,7 +52,7 @@ from realtime.consumers.base import (
     LeanConsumer,
 )
 from realtime.db import validate_token
-from realtime.events.documents import leave_document
+from realtime.events.documents import joined_documents, leave_document
 from realtime.events.notes import recheck_note_room
 from realtime.hub import get_hub
 from realtime.protocol import engineio, socketio
@@ -91,7 +91,6 @@ class SocketIOConsumer(LeanConsumer):
         self.user = None
         self.jti = ""
         self.rooms: set[str] = set()
-        self.documents: dict = {}  # note id -> DocumentRoom joined through ydoc:document:join
         self.sid = ""
         #: Connection state recovery: the private session id (in the CONNECT reply), the log
         #: position from which the client has been told nothing, whether an end now leaves
@@ -143,7 +142,7 @@ class SocketIOConsumer(LeanConsumer):
         self._timers.clear()
         if self.user is None:
             return
-        for note_id in list(self.documents):
+        for note_id in joined_documents(self):
             try:
                 await leave_document(self, note_id)
             except Exception:

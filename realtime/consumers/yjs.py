@@ -33,6 +33,7 @@ clients of both, on every instance.
   ``AWARENESS_MAX_*`` bounds (``DocumentRoom.apply_awareness``); on close, a null state for
   each of them.
 - Logout / revoke-all kick the connection (close 4401); so does the token's expiry.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations
@@ -66,11 +67,10 @@ from realtime.documents import (
     get_manager,
     parse_document_id,
 )
-from realtime.hub import get_hub
 from realtime.protocol import yprotocol
 from realtime.protocol.errors import DecodeError
+from realtime.protocol.wsframe import SharedFrame
 from realtime.ratelimit import TokenBucket
-from realtime.sessions import get_registry
 
 logger = logging.getLogger("chorus.realtime.yjs")
 
@@ -129,10 +129,12 @@ class YjsConsumer(LeanConsumer):
             user_id=str(self.user.pk),
             user_name=self.user.display_name,
             writable=access == "write",
-            send=self._send_bytes,
+            deliver=self._deliver_document_frame,
             revoke=self._revoked,
         )
-        self.room.clients[self.sid] = self.client
+        # In the document (its editors, hub room and registry group: ``sessions``); the
+        # keeper refreshes the membership like a Socket.IO socket's, ``disconnect`` undoes it.
+        await get_manager().join(self.room, self.client, self)
         # A grant change published while the check and the load ran found no editor here to
         # re-check: now that this one is in the room, read its access once more.
         access = await note_access(self.user, note_id)
@@ -140,19 +142,15 @@ class YjsConsumer(LeanConsumer):
             await self.close(CLOSE_FORBIDDEN, "forbidden")
             return
         self.client.writable = access == "write"
-        # In the document's room and registry group (``sessions``); the keeper refreshes the
-        # membership like a Socket.IO socket's, ``disconnect`` undoes both.
-        await get_hub().join(self, self.room.group)
-        await get_registry().join_group(self.room.group, [self.sid])
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(
             max(0.0, validated.expires_at - time.time()),
             lambda: loop.create_task(self.kick("token_expired", "Token has expired.")),
         )
-        await self._send_bytes(yprotocol.encode_sync_step1(self.room.doc.get_state()))
+        await self.send_bytes(yprotocol.encode_sync_step1(self.room.doc.get_state()))
         awareness = self.room.awareness_update()
         if awareness is not None:
-            await self._send_bytes(yprotocol.encode_awareness(awareness))
+            await self.send_bytes(yprotocol.encode_awareness(awareness))
         if not self.closed:  # kicked meanwhile: its disconnect announces nothing either
             self.announce_online()
 
@@ -162,14 +160,7 @@ class YjsConsumer(LeanConsumer):
             self._expiry.cancel()
         if self.room is not None and self.client is not None:
             room, client, self.room = self.room, self.client, None
-            get_hub().leave(self, room.group)
-            try:
-                await get_manager().leave(room, client)
-            finally:  # whatever failed before, the connection leaves ``sessions``
-                try:
-                    await get_registry().leave_group(room.group, self.sid)
-                except Exception:  # the membership expires on its own (SESSION_TTL)
-                    logger.exception("y-websocket %s: leaving the sessions group failed", self.sid)
+            await get_manager().leave_room(room, client, self)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.closed or self.room is None or self.client is None:
@@ -208,7 +199,7 @@ class YjsConsumer(LeanConsumer):
                 if self.closed:
                     return
                 self.out.begin_reply()
-                await self._send_bytes(
+                await self.send_bytes(
                     yprotocol.encode_sync_step2(get_update(state, message.payload))
                 )
                 self.out.end_reply()
@@ -222,23 +213,25 @@ class YjsConsumer(LeanConsumer):
                     if not integrated and room.should_ask(client):
                         # It builds on changes the server lacks: ask for them (stock providers
                         # answer a step 1 with a step 2 holding everything the server lacks).
-                        await self._send_bytes(yprotocol.encode_sync_step1(room.doc.get_state()))
+                        await self.send_bytes(yprotocol.encode_sync_step1(room.doc.get_state()))
                 elif not self._told_read_only and _changes(room, message.payload, step2):
                     self._told_read_only = True
-                    await self._send_bytes(yprotocol.encode_permission_denied(READ_ONLY_REASON))
+                    await self.send_bytes(yprotocol.encode_permission_denied(READ_ONLY_REASON))
         elif message.kind == yprotocol.MESSAGE_AWARENESS:
             await room.apply_awareness(message.payload, self.sid, client.user_id)
         elif message.kind == yprotocol.MESSAGE_QUERY_AWARENESS:
             awareness = room.awareness_update()
             if awareness is not None:
-                await self._send_bytes(yprotocol.encode_awareness(awareness))
+                await self.send_bytes(yprotocol.encode_awareness(awareness))
         # MESSAGE_AUTH from a client means nothing here.
 
     async def _revoked(self) -> None:
         await self.close(CLOSE_FORBIDDEN, "access revoked")
 
-    async def _send_bytes(self, data: bytes) -> None:
-        await self.send_bytes(data)
+    def _deliver_document_frame(self, frame: SharedFrame) -> None:
+        """The document room's fan-out: a binary frame framed once for its editors."""
+        if not self.closed:
+            self.out.shared(frame)
 
     # --- what the hub uses (logout / revoke-all kicks) --------------------------------------
 

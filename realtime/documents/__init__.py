@@ -25,6 +25,7 @@ states, and the debounced saves. A document's life, in order:
 
 Every update carries its origin (the sending socket's id, or None for the server / another
 instance), which decides who must not receive it back.
+Module map: docs/realtime.md.
 """
 
 from realtime.documents.manager import DocumentManager, _managers, get_manager

@@ -1,7 +1,7 @@
 """``DocumentManager``: the open documents of one process (one per event loop) — the load
 and unload steps of the lifecycle (``realtime/documents/__init__.py``), the one load many
 joiners share, the sync with other instances after a load, and the hub messages that carry
-document updates and awareness between instances."""
+document updates and awareness between instances. Module map: docs/realtime.md."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pycrdt import get_update
 
 from realtime.documents import store
 from realtime.documents.room import EMPTY_UPDATE, DocClient, DocError, DocumentRoom
-from realtime.hub import get_hub
+from realtime.hub import Connection, get_hub
+from realtime.sessions import get_registry
 
 logger = logging.getLogger("chorus.realtime.documents")
 
@@ -72,18 +73,55 @@ class DocumentManager:
 
     async def _load(self, note_id: str) -> DocumentRoom:
         try:
-            state = await store.load(note_id)
+            loaded = await store.load(note_id)
         except store.NoteDeleted:
             raise DocError("not_found", "No such note.") from None
         try:
-            room = DocumentRoom(note_id, state)
+            room = DocumentRoom(note_id, loaded.state)
         except ValueError:
             # Never build (and so never save) a document over a state we could not read.
             logger.error("Note %s: the stored Yjs state cannot be read; left untouched", note_id)
             raise DocError("internal_error", "The stored document cannot be read.") from None
+        # What was read is in the Doc: a first save on one process needs no merge either
+        # (every room opens with a save due within DOC_SAVE_MAX_WAIT: a merge each, for many
+        # rooms loaded at once, stalled the event loop in a burst).
+        room.stored_as(loaded.digest, loaded.upto)
         room.on_saved = self._unload_if_idle
         await get_hub().pin(room.group)
         return room
+
+    # --- membership: the one place an editor enters and leaves a document ------------------
+    #
+    # ``room.clients`` is the membership. Entering also puts the connection in the document's
+    # hub room (Socket.IO broadcasts to the room, kicks) and its registry group (the
+    # ``sessions`` every instance lists, which the keeper refreshes from the hub rooms);
+    # leaving undoes all three, the local room first.
+
+    async def join(self, room: DocumentRoom, client: DocClient, conn: Connection) -> None:
+        """Add ``client`` (``conn``'s editor) to ``room``: its editors, its hub room, its
+        registry group."""
+        room.clients[client.key] = client
+        await get_hub().join(conn, room.group)
+        await get_registry().join_group(room.group, [conn.sid])
+
+    def member(self, note_id: str, key: str) -> DocumentRoom | None:
+        """The open room of ``note_id`` if ``key`` is one of its editors here."""
+        room = self.rooms.get(note_id)
+        return room if room is not None and key in room.clients else None
+
+    async def leave_room(self, room: DocumentRoom, client: DocClient, conn: Connection) -> None:
+        """Take ``client`` out of ``room`` (the reverse of ``join``): the room first (flushed
+        and unloaded when it was the last local editor), then the hub room and the registry
+        group — whatever fails, the connection leaves the group (else it expires with
+        ``SESSION_TTL``)."""
+        get_hub().leave(conn, room.group)
+        try:
+            await self.leave(room, client)
+        finally:
+            try:
+                await get_registry().leave_group(room.group, conn.sid)
+            except Exception:
+                logger.exception("Note %s: leaving the sessions group failed", room.note_id)
 
     async def leave(self, room: DocumentRoom, client: DocClient) -> None:
         """Remove ``client``; flush and unload the room when no local editor remains."""

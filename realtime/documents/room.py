@@ -28,6 +28,7 @@ from realtime.hub import Coalesce, get_hub
 from realtime.protocol import jsonawareness, socketio, yprotocol
 from realtime.protocol.errors import DecodeError
 from realtime.protocol.frames import event_frame
+from realtime.protocol.wsframe import SharedFrame
 
 logger = logging.getLogger("chorus.realtime.documents")
 
@@ -109,7 +110,8 @@ AWARENESS_TIMEOUT = 30.0
 class DocClient:
     """One local editor: a Socket.IO socket (``sio``) or a y-websocket connection (``yws``).
 
-    ``send`` takes a text frame (sio) or bytes (yws) and must never raise; ``revoke`` ends
+    ``deliver`` takes a frame built once for every client of its kind (a text frame for sio,
+    binary for yws: ``SharedFrame``), never waits and never raises; ``revoke`` ends
     the client's editing when its read access is gone (see ``DocumentRoom.recheck_access``).
     ``awareness_json``: a Socket.IO client gets awareness in Open WebUI's JSON form
     (``realtime.protocol.jsonawareness``) rather than as y-protocols bytes; y-websocket
@@ -121,7 +123,7 @@ class DocClient:
     user_id: str
     user_name: str
     writable: bool
-    send: Callable[[str | bytes], Awaitable[None]]
+    deliver: Callable[[SharedFrame], None]
     revoke: Callable[[], Awaitable[None]] | None = None
     awareness_json: bool = False
     #: The server's state when this client was last asked for changes the server lacks
@@ -152,9 +154,10 @@ class DocumentRoom:
         self._unlogged: list[bytes] = []
         #: The highest update-log row id ``catch_up`` has taken in.
         self._log_seen = 0
-        #: The highest update-log row id this room's own writes reached (every row up to it
-        #: is in the Doc), and the digest of the state its last save stored: a single
-        #: process's save stores the Doc's state without merging (``notes.yjs.save_state``).
+        #: The highest update-log row id the Doc is known to hold (read at load, or reached
+        #: by this room's own writes), and the digest of the stored state it holds (loaded,
+        #: or stored by its last save): a single process's save stores the Doc's state
+        #: without merging (``notes.yjs.save_state``).
         self._logged_upto = 0
         self._stored_digest: str | None = None
         self.clients: dict[str, DocClient] = {}
@@ -435,19 +438,20 @@ class DocumentRoom:
     ) -> None:
         """Write ``data`` to every local editor except ``origin``: Socket.IO editors get event
         ``event`` with ``payload`` (whose ``"update"`` becomes the int list of ``data``),
-        y-websocket editors get ``encode_binary(data)``. Each frame is built once, lazily."""
-        frames: dict[str, str | bytes] = {}
+        y-websocket editors get ``encode_binary(data)``. Each frame is built once, lazily, and
+        framed once for all (``SharedFrame``), as the hub's broadcasts are."""
+        frames: dict[str, SharedFrame] = {}
         for client in tuple(self.clients.values()):
             if client.key == origin:
                 continue
             frame = frames.get(client.kind)
             if frame is None:
                 if client.kind == SIO:
-                    frame = event_frame(event, {**payload, "update": list(data)})
+                    frame = SharedFrame(event_frame(event, {**payload, "update": list(data)}))
                 else:
-                    frame = encode_binary(data)
+                    frame = SharedFrame(encode_binary(data))
                 frames[client.kind] = frame
-            await client.send(frame)
+            client.deliver(frame)
 
     # --- awareness --------------------------------------------------------------------------
 
@@ -523,8 +527,8 @@ class DocumentRoom:
         """Send accepted entries to every local editor except ``origin``, each in its form:
         y-websocket the awareness message of ``update``, Socket.IO ``ydoc:awareness:update``
         with ``update`` as y-protocols bytes or as Open WebUI's JSON (``awareness_json``).
-        Each frame is built once, lazily."""
-        frames: dict[str, str | bytes] = {}
+        Each frame is built once, lazily, and framed once for all (``SharedFrame``)."""
+        frames: dict[str, SharedFrame] = {}
         for client in tuple(self.clients.values()):
             if client.key == origin:
                 continue
@@ -532,11 +536,13 @@ class DocumentRoom:
             frame = frames.get(form)
             if frame is None:
                 if form == YWS:
-                    frame = yprotocol.encode_awareness(update)
+                    frame = SharedFrame(yprotocol.encode_awareness(update))
                 else:
-                    frame = self.awareness_frame(entries, user_id, as_json=form == "json")
+                    frame = SharedFrame(
+                        self.awareness_frame(entries, user_id, as_json=form == "json")
+                    )
                 frames[form] = frame
-            await client.send(frame)
+            client.deliver(frame)
 
     def awareness_frame(
         self, entries: list[tuple[int, int, str]], user_id: str | None, as_json: bool
@@ -636,6 +642,12 @@ class DocumentRoom:
         self._save_timer = asyncio.get_running_loop().call_later(
             delay, lambda: self._spawn(self.save())
         )
+
+    def stored_as(self, digest: str, upto: int) -> None:
+        """The Doc holds the stored state with ``digest`` and the update-log rows up to
+        ``upto`` (what the load read): ``save`` may promise that (``notes.yjs.save_state``)."""
+        self._stored_digest = digest
+        self._logged_upto = max(self._logged_upto, upto)
 
     @property
     def dirty(self) -> bool:

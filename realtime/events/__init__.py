@@ -10,6 +10,7 @@ codes: bad_request, unauthorized, forbidden, not_found, rate_limited, too_large,
 
 Identity fields a client sends (``user_id``, ``user_name`` …) are ignored for authorization:
 handlers act as ``conn.user``, the user the socket authenticated as.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

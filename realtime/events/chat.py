@@ -1,5 +1,6 @@
 """Chat events: ``user-join``, ``heartbeat``, ``join-channels``, ``events:channel`` (typing,
-read receipts). Membership is asked of ``channels_app.access``; docs/protocol.md §5."""
+read receipts). Membership is asked of ``channels_app.access``; docs/protocol.md §6.
+Module map: docs/realtime.md."""
 
 from __future__ import annotations
 

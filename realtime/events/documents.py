@@ -21,6 +21,7 @@ document the socket has not joined), ``forbidden`` (no read access to join, no w
 update), ``not_found`` (no such note), ``too_large`` (update / awareness / document /
 ``data.content`` size limits). An update whose ``data.content`` is refused is not applied; a
 valid one is ignored (the server renders the stored content from the document on save).
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field
 
 from notes.content import ContentError, ContentTooLarge, check_content
-from realtime import push
+from realtime import push, rooms
 from realtime.access import note_access
 from realtime.conf import realtime_settings
 from realtime.documents import (
@@ -96,8 +97,8 @@ def _joined(conn, document_id: str) -> tuple[str, DocumentRoom]:
         note_id = str(parse_document_id(document_id))
     except DocError as error:
         raise EventError(error.code, error.message) from None
-    room = conn.documents.get(note_id)
-    if room is None or conn.sid not in room.clients:
+    room = get_manager().member(note_id, conn.sid)
+    if room is None:
         raise EventError("bad_request", "Join the document first (ydoc:document:join).")
     return note_id, room
 
@@ -113,9 +114,7 @@ def _one_state_at_a_time(conn) -> None:
 async def _state(conn, room: DocumentRoom) -> RawJSON:
     """Send the state (event ``ydoc:document:state``) and return it for the ack: one reply
     (``Outbound.begin_reply``; the consumer ends it after the ack), encoded once."""
-    registry = get_registry()
-    await registry.join_group(room.group, [conn.sid])
-    sessions = await registry.group_members(room.group)
+    sessions = await get_registry().group_members(room.group)
     state = room.state_payload(await room.durable_state(), sessions)
     conn.out.begin_reply()
     await conn.send_frame(event_frame("ydoc:document:state", state))
@@ -148,25 +147,24 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
         )
         await leave_document(conn, str(note_id))
 
-    room.clients[conn.sid] = DocClient(
+    client = DocClient(
         key=conn.sid,
         kind=SIO,
         user_id=str(conn.user.pk),
         user_name=conn.user.display_name,
         writable=access == "write",
-        send=conn.send_frame,
+        deliver=conn.deliver,
         revoke=revoke,
         awareness_json=True,  # Open WebUI's form until the socket sends y-protocols
     )
-    conn.documents[str(note_id)] = room
-    await conn.join(room.group)
+    await get_manager().join(room, client, conn)
     # A grant change published while the check and the load ran found no editor here to
     # re-check: now that this one is in the room, read its access once more.
     access = await note_access(conn.user, note_id)
     if access is None:
         await leave_document(conn, str(note_id))
         raise no_such_note()
-    room.clients[conn.sid].writable = access == "write"
+    client.writable = access == "write"
     state = await _state(conn, room)
     known = room.awareness_entries()
     if known:  # as a y-websocket client gets them on accept
@@ -273,16 +271,20 @@ async def awareness_update(conn, payload: AwarenessUpdate) -> dict:
     return {}
 
 
+def joined_documents(conn) -> list[str]:
+    """The ids of the notes whose document ``conn`` is in (from its rooms)."""
+    prefix = rooms.doc_room("")
+    return [room.removeprefix(prefix) for room in conn.rooms if room.startswith(prefix)]
+
+
 async def leave_document(conn, note_id: str) -> None:
     """Take ``conn`` out of a document (leave event or disconnect); tell the room."""
-    room = conn.documents.pop(note_id, None)
+    manager = get_manager()
+    room = manager.member(note_id, conn.sid)
     if room is None:
+        conn.leave(rooms.doc_room(note_id))  # whatever is left of a half-made join
         return
-    client = room.clients.get(conn.sid)
-    conn.leave(room.group)
-    if client is not None:  # the local room first: whatever fails later, it is left
-        await get_manager().leave(room, client)
-    await get_registry().leave_group(room.group, conn.sid)
+    await manager.leave_room(room, room.clients[conn.sid], conn)
     await push.aemit(
         room.group,
         "ydoc:user:left",

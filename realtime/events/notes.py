@@ -1,6 +1,6 @@
-"""Note events: ``join-note`` (a note's REST events room), and the read check every note
-and what follows a change of a note's grants (``recheck_note_room``). Read checks:
-``realtime.access``."""
+"""Note events: ``join-note`` (a note's REST events room), and what follows a change of a
+note's grants (``recheck_note_room``). The read checks are ``realtime.access``'s.
+Module map: docs/realtime.md."""
 
 from __future__ import annotations
 

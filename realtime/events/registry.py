@@ -1,7 +1,7 @@
 """The pieces every event family uses: ``on`` marks a handler with its event name and payload
 schema, ``collect`` builds the registry from a list of families (``realtime.events``),
 ``Payload`` is the schema base, ``EventError`` the refusal, ``revalidate`` the token re-check
-an event's optional ``auth`` asks for."""
+an event's optional ``auth`` asks for. Module map: docs/realtime.md."""
 
 from __future__ import annotations
 

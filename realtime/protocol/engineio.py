@@ -12,6 +12,7 @@ Contract:
 - ``decode_text`` refuses an empty frame or a first character that is not "0".."6" by raising
   ``DecodeError`` (the only exception it raises). It does not check the payload: for MESSAGE
   the caller hands the rest to ``realtime.protocol.socketio.decode``.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ validation. No other exception type (IndexError, KeyError, json errors, Recursio
 UnicodeDecodeError, ...) escapes a decoder for hostile input, so a transport can
 ``except DecodeError`` and close the connection. It subclasses ``ValueError`` so generic
 ``except ValueError`` handlers still work.
+Module map: docs/realtime.md.
 """
 
 

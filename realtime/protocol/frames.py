@@ -1,4 +1,5 @@
-"""Whole WebSocket text frames of the Socket.IO endpoint, built from the two codecs. Pure."""
+"""Whole WebSocket text frames of the Socket.IO endpoint, built from the two codecs. Pure.
+Module map: docs/realtime.md."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ Contract:
 - ``encode(entries)`` -> the JSON bytes of ``[(client_id, state_json)]``; a removed client
   (``"null"``) is written as ``{}``: an empty state, which Open WebUI's client stores and
   y-prosemirror draws no caret for.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

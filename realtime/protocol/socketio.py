@@ -20,6 +20,7 @@ Contract:
 - Encoders take the data as JSON-ready Python values. Bytes are not supported (the JSON
   encoder raises TypeError) and NaN/Infinity raise ValueError. Namespaces are trusted: they
   must start with "/" and contain no ",".
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """WebSocket framing for the direct write path (RFC 6455 §5.2), pure.
 
 A frame from server to client is never masked, so a broadcast's frame is the same bytes for
-every recipient: the hub builds it once (``SharedFrame``) and, where the server exposes the
-connection's transport (daphne), writes those bytes directly instead of paying a framing pass
-per recipient. Hand-written because no library exposes "frame these bytes once" separately
+every recipient: the hub (room broadcasts) and a document room (relayed updates and
+awareness) build it once (``SharedFrame``) and, where the server exposes the connection's
+transport (daphne), write those bytes directly instead of paying a framing pass per
+recipient. Hand-written because no library exposes "frame these bytes once" separately
 from its own connection object; it is eight lines of the RFC.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations
@@ -35,16 +37,28 @@ def binary_frame(payload: bytes) -> bytes:
 
 
 class SharedFrame:
-    """A text frame shared by many recipients: the text, and its wire bytes built once."""
+    """A frame shared by many recipients: its ``payload`` — text (``str``) or binary
+    (``bytes``) — and its wire bytes, built once on first use."""
 
-    __slots__ = ("_wire", "text")
+    __slots__ = ("_wire", "payload")
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, payload: str | bytes) -> None:
+        self.payload = payload
         self._wire: bytes | None = None
+
+    @property
+    def text(self) -> str:
+        """The payload of a text frame (``TypeError`` for a binary one)."""
+        if not isinstance(self.payload, str):
+            raise TypeError("a binary frame has no text")
+        return self.payload
 
     @property
     def wire(self) -> bytes:
         if self._wire is None:
-            self._wire = text_frame(self.text.encode())
+            payload = self.payload
+            if isinstance(payload, str):
+                self._wire = text_frame(payload.encode())
+            else:
+                self._wire = binary_frame(payload)
         return self._wire

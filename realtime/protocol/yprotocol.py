@@ -20,6 +20,7 @@ Contract:
 - Payloads (updates, state vectors) are not checked here; applying them belongs to pycrdt.
   What is read of a Yjs v1 update itself: its leading client count (``check_update``), and
   the delete set of one that holds no structs (``delete_set``).
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

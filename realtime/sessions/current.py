@@ -2,6 +2,7 @@
 
 Owns ``get_registry`` (memory without ``REDIS_URL``, else one Redis registry per event loop),
 ``presence_of`` (for sync code via ``async_to_sync``) and ``reset_memory_registry`` (tests).
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

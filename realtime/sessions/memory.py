@@ -3,6 +3,7 @@
 Owns ``MemorySessionRegistry``: dicts under a thread lock (sync views read presence from other
 threads). Readers get copies, so it behaves like the Redis backend (no shared mutable state).
 The contract is ``SessionRegistry`` in ``base.py``.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

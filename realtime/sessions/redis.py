@@ -4,6 +4,7 @@ Owns ``RedisSessionRegistry`` and its Lua scripts. Each change is one script, so
 of a user" and "last session of a user" are decided atomically across instances. Deadlines come
 from the registry's clock and reach the scripts as arguments (Redis's own clock is used only for
 the key TTL of a document group). The contract is ``SessionRegistry`` in ``base.py``.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ Relies on attributes of ``twisted.internet.tcp.Connection`` (``socket``, ``dataB
 queued frames; the slow-consumer and 1009 tests read the close codes), so a Twisted or autobahn
 upgrade that changes them fails there. Anything that is not a plain TCP transport (TLS, a test
 communicator, uvicorn) takes the ordinary path for its frames.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ class _Pformat:
 
 def defer_autobahn_config_log() -> None:
     """autobahn (under daphne) pretty-prints its ~60 protocol options for a debug log line on
-    every new WebSocket connection, whatever the log level — 9% of the server's main thread
-    while sockets connect (docs/benchmarks.md). Make that text lazy: rendered (identically)
+    every new WebSocket connection, whatever the log level — measurable while sockets
+    connect (docs/benchmarks.md has the profile). Make that text lazy: rendered (identically)
     only when debug logging is on."""
     try:
         from autobahn.websocket import protocol

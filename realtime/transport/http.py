@@ -32,6 +32,7 @@ even on TLS; the origin check needs it. ``install`` wraps ``Server.create_applic
 
 ``install`` is a no-op unless daphne is the server in this process (``daphne.server`` loaded)
 and idempotent. ``tests/live/test_http_limits_live.py`` runs it under a real daphne.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

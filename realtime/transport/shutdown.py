@@ -1,6 +1,6 @@
 """daphne's and Twisted's start and stop hooks: the reactor triggers that run Chorus's start
 and stop (``realtime.lifecycle``), and a workaround for daphne's shutdown of upgraded
-connections. Installed by ``realtime.transport.install``."""
+connections. Installed by ``realtime.transport.install``. Module map: docs/realtime.md."""
 
 from __future__ import annotations
 

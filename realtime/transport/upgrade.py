@@ -18,6 +18,7 @@ does nothing when daphne is not the server. Relies on Twisted's ``_GenericHTTPCh
 (``_channel``) and ``HTTPChannel`` (``setTimeout``, ``_networkProducer``, ``totalHeadersSize``,
 ``maxHeaders``), and takes daphne's header rules from ``daphne.utils``; ``tests/live`` runs
 every socket test through this path under a real daphne.
+Module map: docs/realtime.md.
 """
 
 from __future__ import annotations

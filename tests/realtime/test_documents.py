@@ -20,6 +20,7 @@ from notes.yjs import (
     current_state,
     doc_from_state,
     fragment_to_prosemirror,
+    load,
     load_state,
     merge_save,
     save_state,
@@ -400,6 +401,26 @@ def test_a_save_without_merge_keeps_the_log_rows_it_was_not_promised(note):
     assert not saved.merged and saved.state == state
     assert list(NoteUpdate.objects.filter(note_id=note.id).values_list("id", flat=True)) == [later]
     assert str(doc_from_state(load_state(note.id)).get("t", type=Text)) == "in-late"
+
+
+def test_what_a_load_read_is_what_the_first_save_may_skip_merging(note):
+    """``load`` names the stored state and the log rows it read: a save of a state holding
+    them stores it as it is and deletes exactly those rows."""
+    doc = doc_from_state(load_state(note.id))
+    merge_save(note.id, doc.get_update())
+    append_updates([(str(note.id), edit(doc, "a"))])
+    append_updates([(str(note.id), edit(doc, "b"))])
+    loaded = load(note.id)
+    assert loaded.digest == state_digest(bytes(Note.objects.get(pk=note.id).yjs_state))
+    assert loaded.upto == NoteUpdate.objects.filter(note_id=note.id).latest("id").id
+    room_doc = doc_from_state(loaded.state)
+    assert str(room_doc.get("t", type=Text)) == "ab"
+    [later] = set(append_updates([(str(note.id), edit(doc, "c"))]))  # not in the load
+    room_doc.apply_update(doc.get_update())
+    saved = save_state(note.id, room_doc.get_update(), loaded.digest, loaded.upto)
+    assert not saved.merged
+    assert list(NoteUpdate.objects.filter(note_id=note.id).values_list("id", flat=True)) == [later]
+    assert str(doc_from_state(load_state(note.id)).get("t", type=Text)) == "abc"
 
 
 def test_a_save_without_merge_is_refused_when_the_stored_state_moved(note):

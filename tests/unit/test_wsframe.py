@@ -24,3 +24,12 @@ def test_shared_frame_encodes_utf8_once():
     shared = SharedFrame('42["e","é"]')
     assert shared.wire is shared.wire
     assert shared.wire == Frame(Opcode.TEXT, '42["e","é"]'.encode()).serialize(mask=False)
+
+
+def test_shared_binary_frame_is_a_binary_frame_built_once():
+    payload = b"\x00\x02\x05\x01\x01\x00"  # a y-websocket sync update
+    shared = SharedFrame(payload)
+    assert shared.wire is shared.wire
+    assert shared.wire == Frame(Opcode.BINARY, payload).serialize(mask=False)
+    with pytest.raises(TypeError):
+        shared.text  # noqa: B018 - a binary frame has no text
