@@ -19,7 +19,8 @@ one connection per process:
   flushed and dropped);
 - on PostgreSQL the collaborative update log has a second such thread (``LOG_EXECUTOR``, its
   own connection): acknowledgements wait on its writes, so they never queue behind a save or
-  a token check on the first. On SQLite (one writer) it is the same thread.
+  a token check on the first. On SQLite (one writer) it is the same thread, where log writes
+  go first (``OrmThread``: an urgent queue).
 
 An ``@orm`` function must not call the sync push API (``realtime.push.emit_to_*``): that
 hands work to ``async_to_sync``, which from this thread would not reach the server's loop.
@@ -30,13 +31,14 @@ Module map: docs/realtime.md.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
@@ -50,17 +52,76 @@ T = TypeVar("T")
 
 logger = logging.getLogger("chorus.realtime.db")
 
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-orm")
+
+class _Lane(Executor):
+    """One of ``OrmThread``'s two queues, as an ``Executor`` (``loop.run_in_executor``)."""
+
+    def __init__(self, thread: OrmThread, urgent: bool) -> None:
+        self._thread, self._urgent = thread, urgent
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        return self._thread.submit(self._urgent, fn, args, kwargs)
 
 
-def _log_executor() -> ThreadPoolExecutor:
-    """The update log's thread (``orm_batched(..., LOG_EXECUTOR)``). On PostgreSQL a thread
+class OrmThread:
+    """One worker thread (one database connection) serving two queues: ``urgent`` calls run
+    before any ``normal`` one still waiting — a call already running is never interrupted.
+
+    On SQLite the update log's writes (acknowledgements wait on them) share the ORM thread
+    with saves: when many documents save at once (after a restart every room loads at the
+    same moment, so their save ceilings fall together), a log write queued behind them would
+    wait for all of them; urgent, it waits for the one running (docs/benchmarks.md)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._queues: tuple[collections.deque, collections.deque] = (
+            collections.deque(),
+            collections.deque(),
+        )
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.normal, self.urgent = _Lane(self, urgent=False), _Lane(self, urgent=True)
+
+    def submit(self, urgent: bool, fn: Callable, args: tuple, kwargs: dict) -> Future:
+        future: Future = Future()
+        with self._ready:
+            self._queues[0 if urgent else 1].append((future, fn, args, kwargs))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not (self._queues[0] or self._queues[1]):
+                    self._ready.wait()
+                queue = self._queues[0] if self._queues[0] else self._queues[1]
+                future, fn, args, kwargs = queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as error:  # handed to the caller, as an executor does
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+
+_orm_thread = OrmThread("chorus-orm")
+_executor = _orm_thread.normal
+
+
+def _log_executor() -> Executor:
+    """The update log's executor (``orm_batched(..., LOG_EXECUTOR)``). On PostgreSQL a thread
     and connection of its own: acknowledgements wait on its writes, so saves and token
-    checks never queue before them. On SQLite the ORM thread: the database has one writer,
-    and a second connection would wait for a save's write lock in SQLite's busy handler,
-    which sleeps in steps of up to 100 ms (docs/benchmarks.md)."""
+    checks never delay them. On SQLite the ORM thread's urgent queue: the database has one
+    writer, and a second connection would wait for a save's write lock in SQLite's busy
+    handler, which sleeps in steps of up to 100 ms (docs/benchmarks.md); urgent, a log write
+    waits for the call running at most, never for the calls queued before it."""
     if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
-        return _executor
+        return _orm_thread.urgent
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="chorus-orm-log")
 
 
@@ -142,7 +203,7 @@ class _Batch:
 
 def orm_batched(
     function: Callable[[list[T]], Sequence[R | BaseException]],
-    executor: ThreadPoolExecutor = _executor,
+    executor: Executor = _executor,
 ) -> Callable[[T], Awaitable[R]]:
     """Run ``function`` (sync, may use the ORM; items in, one result or exception per item out,
     in order) on the ORM thread (or ``executor``, a one-thread pool) for every call that

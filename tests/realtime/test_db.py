@@ -88,3 +88,53 @@ async def test_a_caller_that_went_away_does_not_disturb_the_others():
     assert await kept == 2
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+def test_urgent_calls_run_before_normal_calls_still_waiting():
+    """``OrmThread``: with a call running and normal calls queued, an urgent call runs next;
+    each queue keeps its order; an error reaches its own caller only."""
+    from realtime.db import OrmThread
+
+    thread = OrmThread("test-orm")
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def step(name: str) -> str:
+        order.append(name)
+        if name == "bad":
+            raise ValueError("bad")
+        return name
+
+    def first() -> str:
+        started.set()
+        release.wait(5)
+        return step("running")
+
+    running = thread.normal.submit(first)
+    assert started.wait(5)  # the worker is busy from here on
+    normal = [thread.normal.submit(step, f"normal{i}") for i in range(3)]
+    bad = thread.urgent.submit(step, "bad")
+    urgent = [thread.urgent.submit(step, f"urgent{i}") for i in range(2)]
+    release.set()
+    assert [future.result(5) for future in normal + urgent] == [
+        "normal0",
+        "normal1",
+        "normal2",
+        "urgent0",
+        "urgent1",
+    ]
+    assert running.result(5) == "running"
+    with pytest.raises(ValueError, match="bad"):
+        bad.result(5)
+    assert order == ["running", "bad", "urgent0", "urgent1", "normal0", "normal1", "normal2"]
+
+
+def test_on_sqlite_the_log_writes_share_the_orm_thread_and_go_first(settings):
+    """The update log's executor on SQLite is the ORM thread's urgent queue (one writer, no
+    busy-handler waits, never behind queued saves)."""
+    from realtime import db
+
+    if "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
+        pytest.skip("PostgreSQL: the log has a thread of its own")
+    assert db.LOG_EXECUTOR is db._orm_thread.urgent
+    assert db._executor is db._orm_thread.normal
