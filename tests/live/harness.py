@@ -589,18 +589,6 @@ class Client:
         ]
         assert not found, f"{self.name}: unexpected {event!r} before the marker: {found!r}"
 
-    async def assert_no_event(
-        self, event: str, within: float = 0.5, predicate: Predicate | None = None
-    ) -> None:
-        """Fail if ``event`` (matching ``predicate``) arrives now or within ``within`` s."""
-        deadline = time.monotonic() + within
-        while True:
-            found = self.received(event, predicate)
-            assert not found, f"{self.name}: unexpected {event!r}: {found!r}"
-            if time.monotonic() >= deadline:
-                return
-            await asyncio.sleep(0.02)
-
     async def _position(self, marker: Marker, since: int, timeout: float) -> int:
         """The index in ``events`` of the first ``marker`` from index ``since`` on (waited for)."""
         deadline = time.monotonic() + timeout
