@@ -6,8 +6,11 @@
   created (``database_url_for_tests``), Redis only when asked, plus realtime knobs and the
   other documented settings in ``SERVER_SETTINGS``.
 - ``Client`` wraps ``socketio.AsyncClient(reconnection=False)`` and records every event,
-  the ``connect_error`` payload and disconnects; ``wait_for`` / ``assert_no_event`` poll
-  with deadlines.
+  the ``connect_error`` payload and disconnects; ``wait_for`` polls with a deadline.
+- "Nothing arrived" is proven by a marker, never by a quiet time window:
+  ``Client.assert_no_event_before(event, marker)`` waits for a ``Marker`` (an event the test
+  makes reach the client after the action whose effect must not) or an ack, then checks
+  what came before it. ``Beacon`` sends such markers through a chosen server.
 - ``RawSocket`` speaks Engine.IO / Socket.IO by hand over ``websockets`` (for clients that
   misbehave on purpose, e.g. never answer PINGs).
 
@@ -17,6 +20,7 @@ Nothing here sleeps a fixed time to wait for something: every wait is a poll wit
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -25,7 +29,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -39,6 +44,7 @@ from websockets.exceptions import ConnectionClosed
 
 from accounts.models import User
 from accounts.tokens import issue_access_token, issue_token_pair
+from notes.models import Note, NoteGrant, Permission, PrincipalType
 from realtime.conf import DEFAULTS as REALTIME_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -373,6 +379,70 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, every: floa
         await asyncio.sleep(every)
 
 
+# --- markers for "nothing arrived" ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Marker:
+    """An event a client is made to receive after whatever must not reach it
+    (``Client.assert_no_event_before``)."""
+
+    event: str
+    predicate: Predicate | None = None
+
+
+class Beacon:
+    """A note whose room the watched sockets join, to send them markers.
+
+    ``flash(server)`` renames the note through ``server``'s REST API: ``note-events`` with the
+    new title then reaches every socket in ``note.<id>``, published by ``server`` (after its
+    commit, like every REST change) after everything ``server`` published before the call.
+    Each process reads its one hub channel in order and writes a socket's frames in order, so
+    whatever that server published earlier to a room a watched socket is in reaches the
+    socket before the marker. A different event name (``note-events``), so it never shows in
+    the ``events:channel`` sequences the tests assert."""
+
+    _titles = itertools.count(1)
+
+    def __init__(self, note_id: str, token: str) -> None:
+        self.note_id = note_id
+        self.token = token
+
+    @classmethod
+    async def create(cls, owner: User, readers: tuple[User, ...] = ()) -> Beacon:
+        """A new note of ``owner`` that ``readers`` may read (and so join)."""
+
+        @database_sync_to_async
+        def make() -> str:
+            note = Note.objects.create(owner=owner, title="beacon")
+            for reader in readers:
+                NoteGrant.objects.create(
+                    note=note,
+                    principal_type=PrincipalType.USER,
+                    user=reader,
+                    permission=Permission.READ,
+                )
+            return str(note.id)
+
+        return cls(await make(), await access(owner))
+
+    async def watch(self, *clients: Client) -> Beacon:
+        """Put each client's socket into the note's room (``join-note``)."""
+        for client in clients:
+            ack = await client.call("join-note", {"note_id": self.note_id})
+            assert ack == {"note_id": self.note_id}, (client, ack)
+        return self
+
+    async def flash(self, server: DaphneServer) -> Marker:
+        """Rename the note through ``server``; the marker: ``note-events`` with that title."""
+        title = f"beacon {next(self._titles)}"
+        status, body = await server.arequest(
+            "PATCH", f"/api/notes/{self.note_id}/", token=self.token, body={"title": title}
+        )
+        assert status == 200, (status, body)
+        return Marker("note-events", lambda data: data.get("title") == title)
+
+
 # --- Socket.IO client ----------------------------------------------------------------------------
 
 
@@ -482,16 +552,56 @@ class Client:
                 )
             await asyncio.sleep(0.02)
 
-    async def assert_no_event(
-        self, event: str, within: float = 0.5, predicate: Predicate | None = None
+    async def assert_no_event_before(
+        self,
+        event: str,
+        *markers: Marker | Awaitable[Any],
+        predicate: Predicate | None = None,
+        since: int = 0,
+        timeout: float = 5.0,
     ) -> None:
-        """Fail if ``event`` (matching ``predicate``) arrives now or within ``within`` s."""
-        deadline = time.monotonic() + within
+        """Fail if ``event`` (matching ``predicate``) was received, from event index ``since``
+        on, before the last of ``markers``; waits for every marker first (``timeout`` each).
+
+        A marker is a ``Marker`` (an event this client will receive) or an awaitable request
+        on this socket (e.g. ``self.call("heartbeat")``: everything sent to the socket before
+        its ack is recorded before it returns). The caller makes each marker follow, AFTER the
+        action whose effect must not arrive, the ordered path that effect would have taken —
+        published by the same server after it (one hub channel per process, read in order;
+        per socket one outbound queue), or the same socket's own order — and says why in a
+        comment. The quiet period is then over by an event, not by a timeout."""
+        end, marker_at = since, set()
+        for marker in markers:
+            if isinstance(marker, Marker):
+                at = await self._position(marker, since, timeout)
+                marker_at.add(at)
+                end = max(end, at)
+            else:
+                await marker
+                end = max(end, len(self.events))
+        found = [
+            data
+            for i, (name, data) in enumerate(self.events[:end])
+            if i >= since
+            and i not in marker_at
+            and name == event
+            and (predicate is None or predicate(data))
+        ]
+        assert not found, f"{self.name}: unexpected {event!r} before the marker: {found!r}"
+
+    async def _position(self, marker: Marker, since: int, timeout: float) -> int:
+        """The index in ``events`` of the first ``marker`` from index ``since`` on (waited for)."""
+        deadline = time.monotonic() + timeout
         while True:
-            found = self.received(event, predicate)
-            assert not found, f"{self.name}: unexpected {event!r}: {found!r}"
+            for i in range(since, len(self.events)):
+                name, data = self.events[i]
+                if name == marker.event and (marker.predicate is None or marker.predicate(data)):
+                    return i
             if time.monotonic() >= deadline:
-                return
+                raise AssertionError(
+                    f"{self.name}: marker {marker.event!r} not received within {timeout}s; "
+                    f"got {self.events[since:]!r}"
+                )
             await asyncio.sleep(0.02)
 
     async def wait_disconnected(self, timeout: float = 5.0) -> None:

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from realtime.protocol import yprotocol
 from tests.live.doc_peers import append_text, create_note, stored_state, yjs_url
-from tests.live.harness import Client, DaphneServer, access, eventually
+from tests.live.harness import Client, DaphneServer, Marker, access, eventually
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -228,8 +228,18 @@ async def test_open_webui_awareness_follows_the_ownership_and_size_rules(
         refused = await spoofer.call("ydoc:awareness:update", {**document, "update": list(bad)})
         assert refused["error"]["code"] == "bad_request", (bad, refused)
 
-    await watcher.wait_for("ydoc:awareness:update")
-    await asyncio.sleep(0.3)  # anything else sent would have arrived by now
+    # A marker: a change of one of the spoofer's own ids. Its messages are handled one after
+    # another, each relayed to the room before its ack, so anything relayed of the refused
+    # ones reached the watcher (and Alice's connection) before this.
+    marked = {"user": {"name": "bot 0"}, "marker": True}
+    assert await send({2000: marked}) == {}
+    marker = Marker(
+        "ydoc:awareness:update", lambda payload: json_states(payload).get(2000) == marked
+    )
+    await watcher.assert_no_event_before(
+        "ydoc:awareness:update", marker, predicate=lambda p: set(json_states(p)) - {2000, 2001}
+    )
+    await eventually(lambda: json.loads(owner_yws.awareness().get(2000, (0, "null"))[1]) == marked)
     relayed: dict[int, object] = {}
     for payload in watcher.received("ydoc:awareness:update"):
         relayed.update(json_states(payload))
@@ -308,7 +318,7 @@ async def test_a_read_only_y_websocket_editor_is_told_and_its_changes_go_nowhere
     await reader.send(yprotocol.encode_sync_update(append_text(mine, " and more")))
     await reader.barrier()
     assert len(reader.denials()) == 1  # once per connection
-    await watcher.assert_no_event("ydoc:document:update", within=0.3)
+    await watcher.assert_no_event_before("ydoc:document:update", await awareness_marker(reader, 77))
     await reader.close()
 
     offline = Doc()
@@ -316,11 +326,24 @@ async def test_a_read_only_y_websocket_editor_is_told_and_its_changes_go_nowhere
     again = await RawYws.open(server, note.id, people.reader)
     await again.send(yprotocol.encode_sync_step2(offline.get_update()))
     await eventually(lambda: again.denials())
+    await watcher.assert_no_event_before("ydoc:document:update", await awareness_marker(again, 78))
     await again.close()
-    await watcher.assert_no_event("ydoc:document:update", within=0.3)
     await watcher.disconnect()
     await asyncio.sleep(0.5)
     assert await stored_state(note.id) in (None, b"\x00\x00")
+
+
+async def awareness_marker(peer: RawYws, client_id: int) -> Marker:
+    """A marker for the room's Socket.IO sockets: ``peer`` (a reader may) sets the awareness
+    state of ``client_id``. A connection's messages are handled in order and each relayed to
+    the room before the next, so whatever ``peer`` sent before reaches them first."""
+    state = {"user": {"name": f"marker {client_id}"}}
+    await peer.send(
+        yprotocol.encode_awareness(
+            yprotocol.encode_awareness_update([(client_id, 1, json.dumps(state))])
+        )
+    )
+    return Marker("ydoc:awareness:update", lambda payload: client_id in json_states(payload))
 
 
 async def test_a_writer_is_never_told_permission_denied(servers, clients, people, make_note):

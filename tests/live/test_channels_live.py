@@ -26,15 +26,21 @@ import pytest
 from channels.db import database_sync_to_async
 
 from accounts.models import User
-from tests.live.harness import Client, DaphneServer, access, presence_event, typing_event
+from tests.live.harness import (
+    Beacon,
+    Client,
+    DaphneServer,
+    Marker,
+    access,
+    presence_event,
+    typing_event,
+)
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 EVENT = "events:channel"
 #: Private profile fields: neither their names nor their values may appear in any event.
 PRIVATE_KEYS = ("bio", "gender", "date_of_birth", "profile_image_url", "email")
-#: How long a negative check ("nothing arrives") keeps watching, in seconds.
-SETTLE = 0.5
 #: Event types that come from the socket layer, not from the channel API.
 SOCKET_TYPES = ("typing", "presence")
 
@@ -205,27 +211,19 @@ async def each_gets(
     return [await client.wait_for(EVENT, both, timeout) for client in sockets]
 
 
-async def stays_quiet(
-    watched: dict[Client, int], channel_id: str | None = None, within: float = SETTLE
+async def quiet_before(
+    watched: dict[Client, int], *markers: Marker, channel_id: str | None = None
 ) -> None:
-    """No socket receives any ``events:channel`` (of ``channel_id``) after its event index
-    ``watched[socket]``, now or within ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        for client, start in watched.items():
-            extra = [
-                d
-                for n, d in client.events[start:]
-                if n == EVENT and (channel_id is None or d["channel_id"] == channel_id)
-            ]
-            assert not extra, f"{client.name}: unexpected events: {extra!r}"
-        if time.monotonic() >= deadline:
-            return
-        await asyncio.sleep(0.02)
+    """No socket received any ``events:channel`` (of ``channel_id``) after its event index
+    ``watched[socket]`` and before ``markers``, which every watched socket is made to receive
+    after what must not reach it (``Client.assert_no_event_before``)."""
+    in_channel = None if channel_id is None else (lambda d: d["channel_id"] == channel_id)
+    for client, start in watched.items():
+        await client.assert_no_event_before(EVENT, *markers, predicate=in_channel, since=start)
 
 
 def marks(*sockets: Client) -> dict[Client, int]:
-    """Each socket's current event count (a starting point for ``stays_quiet``)."""
+    """Each socket's current event count (a starting point for ``quiet_before``)."""
     return {client: len(client.events) for client in sockets}
 
 
@@ -269,6 +267,7 @@ async def test_each_event_type_reaches_every_member_socket_and_no_outsider(serve
     a = await online(clients, server, alice)
     b = await online(clients, server, bob)
     c = await online(clients, server, carol)
+    beacon = await (await Beacon.create(carol.user)).watch(c)
     members = (a, b)
     path = f"/api/channels/{cid}"
 
@@ -344,7 +343,9 @@ async def test_each_event_type_reaches_every_member_socket_and_no_outsider(serve
     # the outsider can read the channel over REST, but no event ever reached her socket
     page = await rest(server, carol, "GET", f"{path}/messages/")
     assert [m["id"] for m in page["messages"]] == [m1["id"], reply["id"]]
-    await c.assert_no_event(EVENT, within=SETTLE)
+    # Everything above was published by this one server before the flash (b's typing too: a
+    # received it), so whatever reached c's socket came before the marker.
+    await c.assert_no_event_before(EVENT, await beacon.flash(server))
 
     # every member got exactly this sequence (no-ops emitted nothing), each event once
     expected = [
@@ -377,6 +378,7 @@ async def test_channel_created_reaches_each_initial_member_socket_once(server, c
     b2 = await online(clients, server, bob, "Bob#2")
     d = await online(clients, server, dave)
     c = await online(clients, server, carol)
+    beacon = await (await Beacon.create(carol.user)).watch(c)
     members = (a, b1, b2, d)
 
     channel = await create_channel(server, alice, bob, dave, name="project")
@@ -388,7 +390,8 @@ async def test_channel_created_reaches_each_initial_member_socket_once(server, c
     # the sockets are in the new room: a message right away reaches all of them
     first = await post(server, dave, cid, "first!")
     await each_gets(members, "message", cid, first["id"])
-    await c.assert_no_event(EVENT, within=SETTLE)
+    # published by this server after the creation and the message: they would come first
+    await c.assert_no_event_before(EVENT, await beacon.flash(server))
     for client in members:
         assert kinds(api_events(client)) == [("channel:created", None), ("message", first["id"])]
     assert_sockets_private((*members, c), people)
@@ -399,6 +402,7 @@ async def test_existing_dm_is_returned_without_a_second_channel_created(server, 
     a = await online(clients, server, alice)
     b = await online(clients, server, bob)
     c = await online(clients, server, carol)
+    beacon = await (await Beacon.create(alice.user, (bob.user, carol.user))).watch(a, b, c)
 
     dm = await rest(
         server, alice, "POST", "/api/channels/", {"type": "dm", "member_ids": [bob.id]}, 201
@@ -411,8 +415,11 @@ async def test_existing_dm_is_returned_without_a_second_channel_created(server, 
     )
     assert again["id"] == dm["id"]
     watched = {a: len(a.events), b: len(b.events)}
-    await stays_quiet(watched, within=SETTLE)
-    assert not c.received(EVENT)
+    # an announcement of the no-op would be published (after its commit) before the 200, so
+    # before the flash, by the same server
+    marker = await beacon.flash(server)
+    await quiet_before(watched, marker)
+    await c.assert_no_event_before(EVENT, marker)
     for client in (a, b):
         assert kinds(api_events(client)) == [("channel:created", None)]
 
@@ -432,6 +439,7 @@ async def test_member_added_live_then_removed(server, clients, people):
     d1 = await online(clients, server, dave, "Dave#1")
     d2 = await online(clients, server, dave, "Dave#2")
     everyone = (a, b, d1, d2)
+    beacon = await (await Beacon.create(alice.user, (bob.user, dave.user))).watch(b, d1, d2)
 
     # added while connected: member:add once on every socket, then the channel's events at once
     member = await rest(server, alice, "POST", f"{path}/members/", {"user_id": dave.id}, 201)
@@ -452,8 +460,15 @@ async def test_member_added_live_then_removed(server, clients, people):
     await each_gets((a, b), "message", cid, after["id"])
     refused = await d1.call(EVENT, typing(cid))
     assert refused["error"]["code"] == "forbidden"
-    await stays_quiet(watched, cid)
-    assert not a.received(EVENT, typing_event(cid, dave.id))
+    # bob's typing follows dave's refused one through the same outbox and room: a typing of
+    # dave's relayed after all would reach a first
+    assert await b.call(EVENT, typing(cid)) == {}
+    await a.assert_no_event_before(
+        EVENT, Marker(EVENT, typing_event(cid, bob.id)), predicate=typing_event(cid, dave.id)
+    )
+    # a has bob's typing: the hub has handled the message and any typing before it; the flash
+    # follows, published by the same server, so either would reach d1, d2 first
+    await quiet_before(watched, await beacon.flash(server), channel_id=cid)
     for client in (d1, d2):
         assert kinds(api_events(client)) == [
             ("member:add", None),
@@ -480,7 +495,8 @@ async def test_member_added_live_then_removed(server, clients, people):
             ("member:add", None),
             ("message", again["id"]),
         ]
-    await stays_quiet({b: watched[b]}, cid)
+    # published by this server after every change above, which would reach b first
+    await quiet_before({b: watched[b]}, await beacon.flash(server), channel_id=cid)
 
     for client in (a, d1, d2):
         assert_once_each(client, cid)
@@ -511,6 +527,7 @@ async def test_user_join_racing_a_removal_never_keeps_the_socket_in_the_room(
     members = f"/api/channels/{cid}/members/"
     a = await online(clients, server, alice)
     sockets = [await online(clients, server, dave, f"Dave#{n}") for n in range(10)]
+    beacon = await (await Beacon.create(dave.user)).watch(*sockets)
 
     budget = time.monotonic() + 7  # up to 16 rounds, at least 3 (slower databases do fewer)
     for round_ in range(16):
@@ -536,9 +553,10 @@ async def test_user_join_racing_a_removal_never_keeps_the_socket_in_the_room(
         secret = await post(server, alice, cid, f"after removal {round_}")
         await a.wait_for(EVENT, of_type("message", cid, secret["id"]))
         leaked = of_type("message", cid, secret["id"])
-        await sockets[0].assert_no_event(EVENT, within=0.05, predicate=leaked)
-        for client in sockets[1:]:
-            await client.assert_no_event(EVENT, within=0, predicate=leaked)
+        # a has the message: the hub wrote it to every socket of the room; the flash follows
+        marker = await beacon.flash(server)
+        for client in sockets:
+            await client.assert_no_event_before(EVENT, marker, predicate=leaked)
 
         await rest(server, alice, "POST", members, {"user_id": dave.id}, expect=201)
         for client in sockets:
@@ -566,12 +584,16 @@ async def eventually_true(check: Callable[[], bool], timeout: float = 5.0) -> No
 async def test_archive_stops_events_and_typing_unarchive_restores_them(servers, clients, people):
     server = servers(TYPING_MIN_INTERVAL=0)  # every typing event is relayed (no throttle)
     alice, bob, carol = await people("Alice"), await people("Bob"), await people("Carol")
+    dave = await people("Dave")
     channel = await create_channel(server, alice, bob)
     cid = channel["id"]
+    side = (await create_channel(server, alice, dave, name="side"))["id"]  # for a marker
     path = f"/api/channels/{cid}/"
     a = await online(clients, server, alice)
     b = await online(clients, server, bob)
     c = await online(clients, server, carol)
+    d = await online(clients, server, dave)
+    beacon = await (await Beacon.create(carol.user)).watch(c)
 
     archived = await rest(server, alice, "PATCH", path, {"archived": True})
     assert archived["archived_at"]
@@ -585,7 +607,12 @@ async def test_archive_stops_events_and_typing_unarchive_restores_them(servers, 
     # a socket opened while archived: user-join skips the archived channel
     b2 = await online(clients, server, bob, "Bob#2")
     assert (await b2.call(EVENT, typing(cid, False)))["error"]["code"] == "forbidden"
-    await a.assert_no_event(EVENT, within=SETTLE, predicate=of_type("typing"))
+    # dave's typing into a channel he shares with alice goes through the same outbox after
+    # the refused ones: any of theirs relayed after all would reach a first
+    assert await d.call(EVENT, typing(side)) == {}
+    await a.assert_no_event_before(
+        EVENT, Marker(EVENT, typing_event(side, dave.id)), predicate=of_type("typing")
+    )
     for client in (b, b2, c):
         assert not client.received(EVENT, of_type("typing"))
 
@@ -601,7 +628,8 @@ async def test_archive_stops_events_and_typing_unarchive_restores_them(servers, 
     message = await post(server, alice, cid, "we are back")
     await each_gets((a, b, b2), "message", cid, message["id"])
 
-    await c.assert_no_event(EVENT, within=SETTLE)
+    # published by this server after every change above (the typing: a and b2 received it)
+    await c.assert_no_event_before(EVENT, await beacon.flash(server))
     for client in (a, b):
         assert kinds(api_events(client)) == [
             ("channel:update", None),
@@ -622,6 +650,7 @@ async def test_channel_delete_reaches_members_then_nothing(server, clients, peop
     a = await online(clients, server, alice)
     b = await online(clients, server, bob)
     c = await online(clients, server, carol)
+    beacon = await (await Beacon.create(alice.user, (bob.user, carol.user))).watch(a, c)
 
     await rest(server, alice, "DELETE", f"/api/channels/{doomed}/", expect=204)
     for event in await each_gets((a, b), "channel:delete", doomed):
@@ -641,9 +670,12 @@ async def test_channel_delete_reaches_members_then_nothing(server, clients, peop
     )
     note = await post(server, alice, other, "still here")
     await each_gets((a, b), "message", other, note["id"])
-    await stays_quiet({a: watched[a], b: 0}, doomed)
+    await beacon.watch(b)
+    # published by this server after everything above (the presence events: a received them)
+    marker = await beacon.flash(server)
+    await quiet_before({a: watched[a], b: 0}, marker, channel_id=doomed)
 
-    await c.assert_no_event(EVENT, within=0)
+    await c.assert_no_event_before(EVENT, marker)
     assert len(a.received(EVENT, of_type("channel:delete", doomed))) == 1
     assert_sockets_private((a, b, c), people)
 
@@ -687,9 +719,12 @@ async def test_catch_up_after_reconnect_returns_exactly_the_missed_messages(
     for message_id in live:
         await again.wait_for(EVENT, of_type("message", cid, message_id))
     assert not set(live) & {m["id"] for m in page["messages"]}
-    # nothing is replayed: the missed messages never arrive as events
-    await again.assert_no_event(
-        EVENT, within=SETTLE, predicate=lambda e: e.get("message_id") in missed
+    # nothing is replayed: the missed messages never arrive as events (a replay would be
+    # sent on this socket before the live messages, published later by the same server)
+    await again.assert_no_event_before(
+        EVENT,
+        Marker(EVENT, of_type("message", cid, live[-1])),
+        predicate=lambda e: e.get("message_id") in missed,
     )
 
     # 3. merge, deduplicating by message id: every event carries message_id and created_at
@@ -720,6 +755,7 @@ async def test_refused_and_no_op_requests_emit_nothing(server, clients, people):
     a = await online(clients, server, alice)
     b = await online(clients, server, bob)
     c = await online(clients, server, carol)
+    beacon = await (await Beacon.create(carol.user)).watch(c)
     watched = marks(a, b, c)
 
     o, f = f"/api/channels/{open_}", f"/api/channels/{frozen}"
@@ -763,7 +799,8 @@ async def test_refused_and_no_op_requests_emit_nothing(server, clients, people):
     # a barrier: the next real change is the first and only thing the members receive
     barrier = await post(server, alice, open_, "barrier")
     await each_gets((a, b), "message", open_, barrier["id"])
-    await stays_quiet({c: watched[c]})
+    # every request above was answered before the flash, by the same server
+    await quiet_before({c: watched[c]}, await beacon.flash(server))
     for client in (a, b):
         assert kinds(api_events(client, start=watched[client])) == [("message", barrier["id"])]
     listed = await rest(server, alice, "GET", f"{o}/messages/")

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live.harness import presence_event, typing_event
+from tests.live.harness import Beacon, Marker, eventually, presence_event, typing_event
 from tests.live.test_channels_live import (
     EVENT,
-    SETTLE,
     People,
     api_events,
     assert_once_each,
@@ -27,8 +26,8 @@ from tests.live.test_channels_live import (
     of_type,
     online,
     post,
+    quiet_before,
     rest,
-    stays_quiet,
     typing,
 )
 
@@ -50,6 +49,12 @@ def instances(servers, clean_redis):
     return start
 
 
+async def sessions_of(server, channel_id: str, viewer, user) -> int:
+    """How many open sessions ``user`` has, from the channel's REST presence (0: offline)."""
+    body = await rest(server, viewer, "GET", f"/api/channels/{channel_id}/presence/")
+    return next((e["sessions"] for e in body["online"] if e["id"] == user.id), 0)
+
+
 # --- 8. messages, reactions and typing cross instances -----------------------------------------
 
 
@@ -62,6 +67,7 @@ async def test_events_from_either_instance_reach_members_on_both(instances, clie
     bob_a = await online(clients, a, bob, "Bob@A")
     carol_b = await online(clients, b, carol, "Carol@B")  # a non-member beside a member on B
     members = (alice_a, bob_b, bob_a)
+    beacon = await (await Beacon.create(carol.user)).watch(carol_b)
     path = f"/api/channels/{cid}/messages"
 
     # a message posted through A's REST, then one through B's
@@ -98,7 +104,10 @@ async def test_events_from_either_instance_reach_members_on_both(instances, clie
     for client in (alice_a, bob_a):
         await client.wait_for(EVENT, typing_event(cid, bob.id))
 
-    await carol_b.assert_no_event(EVENT, within=SETTLE)
+    # One flash through each instance, after everything it published (its typing included:
+    # the other instance's sockets received it). B's hub reads one channel in order, so
+    # whatever A or B sent to carol_b's socket reaches it before that instance's marker.
+    await carol_b.assert_no_event_before(EVENT, await beacon.flash(a), await beacon.flash(b))
     expected = [
         ("message", via_a["id"]),
         ("message", via_b["id"]),
@@ -145,6 +154,7 @@ async def test_member_added_on_a_receives_on_b_and_removal_on_b_stops_a(instance
 
     # dave also on A; then removed through B's REST: his sockets on A (and B) stop at once
     dave_a = await online(clients, a, dave, "Dave@A")
+    beacon = await (await Beacon.create(dave.user)).watch(dave_a, dave_b1, dave_b2)
     await rest(b, alice, "DELETE", f"{members_path}/{dave.id}/", expect=204)
     everyone = (alice_a, bob_a, dave_a, dave_b1, dave_b2)
     for event in await each_gets(everyone, "member:remove", cid):
@@ -155,7 +165,10 @@ async def test_member_added_on_a_receives_on_b_and_removal_on_b_stops_a(instance
     for message in (after_a, after_b):
         await each_gets((alice_a, bob_a), "message", cid, message["id"])
     assert (await dave_a.call(EVENT, typing(cid)))["error"]["code"] == "forbidden"
-    await stays_quiet(watched, cid)
+    # a flash through each instance after the message it published: a socket of dave's still
+    # in the room would get that message before the marker of the same instance
+    markers = (await beacon.flash(a), await beacon.flash(b))
+    await quiet_before(watched, *markers, channel_id=cid)
 
     for client in everyone:
         assert_once_each(client, cid)
@@ -189,8 +202,8 @@ async def test_message_racing_a_cross_instance_add_is_live_or_in_the_catch_up(
 
 async def test_presence_online_and_offline_cross_instances_once(instances, clients, people):
     a, b = instances()
-    alice, bob = await people("Alice"), await people("Bob")
-    cid = (await create_channel(b, bob, alice))["id"]
+    alice, bob, dave = await people("Alice"), await people("Bob"), await people("Dave")
+    cid = (await create_channel(b, bob, alice, dave))["id"]  # dave: presence markers
     watcher = await online(clients, b, bob, "Bob@B")
 
     first = await clients(a, "Alice@A").connect(alice.token)  # her first session anywhere
@@ -210,9 +223,19 @@ async def test_presence_online_and_offline_cross_instances_once(instances, clien
     # a second session (on B) and closing one of the two change nothing
     second = await clients(b, "Alice@B").connect(alice.token)
     await first.disconnect()
+
+    async def first_removed() -> bool:  # A has taken the first session out of the registry
+        return await sessions_of(b, cid, bob, alice) == 1
+
+    await eventually(first_removed)
     assert await b.online_ids(cid, bob.token) == {alice.id, bob.id}
-    await watcher.assert_no_event(
-        EVENT, within=SETTLE, predicate=presence_event(alice.id, "offline")
+    # A queued an offline announcement, if any, when it removed the session, so before dave's
+    # online (his first session, on A): A announces in queue order, to the same room.
+    dave_a = await clients(a, "Dave@A").connect(dave.token)
+    await watcher.assert_no_event_before(
+        EVENT,
+        Marker(EVENT, presence_event(dave.id, "online")),
+        predicate=presence_event(alice.id, "offline"),
     )
     assert len(watcher.received(EVENT, presence_event(alice.id, "online"))) == 1
 
@@ -220,7 +243,16 @@ async def test_presence_online_and_offline_cross_instances_once(instances, clien
     await second.disconnect()
     gone = await watcher.wait_for(EVENT, presence_event(alice.id, "offline"))
     assert gone["channel_id"] == cid and gone["user"] == alice.ref
-    await stays_quiet(marks(watcher))
+    # Nothing more: markers from each instance's presence queue, queued after alice's last
+    # close was announced — dave's offline on A, then his online on B.
+    watched = marks(watcher)
+    await dave_a.disconnect()
+    left_a = Marker(EVENT, presence_event(dave.id, "offline"))
+    await eventually(lambda: watcher.received(EVENT, left_a.predicate))
+    dave_b = await clients(b, "Dave@B").connect(dave.token)  # his first session again
+    await quiet_before(watched, left_a, Marker(EVENT, presence_event(dave.id, "online")))
+    await dave_b.disconnect()
+    await eventually(lambda: len(watcher.received(EVENT, left_a.predicate)) == 2)
     assert len(watcher.received(EVENT, presence_event(alice.id, "online"))) == 1
     assert len(watcher.received(EVENT, presence_event(alice.id, "offline"))) == 1
     assert await a.online_ids(cid, bob.token) == {bob.id}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.live.harness import (
+    Beacon,
     access,
     assert_public,
     presence_event,
@@ -52,15 +53,20 @@ async def test_typing_crosses_instances_to_members_only(
     outsider = await clients(b, "carol@B").connect(await access(carol))
     for client in (sender, member, outsider):
         await client.join()
+    beacon = await (await Beacon.create(alice, (carol,))).watch(sender, outsider)
 
     assert await sender.call("events:channel", typing(channel.id)) == {}
     relayed = await member.wait_for("events:channel", typing_event(channel.id, alice.id))
     assert relayed["data"] == {"type": "typing", "data": {"typing": True}}
     assert relayed["user"] == {"id": str(alice.id), "name": "Alice"}
     assert_public(relayed, alice)
-    await outsider.assert_no_event("events:channel", within=0.5)
-    await sender.assert_no_event(
-        "events:channel", within=0, predicate=typing_event(channel.id, alice.id)
+    # The member on B has the typing, so A has published it (one group send reaches A's and
+    # B's hub channels at once); A's flash follows it into both: the outsider (B) and the
+    # sender (A) would get the typing first.
+    marker = await beacon.flash(a)
+    await outsider.assert_no_event_before("events:channel", marker)
+    await sender.assert_no_event_before(
+        "events:channel", marker, predicate=typing_event(channel.id, alice.id)
     )
 
 

@@ -18,7 +18,9 @@ from accounts.models import Role, User
 from notes.models import Note, NoteGrant, Permission, PrincipalType
 from tests.conftest import PASSWORD
 from tests.live.harness import (
+    Beacon,
     Client,
+    Marker,
     access,
     assert_public,
     eventually,
@@ -139,6 +141,7 @@ async def test_typing_is_relayed_to_other_members_only_stamped_with_the_sender(
         sockets[user.username] = await clients(server, user.username).connect(token)
         await sockets[user.username].join(token)
     a, b, c = sockets["alice"], sockets["bob"], sockets["carol"]
+    beacon = await (await Beacon.create(carol)).watch(c)
 
     ack = await a.call(
         "events:channel",
@@ -149,10 +152,15 @@ async def test_typing_is_relayed_to_other_members_only_stamped_with_the_sender(
     assert relayed["data"] == {"type": "typing", "data": {"typing": True}}
     assert relayed["user"] == {"id": str(alice.id), "name": "Alice"}
     assert_public(relayed, alice)
-    await a.assert_no_event(
-        "events:channel", within=0.3, predicate=typing_event(channel.id, alice.id)
+    # bob's typing follows alice's through the same outbox and room: an echo to a comes first
+    assert await b.call("events:channel", typing_payload(channel.id, True)) == {}
+    await a.assert_no_event_before(
+        "events:channel",
+        Marker("events:channel", typing_event(channel.id, bob.id)),
+        predicate=typing_event(channel.id, alice.id),
     )
-    await c.assert_no_event("events:channel", within=0)
+    # b has the typing: the hub has written it to every socket of the room; the flash follows
+    await c.assert_no_event_before("events:channel", await beacon.flash(server))
 
     # a non-member may not type into the channel
     refused = await c.call(
@@ -178,7 +186,7 @@ async def test_typing_is_relayed_to_other_members_only_stamped_with_the_sender(
     )
     assert stopped["user"] == {"id": str(alice.id), "name": "Alice"}
     assert not b.received("events:channel", typing_event(channel.id, bob.id))
-    await c.assert_no_event("events:channel", within=0.3)
+    await c.assert_no_event_before("events:channel", await beacon.flash(server))
 
 
 # --- 5. ping timeout -----------------------------------------------------------------------------
@@ -297,9 +305,19 @@ async def test_without_user_join_no_channel_events(server, clients, alice, bob, 
     a = await clients(server, "alice").connect(await access(alice))
     await a.join()
     b = await clients(server, "bob").connect(await access(bob))
-    payload = {"channel_id": str(channel.id), "data": {"type": "typing", "data": {"typing": True}}}
-    assert await a.call("events:channel", payload) == {}
-    await b.assert_no_event("events:channel", within=0.5)
+    beacon = await (await Beacon.create(bob)).watch(b)
+    witness = await clients(server, "bob (joined)").connect(await access(bob))
+    await witness.join()
+    assert await a.call("events:channel", typing_payload(channel.id, True)) == {}
+    # the witness (in the room) has the typing: the hub has written it to every socket of the
+    # room, b's too if b were in it; the flash follows
+    await witness.wait_for("events:channel", typing_event(channel.id, alice.id))
+    await b.assert_no_event_before("events:channel", await beacon.flash(server))
+
+
+def typing_payload(channel_id: object, typing: bool) -> dict:
+    """An ``events:channel`` typing request for ``channel_id``."""
+    return {"channel_id": str(channel_id), "data": {"type": "typing", "data": {"typing": typing}}}
 
 
 # --- 10. join-note -------------------------------------------------------------------------------
