@@ -156,10 +156,10 @@ def _validated(
     if claims.jti in revoked:
         return TokenRejected("token_revoked", "Token has been revoked.")
     try:
-        _check_user_state(user, claims.issued_at)
+        checked = _check_user_state(user, claims.issued_at)
     except TokenRejected as rejected:
         return rejected
-    return ValidatedToken(user, claims.jti, claims.issued_at, claims.expires_at)
+    return ValidatedToken(checked, claims.jti, claims.issued_at, claims.expires_at)
 
 
 def _check_user(user_id: object, issued_at: int) -> User:
@@ -169,11 +169,11 @@ def _check_user(user_id: object, issued_at: int) -> User:
     except ValueError:
         raise TokenRejected("invalid_token", "Token is invalid.") from None
     user = queries.users_by_pk([pk]).get(pk)
-    _check_user_state(user, issued_at)
-    return user
+    return _check_user_state(user, issued_at)
 
 
-def _check_user_state(user: User | None, issued_at: int) -> None:
+def _check_user_state(user: User | None, issued_at: int) -> User:
+    """``user``, if it exists and may still use tokens issued at ``issued_at``."""
     if user is None:
         raise TokenRejected("forbidden", "User no longer exists.")
     if not user.is_active:
@@ -182,6 +182,7 @@ def _check_user_state(user: User | None, issued_at: int) -> None:
         raise TokenRejected("forbidden", "User account is pending approval.")
     if user.tokens_valid_after and issued_at <= int(user.tokens_valid_after.timestamp()):
         raise TokenRejected("token_revoked", "Token has been revoked.")
+    return user
 
 
 def _revoked_jtis(claims: Sequence[_Claims]) -> set[str]:
