@@ -82,7 +82,7 @@ class ValidatedToken:
     expires_at: int
 
 
-def validate_access_token(raw: str | None) -> ValidatedToken:
+def validate_access_token(raw: object) -> ValidatedToken:
     """Return the validated token for ``raw`` or raise ``TokenRejected`` (see module doc)."""
     result = validate_access_tokens([raw])[0]
     if isinstance(result, TokenRejected):
@@ -90,7 +90,7 @@ def validate_access_token(raw: str | None) -> ValidatedToken:
     return result
 
 
-def validate_access_tokens(raws: Sequence[str | None]) -> list[ValidatedToken | TokenRejected]:
+def validate_access_tokens(raws: Sequence[object]) -> list[ValidatedToken | TokenRejected]:
     """``validate_access_token`` for many tokens at once: the same checks, in the same order,
     with one query for all their users and one for the revocations the cache does not know.
     Returns, in order, each token's ``ValidatedToken`` or its ``TokenRejected``."""
@@ -117,7 +117,7 @@ class _Claims:
     expires_at: int
 
 
-def _claims(raw: str | None) -> _Claims | TokenRejected:
+def _claims(raw: object) -> _Claims | TokenRejected:
     """Everything that needs no database: presence, size, signature, expiry, type, claims."""
     if not raw:
         return TokenRejected("auth_required", "Authentication credentials were not provided.")

@@ -38,7 +38,7 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -67,7 +67,7 @@ def parse_offset(offset: object) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-def client_takes_offsets(headers: list[tuple[bytes, bytes]]) -> bool:
+def client_takes_offsets(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a socket with these handshake headers gets a pid and offsets: recovery is on
     and its User-Agent does not match ``RECOVERY_SKIP_USER_AGENTS`` (python-socketio: its
     handlers take the event's arguments positionally, and one more than they declare is a

@@ -191,6 +191,8 @@ class YjsConsumer(LeanConsumer):
 
     async def _on_message(self, message: yprotocol.YMessage) -> None:
         room, client = self.room, self.client
+        if room is None or client is None:  # never: ``receive`` checked the socket is open
+            return
         if message.kind == yprotocol.MESSAGE_SYNC:
             if message.subtype == yprotocol.SYNC_STEP1:
                 if self.out.reply_pending():
