@@ -30,7 +30,8 @@ test: install
 	bash scripts/test
 
 lint: install
-	$(BIN)/ruff format --check . && $(BIN)/ruff check . && $(BIN)/lint-imports --no-cache
+	$(BIN)/ruff format --check . && $(BIN)/ruff check . && $(BIN)/lint-imports --no-cache \
+		&& $(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

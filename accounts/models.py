@@ -41,6 +41,9 @@ class User(AbstractUser):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    #: ``access_state()`` as loaded (``from_db``), compared on save (``accounts.receivers``);
+    #: not a field.
+    _loaded_access: tuple
 
     class Meta:
         ordering = ["username"]

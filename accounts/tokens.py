@@ -82,7 +82,7 @@ class ValidatedToken:
     expires_at: int
 
 
-def validate_access_token(raw: str | None) -> ValidatedToken:
+def validate_access_token(raw: object) -> ValidatedToken:
     """Return the validated token for ``raw`` or raise ``TokenRejected`` (see module doc)."""
     result = validate_access_tokens([raw])[0]
     if isinstance(result, TokenRejected):
@@ -90,7 +90,7 @@ def validate_access_token(raw: str | None) -> ValidatedToken:
     return result
 
 
-def validate_access_tokens(raws: Sequence[str | None]) -> list[ValidatedToken | TokenRejected]:
+def validate_access_tokens(raws: Sequence[object]) -> list[ValidatedToken | TokenRejected]:
     """``validate_access_token`` for many tokens at once: the same checks, in the same order,
     with one query for all their users and one for the revocations the cache does not know.
     Returns, in order, each token's ``ValidatedToken`` or its ``TokenRejected``."""
@@ -117,7 +117,7 @@ class _Claims:
     expires_at: int
 
 
-def _claims(raw: str | None) -> _Claims | TokenRejected:
+def _claims(raw: object) -> _Claims | TokenRejected:
     """Everything that needs no database: presence, size, signature, expiry, type, claims."""
     if not raw:
         return TokenRejected("auth_required", "Authentication credentials were not provided.")
@@ -156,10 +156,10 @@ def _validated(
     if claims.jti in revoked:
         return TokenRejected("token_revoked", "Token has been revoked.")
     try:
-        _check_user_state(user, claims.issued_at)
+        checked = _check_user_state(user, claims.issued_at)
     except TokenRejected as rejected:
         return rejected
-    return ValidatedToken(user, claims.jti, claims.issued_at, claims.expires_at)
+    return ValidatedToken(checked, claims.jti, claims.issued_at, claims.expires_at)
 
 
 def _check_user(user_id: object, issued_at: int) -> User:
@@ -169,11 +169,11 @@ def _check_user(user_id: object, issued_at: int) -> User:
     except ValueError:
         raise TokenRejected("invalid_token", "Token is invalid.") from None
     user = queries.users_by_pk([pk]).get(pk)
-    _check_user_state(user, issued_at)
-    return user
+    return _check_user_state(user, issued_at)
 
 
-def _check_user_state(user: User | None, issued_at: int) -> None:
+def _check_user_state(user: User | None, issued_at: int) -> User:
+    """``user``, if it exists and may still use tokens issued at ``issued_at``."""
     if user is None:
         raise TokenRejected("forbidden", "User no longer exists.")
     if not user.is_active:
@@ -182,6 +182,7 @@ def _check_user_state(user: User | None, issued_at: int) -> None:
         raise TokenRejected("forbidden", "User account is pending approval.")
     if user.tokens_valid_after and issued_at <= int(user.tokens_valid_after.timestamp()):
         raise TokenRejected("token_revoked", "Token has been revoked.")
+    return user
 
 
 def _revoked_jtis(claims: Sequence[_Claims]) -> set[str]:

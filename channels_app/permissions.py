@@ -16,6 +16,7 @@ Contract:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 from rest_framework import exceptions
 
@@ -81,7 +82,7 @@ class ChannelAccess:
             raise Conflict("This channel is archived and read-only; unarchive it first.")
 
 
-def channel_access(user: User, channel_id: object) -> ChannelAccess:
+def channel_access(user: User, channel_id: UUID | str) -> ChannelAccess:
     """The caller's access to a channel they may see; 404 otherwise (see module docstring)."""
     channel = readable_channels(user).select_related("owner").filter(pk=channel_id).first()
     if channel is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from rest_framework import serializers
 
@@ -375,7 +376,7 @@ class MessagePageSerializer(serializers.Serializer):
     )
     parent_id = serializers.CharField(required=False)
 
-    def _message(self, field: str, message_id: object) -> Message:
+    def _message(self, field: str, message_id: UUID | str) -> Message:
         message = Message.objects.filter(pk=message_id, channel=self.context["channel"]).first()
         if message is None:
             raise serializers.ValidationError({field: ["No such message in this channel."]})

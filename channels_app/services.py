@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from django.db import IntegrityError, transaction
 from django.db.models import (
@@ -172,7 +173,7 @@ def message_page(
     return Page(rows[:limit][::-1], len(rows) > limit)
 
 
-def channel_message(access: ChannelAccess, message_id: object) -> Message:
+def channel_message(access: ChannelAccess, message_id: UUID | str) -> Message:
     """A message of the channel, loaded for ``MessageSerializer``; 404 if not in it."""
     message = message_queryset().filter(channel=access.channel, pk=message_id).first()
     if message is None:
@@ -184,7 +185,7 @@ def channel_message(access: ChannelAccess, message_id: object) -> Message:
 
 
 def channel_event(
-    channel_id: object, kind: str, data: Any, actor: User, message_id: object | None = None
+    channel_id: UUID | str, kind: str, data: Any, actor: User, message_id: UUID | str | None = None
 ) -> dict:
     """The ``events:channel`` payload (``message_id`` only for message events)."""
     payload: dict[str, Any] = {"channel_id": str(channel_id)}
@@ -195,13 +196,13 @@ def channel_event(
     return payload
 
 
-def _emit(channel_id: object, kind: str, data: Any, actor: User, message_id=None) -> None:
+def _emit(channel_id: UUID | str, kind: str, data: Any, actor: User, message_id=None) -> None:
     push.emit_to_channel(
         channel_id, EVENT, channel_event(channel_id, kind, data, actor, message_id)
     )
 
 
-def _channel_data(channel_id: object) -> dict:
+def _channel_data(channel_id: UUID | str) -> dict:
     return dict(ChannelSerializer(channel_queryset().get(pk=channel_id)).data)
 
 
@@ -213,14 +214,14 @@ def _member_data(membership: ChannelMember) -> dict:
     return dict(MemberSerializer(membership).data)
 
 
-def _join_room(user_id: object, channel_id: object, notice: dict | None = None) -> None:
+def _join_room(user_id: UUID | str, channel_id: UUID | str, notice: dict | None = None) -> None:
     """The user's sockets join the room, then get ``notice`` (see push.add_user_to_room)."""
     push.add_user_to_room(
         user_id, push.channel_room(channel_id), notice=(EVENT, notice) if notice else None
     )
 
 
-def _leave_room(user_id: object, channel_id: object, notice: dict | None = None) -> None:
+def _leave_room(user_id: UUID | str, channel_id: UUID | str, notice: dict | None = None) -> None:
     push.remove_user_from_room(
         user_id, push.channel_room(channel_id), notice=(EVENT, notice) if notice else None
     )
@@ -330,7 +331,7 @@ def delete_channel(access: ChannelAccess) -> None:
 # --- members ----------------------------------------------------------------------------------
 
 
-def _target_membership(access: ChannelAccess, user_id: object) -> ChannelMember:
+def _target_membership(access: ChannelAccess, user_id: UUID | str) -> ChannelMember:
     membership = (
         ChannelMember.objects.select_related("user")
         .filter(channel=access.channel, user_id=user_id, is_active=True)
@@ -396,7 +397,7 @@ def add_member(access: ChannelAccess, user: User, role: str) -> ChannelMember:
     return membership
 
 
-def update_member(access: ChannelAccess, user_id: object, changes: dict) -> ChannelMember:
+def update_member(access: ChannelAccess, user_id: UUID | str, changes: dict) -> ChannelMember:
     """``is_muted`` / ``is_pinned``: the caller's own flags only (403 on someone else's); no
     event. ``role``: managers, never on the owner (403), not in a dm or an archived channel
     (409); emits ``member:update``."""
@@ -422,7 +423,7 @@ def update_member(access: ChannelAccess, user_id: object, changes: dict) -> Chan
     return membership
 
 
-def remove_member(access: ChannelAccess, user_id: object) -> None:
+def remove_member(access: ChannelAccess, user_id: UUID | str) -> None:
     """A member leaves (any member but the owner), or a manager removes a member (never the
     owner: 403). Not in a dm or an archived channel (409). The membership becomes inactive
     (``left_at`` set) and loses access. Their sockets leave the room at once and get a
@@ -493,7 +494,7 @@ def _require_live(message: Message) -> None:
         raise Conflict("This message was deleted.")
 
 
-def edit_message(access: ChannelAccess, message_id: object, changes: dict) -> Message:
+def edit_message(access: ChannelAccess, message_id: UUID | str, changes: dict) -> Message:
     """The author (an active member) edits content / data; sets ``edited_at``. 409 while
     archived or once deleted. Emits ``message:update``."""
     message = channel_message(access, message_id)
@@ -511,7 +512,7 @@ def edit_message(access: ChannelAccess, message_id: object, changes: dict) -> Me
     return message
 
 
-def delete_message(access: ChannelAccess, message_id: object) -> Message:
+def delete_message(access: ChannelAccess, message_id: UUID | str) -> Message:
     """The author (an active member), a manager or an admin deletes: soft — ``deleted_at`` set,
     content and data blanked, reactions dropped; replies stay. 409 while archived or once
     deleted. Emits ``message:delete`` with the tombstone."""
@@ -532,7 +533,9 @@ def delete_message(access: ChannelAccess, message_id: object) -> Message:
     return message
 
 
-def _react(access: ChannelAccess, message_id: object, name: str, add: bool) -> tuple[Message, bool]:
+def _react(
+    access: ChannelAccess, message_id: UUID | str, name: str, add: bool
+) -> tuple[Message, bool]:
     access.require_member()
     access.require_open()
     message = channel_message(access, message_id)
@@ -565,14 +568,16 @@ def _react(access: ChannelAccess, message_id: object, name: str, add: bool) -> t
     return message, True
 
 
-def add_reaction(access: ChannelAccess, message_id: object, name: str) -> tuple[Message, bool]:
+def add_reaction(access: ChannelAccess, message_id: UUID | str, name: str) -> tuple[Message, bool]:
     """Members react (409 while archived or on a deleted message). Returns ``(message,
     added)``; adding a reaction one already made changes and emits nothing. Emits
     ``message:reaction:add`` (data: the message plus ``name``)."""
     return _react(access, message_id, name, add=True)
 
 
-def remove_reaction(access: ChannelAccess, message_id: object, name: str) -> tuple[Message, bool]:
+def remove_reaction(
+    access: ChannelAccess, message_id: UUID | str, name: str
+) -> tuple[Message, bool]:
     """Remove the caller's reaction ``name``; removing one not made changes and emits nothing.
     Emits ``message:reaction:remove`` (data: the message plus ``name``)."""
     return _react(access, message_id, name, add=False)

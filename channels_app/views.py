@@ -9,10 +9,10 @@ every endpoint.
 from __future__ import annotations
 
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import AuthenticatedRequest
 from accounts.models import User
 from realtime import push
 
@@ -61,12 +61,12 @@ def _member_response(membership: ChannelMember, viewer: User, code: int) -> Resp
 class ChannelListView(APIView):
     """GET: my channels (``?joined=true``: only those I am a member of). POST: create."""
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         query = _valid(ChannelListSerializer, request.query_params)
         channels = services.list_channels(request.user, joined_only=query["joined"])
         return Response(ChannelForViewerSerializer(channels, many=True).data)
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         fields = _valid(ChannelCreateSerializer, request.data, request=request)
         channel, created = services.create_channel(request.user, **fields)
         access = channel_access(request.user, channel.pk)
@@ -76,16 +76,16 @@ class ChannelListView(APIView):
 class ChannelDetailView(APIView):
     """GET one channel; PATCH (managers) update / archive; DELETE (owner)."""
 
-    def get(self, request: Request, channel_id) -> Response:
+    def get(self, request: AuthenticatedRequest, channel_id) -> Response:
         return _channel_response(channel_access(request.user, channel_id))
 
-    def patch(self, request: Request, channel_id) -> Response:
+    def patch(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         changes = _valid(ChannelUpdateSerializer, request.data, channel=access.channel)
         services.update_channel(access, changes)
         return _channel_response(channel_access(request.user, channel_id))
 
-    def delete(self, request: Request, channel_id) -> Response:
+    def delete(self, request: AuthenticatedRequest, channel_id) -> Response:
         services.delete_channel(channel_access(request.user, channel_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -93,11 +93,11 @@ class ChannelDetailView(APIView):
 class ChannelMembersView(APIView):
     """GET the active members; POST {user_id, role?} adds one (or joins a public channel)."""
 
-    def get(self, request: Request, channel_id) -> Response:
+    def get(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         return Response(MemberSerializer(services.active_members(access), many=True).data)
 
-    def post(self, request: Request, channel_id) -> Response:
+    def post(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         fields = _valid(MemberAddSerializer, request.data)
         membership = services.add_member(access, fields["user"], fields["role"])
@@ -107,13 +107,13 @@ class ChannelMembersView(APIView):
 class ChannelMemberView(APIView):
     """PATCH {role?, is_muted?, is_pinned?} one member; DELETE removes (or leaves)."""
 
-    def patch(self, request: Request, channel_id, user_id) -> Response:
+    def patch(self, request: AuthenticatedRequest, channel_id, user_id) -> Response:
         access = channel_access(request.user, channel_id)
         changes = _valid(MemberUpdateSerializer, request.data)
         membership = services.update_member(access, user_id, changes)
         return _member_response(membership, request.user, status.HTTP_200_OK)
 
-    def delete(self, request: Request, channel_id, user_id) -> Response:
+    def delete(self, request: AuthenticatedRequest, channel_id, user_id) -> Response:
         services.remove_member(channel_access(request.user, channel_id), user_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -121,7 +121,7 @@ class ChannelMemberView(APIView):
 class ChannelMessagesView(APIView):
     """GET a page (``?after=&before=&limit=&parent_id=``); POST {content, parent_id?, data?}."""
 
-    def get(self, request: Request, channel_id) -> Response:
+    def get(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         query = _valid(MessagePageSerializer, request.query_params, channel=access.channel)
         page = services.message_page(access, **query)
@@ -132,7 +132,7 @@ class ChannelMessagesView(APIView):
             }
         )
 
-    def post(self, request: Request, channel_id) -> Response:
+    def post(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         fields = _valid(MessageCreateSerializer, request.data, channel=access.channel)
         message = services.post_message(access, **fields)
@@ -142,18 +142,18 @@ class ChannelMessagesView(APIView):
 class ChannelMessageView(APIView):
     """GET one message; PATCH {content?, data?} (author); DELETE (author or manager)."""
 
-    def get(self, request: Request, channel_id, message_id) -> Response:
+    def get(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         return Response(MessageSerializer(services.channel_message(access, message_id)).data)
 
-    def patch(self, request: Request, channel_id, message_id) -> Response:
+    def patch(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         current = services.channel_message(access, message_id)
         changes = _valid(MessageUpdateSerializer, request.data, message=current)
         message = services.edit_message(access, message_id, changes)
         return Response(MessageSerializer(message).data)
 
-    def delete(self, request: Request, channel_id, message_id) -> Response:
+    def delete(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         message = services.delete_message(access, message_id)
         return Response(MessageSerializer(message).data)
@@ -163,14 +163,14 @@ class MessageReactionsView(APIView):
     """POST {name} adds my reaction (201, or 200 if already there); DELETE {name} (or
     ``?name=``) removes it (200 either way). Both answer with the message."""
 
-    def post(self, request: Request, channel_id, message_id) -> Response:
+    def post(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         name = _valid(ReactionSerializer, request.data)["name"]
         message, added = services.add_reaction(access, message_id, name)
         code = status.HTTP_201_CREATED if added else status.HTTP_200_OK
         return Response(MessageSerializer(message).data, status=code)
 
-    def delete(self, request: Request, channel_id, message_id) -> Response:
+    def delete(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         data = request.data if request.data else request.query_params
         name = _valid(ReactionSerializer, data)["name"]
@@ -181,7 +181,7 @@ class MessageReactionsView(APIView):
 class ChannelReadView(APIView):
     """POST: sets my ``last_read_at`` to now (members only)."""
 
-    def post(self, request: Request, channel_id) -> Response:
+    def post(self, request: AuthenticatedRequest, channel_id) -> Response:
         membership = services.mark_read(channel_access(request.user, channel_id))
         return Response(
             {
@@ -195,7 +195,7 @@ class ChannelPresenceView(APIView):
     """GET: the channel's members that are online now: ``{"id", "name", "sessions",
     "last_active_at"}`` each (docs/channels.md; no role, no private field)."""
 
-    def get(self, request: Request, channel_id) -> Response:
+    def get(self, request: AuthenticatedRequest, channel_id) -> Response:
         channel = channel_access(request.user, channel_id).channel
         members = list(channel_members(channel).only("id", "name", "username", "last_active_at"))
         online = push.presence([str(m.pk) for m in members])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -128,17 +128,17 @@ def request_client_address(request: Any) -> str:
     )
 
 
-def _scope_peer(scope: dict) -> str | None:
+def _scope_peer(scope: Mapping[str, Any]) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
 
 
-def _scope_header(scope: dict, name: bytes) -> str | None:
+def _scope_header(scope: Mapping[str, Any], name: bytes) -> str | None:
     values = [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
     return ",".join(values) if values else None
 
 
-def scope_client_address(scope: dict) -> str:
+def scope_client_address(scope: Mapping[str, Any]) -> str:
     """``client_address`` of an ASGI scope (``scope["client"][0]`` and the ``x-forwarded-for``
     headers) with ``settings.TRUSTED_PROXIES``. Without trusted proxies (the default) the peer
     as the server gives it, unparsed: every socket connect asks."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -139,7 +140,7 @@ REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=1_000)
 REDIS_POOL_TIMEOUT = env.float("REDIS_POOL_TIMEOUT", default=20.0)
 
 if REDIS_URL:
-    CHANNEL_LAYERS = {
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": "realtime.layers.RedisLayer",
             "CONFIG": {

@@ -54,6 +54,9 @@ class NoteQuerySet(models.QuerySet):
 
 class Note(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    #: The caller's access ("read", "write" or None), set by ``notes.services`` for the
+    #: serializers; not a field.
+    caller_access: str | None
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notes"
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -113,7 +114,7 @@ class NoteAccess:
             raise exceptions.PermissionDenied("Only the note's owner or an admin may do this.")
 
 
-def note_access(user: User, note_id: object) -> NoteAccess:
+def note_access(user: User, note_id: UUID | str) -> NoteAccess:
     """The caller's access to a note they may read; 404 for a missing or unreadable note."""
     note = note_queryset().filter(pk=note_id).first()
     level = note.access_for(user) if note is not None else None
@@ -139,7 +140,7 @@ def readable_notes(user: User) -> list[Note]:
     return notes
 
 
-def _lock(note_id: object, *fields: str) -> Note:
+def _lock(note_id: UUID | str, *fields: str) -> Note:
     """The note's row, locked until the transaction ends (only ``fields`` loaded); 404 if it
     was deleted since the access check."""
     note = (
@@ -150,7 +151,7 @@ def _lock(note_id: object, *fields: str) -> Note:
     return note
 
 
-def _reload(note_id: object, access: str | None = None) -> Note:
+def _reload(note_id: UUID | str, access: str | None = None) -> Note:
     note = note_queryset().get(pk=note_id)
     note.caller_access = access
     return note
@@ -214,11 +215,11 @@ def _same_content(state: bytes | None, pm_json: dict) -> bool:
         return False
 
 
-def _stored_state(note_id: object) -> bytes:
+def _stored_state(note_id: UUID | str) -> bytes:
     return bytes(Note.objects.values_list("yjs_state", flat=True).get(pk=note_id))
 
 
-def document_is_open(note_id: object) -> bool:
+def document_is_open(note_id: UUID | str) -> bool:
     """Whether any editor has the note's live document open on any instance."""
     return push.document_is_open(note_id)
 
@@ -332,7 +333,7 @@ def upsert_grant(
     return grant, created
 
 
-def delete_grant(access: NoteAccess, grant_id: object) -> None:
+def delete_grant(access: NoteAccess, grant_id: UUID | str) -> None:
     """Remove a grant (owner or admin); 404 if it is not one of this note's grants.
 
     Every instance then re-checks the access of its sockets in ``note.<id>`` and in the live

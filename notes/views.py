@@ -8,9 +8,10 @@ with an output serializer.
 from __future__ import annotations
 
 from rest_framework import status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from accounts.authentication import AuthenticatedRequest
 
 from . import services
 from .serializers import (
@@ -25,11 +26,11 @@ from .serializers import (
 class NoteListView(APIView):
     """GET: notes I can read, most recently updated first. POST {title, data?}: create one."""
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         notes = services.readable_notes(request.user)
         return Response(NoteSerializer(notes, many=True).data)
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         body = NoteCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         note = services.create_note(
@@ -41,11 +42,11 @@ class NoteListView(APIView):
 class NoteDetailView(APIView):
     """GET (read), PATCH {title?, data?} (write), DELETE (owner or admin) one note."""
 
-    def get(self, request: Request, note_id) -> Response:
+    def get(self, request: AuthenticatedRequest, note_id) -> Response:
         access = services.note_access(request.user, note_id)
         return Response(NoteSerializer(access.note).data)
 
-    def patch(self, request: Request, note_id) -> Response:
+    def patch(self, request: AuthenticatedRequest, note_id) -> Response:
         access = services.note_access(request.user, note_id)
         access.require_write()
         body = NoteUpdateSerializer(data=request.data)
@@ -57,7 +58,7 @@ class NoteDetailView(APIView):
         )
         return Response(NoteSerializer(note).data)
 
-    def delete(self, request: Request, note_id) -> Response:
+    def delete(self, request: AuthenticatedRequest, note_id) -> Response:
         services.delete_note(services.note_access(request.user, note_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -66,11 +67,11 @@ class GrantListView(APIView):
     """GET: the note's grants (writers). POST {principal_type, principal_id?, permission}:
     grant or change a principal's permission (owner or admin); 201 new, 200 changed."""
 
-    def get(self, request: Request, note_id) -> Response:
+    def get(self, request: AuthenticatedRequest, note_id) -> Response:
         access = services.note_access(request.user, note_id)
         return Response(GrantSerializer(services.grants_of(access), many=True).data)
 
-    def post(self, request: Request, note_id) -> Response:
+    def post(self, request: AuthenticatedRequest, note_id) -> Response:
         access = services.note_access(request.user, note_id)
         access.require_manage()
         body = GrantCreateSerializer(data=request.data)
@@ -90,6 +91,6 @@ class GrantListView(APIView):
 class GrantDetailView(APIView):
     """DELETE: remove one grant (owner or admin)."""
 
-    def delete(self, request: Request, note_id, grant_id) -> Response:
+    def delete(self, request: AuthenticatedRequest, note_id, grant_id) -> Response:
         services.delete_grant(services.note_access(request.user, note_id), grant_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

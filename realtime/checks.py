@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 from realtime.conf import realtime_settings
 
 
 @register()
 def check_realtime_settings(app_configs, **kwargs):
-    problems = []
+    problems: list[CheckMessage] = []
     rs = realtime_settings
     heartbeat = rs.WEBSOCKET_PING_INTERVAL + rs.WEBSOCKET_PING_TIMEOUT
     if heartbeat >= rs.SESSION_TTL:

@@ -40,7 +40,7 @@ import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
@@ -49,36 +49,44 @@ from realtime.presence import PresenceQueue
 from realtime.protocol.socketio import add_offset
 from realtime.protocol.wsframe import SharedFrame
 from realtime.rooms import recoverable, room_kind
-from realtime.sessions import SessionKeeper, SessionRecord
+from realtime.sessions import KeptConnection, SessionKeeper
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 logger = logging.getLogger("chorus.realtime.hub")
 
 
-class Connection(Protocol):
-    """What the hub needs of a socket."""
+class Connection(KeptConnection, Protocol):
+    """What the hub needs of a socket: its sid, token id (kicks), rooms and offset choice, the
+    ways to write to it, and what the session keeper needs (``KeptConnection``: the stall
+    check, the session record). Both consumers implement it (``realtime.consumers``; mypy
+    checks that they do)."""
 
     sid: str
-    user_id: str
+    #: The authenticated user (None before CONNECT and after the session closed); the
+    #: handlers that act on a room's sockets read it (``realtime.events.notes``).
+    user: User | None
     jti: str
     rooms: set[str]
     #: Whether logged broadcasts reach it with their recovery offset (``realtime.recovery``).
     offsets: bool
 
-    async def send_frame(self, frame: str) -> None: ...
+    async def send_frame(self, frame: str) -> None:
+        """Send a frame to this socket alone (a join / leave notice); never waits."""
+        ...
 
     def deliver(self, shared: SharedFrame) -> None:
         """Send a broadcast frame (built once for the whole room); never waits."""
         ...
 
-    async def kick(self, code: str, message: str) -> None: ...
-
-    async def on_room_left(self, room: str) -> None: ...
-
-    def check_stalled(self, now: float) -> None:
-        """Close the socket if its client has stopped taking what is sent to it."""
+    async def kick(self, code: str, message: str) -> None:
+        """Tell the client why (``code``, ``message``) and close the socket."""
         ...
 
-    def session_record(self) -> SessionRecord: ...
+    async def on_room_left(self, room: str) -> None:
+        """Called after a membership change made elsewhere took the socket out of ``room``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +115,9 @@ class _Queued:
 
 class Hub:
     def __init__(self) -> None:
-        self.layer = get_channel_layer()
+        #: The channel layer (channels' in-memory one, ours or channels_redis'); typed loosely:
+        #: the stubs' ``BaseChannelLayer`` lacks the channel-name prefix ``new_channel`` takes.
+        self.layer: Any = get_channel_layer()
         self.channel_name: str | None = None
         self.rooms: dict[str, set[Connection]] = {}
         #: How many of ``rooms`` there are of each kind (``room_kind``: "channel.", "user."…).
@@ -443,7 +453,7 @@ class Hub:
             for conn in tuple(self.rooms.get(room, ())):
                 await self.join(conn, message["target"])
                 if plain:
-                    await conn.send_frame(marked if conn.offsets else plain)
+                    await conn.send_frame((marked or plain) if conn.offsets else plain)
         elif kind == "chorus.leave":
             target = message["target"]
             plain, marked = message.get("frame"), _notice(message)
@@ -451,7 +461,7 @@ class Hub:
                 if target in conn.rooms:
                     self.leave(conn, target)
                     if plain:
-                        await conn.send_frame(marked if conn.offsets else plain)
+                        await conn.send_frame((marked or plain) if conn.offsets else plain)
                     await conn.on_room_left(target)
         elif kind in self._message_handlers and message.get("origin") != self.token:
             await self._message_handlers[kind](message)

@@ -35,7 +35,8 @@ logger = logging.getLogger("chorus.realtime.presence")
 
 class Reach(Protocol):
     """Which rooms this process's sockets can hear, and the way to send to them (the process
-    hub implements it; the hub owns the ``PresenceQueue``, so presence does not import it)."""
+    hub implements it, checked by mypy; the hub owns the ``PresenceQueue``, so presence does
+    not import it)."""
 
     def may_reach(self, room: str) -> bool: ...
 

@@ -38,8 +38,9 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 
@@ -66,7 +67,7 @@ def parse_offset(offset: object) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-def client_takes_offsets(headers: list[tuple[bytes, bytes]]) -> bool:
+def client_takes_offsets(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a socket with these handshake headers gets a pid and offsets: recovery is on
     and its User-Agent does not match ``RECOVERY_SKIP_USER_AGENTS`` (python-socketio: its
     handlers take the event's arguments positionally, and one more than they declare is a
@@ -361,7 +362,7 @@ class RedisRecoveryStore(RecoveryStore):
         if offset == ORIGIN:
             if int(info.get("entries-added", 0)) != int(info.get("length", 0)):
                 return None
-        elif first and parse_offset(_text(first[0])) > start:
+        elif first and (parse_offset(_text(first[0])) or start) > start:
             return None
         entries: list[Entry] = []
         cursor = offset
@@ -420,12 +421,13 @@ def get_store() -> RecoveryStore:
     """The store for this process (and, for Redis, this event loop)."""
     if not settings.REDIS_URL:
         return _memory_store
-    from realtime.sessions import get_registry
+    from realtime.sessions import RedisSessionRegistry, get_registry
 
     loop = asyncio.get_running_loop()
     store = _redis_stores.get(loop)
     if store is None:
-        store = _redis_stores[loop] = RedisRecoveryStore(get_registry().client)
+        registry = cast(RedisSessionRegistry, get_registry())  # REDIS_URL is set
+        store = _redis_stores[loop] = RedisRecoveryStore(registry.client)
     return store
 
 

@@ -73,6 +73,8 @@ class LeanConsumer(AsyncWebsocketConsumer):
     sid = ""
     user = None
     jti = ""
+    #: The hub rooms the socket is in (``realtime.hub``); each endpoint sets it at connect.
+    rooms: set[str]
     closed = False
     #: The client address counted as unauthenticated (``realtime.admission``) until released.
     _unauthenticated: str | None = None
@@ -93,7 +95,8 @@ class LeanConsumer(AsyncWebsocketConsumer):
         otherwise hold the loop until its backlog is gone — starving every other socket and
         the hub's outbox (document updates to other instances waited seconds)."""
         self.scope = scope
-        self.channel_layer = None
+        # No layer of its own, on purpose (the stubs assume every consumer has one).
+        self.channel_layer = None  # type: ignore[assignment]
         self.base_send = send
         self._gate = gate = direct.inbound_gate(send, receive)
         try:
@@ -149,6 +152,16 @@ class LeanConsumer(AsyncWebsocketConsumer):
 
     async def keep_resumable(self) -> None:
         """After the session closed: keep what a reconnecting client may resume (if any)."""
+
+    async def kick(self, code: str, message: str) -> None:
+        """Tell the client why (``code``, ``message``) and close the socket (its endpoint's
+        way: the hub kicks on logout and revocation)."""
+        raise NotImplementedError
+
+    async def on_room_left(self, room: str) -> None:
+        """Called by the hub after a membership change made elsewhere took the socket out of
+        ``room``."""
+        raise NotImplementedError
 
     def unauthenticated_message_limit(self) -> int:
         """Largest message the socket may send before it authenticates."""

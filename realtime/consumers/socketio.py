@@ -54,7 +54,7 @@ from realtime.consumers.base import (
 from realtime.db import validate_token
 from realtime.events.documents import joined_documents, leave_document
 from realtime.events.notes import recheck_note_room
-from realtime.hub import get_hub
+from realtime.hub import Connection, get_hub
 from realtime.protocol import engineio, socketio
 from realtime.protocol.errors import DecodeError
 from realtime.protocol.frames import event_frame
@@ -378,7 +378,7 @@ class SocketIOConsumer(LeanConsumer):
             if parsed is None:
                 return False
             if parsed > (recovery.parse_offset(begin) or (0, 0)):
-                begin = client_offset  # an older one is from before this session
+                begin = str(client_offset)  # an older one is from before this session
         own = rooms.user_room(self.user.pk)
         member = await self._still_allowed({own, *session.rooms})
         for room in member - self.rooms:
@@ -465,7 +465,7 @@ class SocketIOConsumer(LeanConsumer):
         async def hold(frame: str) -> None:
             held.append(frame)
 
-        self.deliver = held.append  # type: ignore[method-assign]
+        self.deliver = held.append  # type: ignore[method-assign,assignment]
         self.send_frame = hold  # type: ignore[method-assign]
         return held
 
@@ -533,3 +533,7 @@ class SocketIOConsumer(LeanConsumer):
         await self.send_frame(event_frame("error", {"code": code, "message": message}))
         await self.send_frame(_DISCONNECT_FRAME)
         await self.close(close_code, code)
+
+
+#: The hub takes this consumer as a ``Connection`` (a static check: mypy fails if it drifts).
+_is_a_connection: type[Connection] = SocketIOConsumer

@@ -67,6 +67,7 @@ from realtime.documents import (
     get_manager,
     parse_document_id,
 )
+from realtime.hub import Connection
 from realtime.protocol import yprotocol
 from realtime.protocol.errors import DecodeError
 from realtime.protocol.wsframe import SharedFrame
@@ -190,6 +191,8 @@ class YjsConsumer(LeanConsumer):
 
     async def _on_message(self, message: yprotocol.YMessage) -> None:
         room, client = self.room, self.client
+        if room is None or client is None:  # never: ``receive`` checked the socket is open
+            return
         if message.kind == yprotocol.MESSAGE_SYNC:
             if message.subtype == yprotocol.SYNC_STEP1:
                 if self.out.reply_pending():
@@ -265,3 +268,7 @@ def _changes(room: DocumentRoom, update: bytes, step2: bool) -> bool:
     return bool(theirs) and not yprotocol.deletions_covered(
         theirs, yprotocol.delete_set(room.doc.get_update(state)) or {}
     )
+
+
+#: The hub takes this consumer as a ``Connection`` (a static check: mypy fails if it drifts).
+_is_a_connection: type[Connection] = YjsConsumer

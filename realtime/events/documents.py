@@ -122,7 +122,7 @@ async def _state(conn, room: DocumentRoom) -> RawJSON:
 
 
 @on("ydoc:document:join", DocumentJoin)
-async def document_join(conn, payload: DocumentJoin) -> dict:
+async def document_join(conn, payload: DocumentJoin) -> RawJSON:
     _one_state_at_a_time(conn)
     try:
         note_id = parse_document_id(payload.document_id)
@@ -184,7 +184,7 @@ async def document_join(conn, payload: DocumentJoin) -> dict:
 
 
 @on("ydoc:document:state", DocumentRef)
-async def document_state(conn, payload: DocumentRef) -> dict:
+async def document_state(conn, payload: DocumentRef) -> RawJSON:
     _, room = _joined(conn, payload.document_id)
     _one_state_at_a_time(conn)
     return await _state(conn, room)

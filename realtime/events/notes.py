@@ -29,7 +29,8 @@ async def recheck_note_room(message: dict) -> None:
     conns = [conn for conn in tuple(hub.rooms.get(room, ())) if conn.user is not None]
     if not conns:
         return
-    access = await access_by_user(note_id, {str(conn.user.pk) for conn in conns})
+    user_ids = {str(user.pk) for conn in conns if (user := conn.user) is not None}
+    access = await access_by_user(note_id, user_ids)
     notice = event_frame("note-events", {"id": note_id, "access": None})
     for conn in conns:
         if conn.user is not None and room in conn.rooms and access.get(str(conn.user.pk)) is None:

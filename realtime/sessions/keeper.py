@@ -37,16 +37,25 @@ class KeptConnection(Protocol):
 
 
 class Changes(Protocol):
+    """Where the keeper queues presence changes (the hub's ``PresenceQueue``)."""
+
     def add(self, changes: list[Change]) -> None: ...
 
 
 class KeptProcess(Protocol):
-    """What the keeper needs of the process it keeps (the process hub implements it): its
-    sockets, its presence queue, its channel layer, and its room subscriptions."""
+    """What the keeper needs of the process it keeps (the process hub implements it; mypy
+    checks that it does): its sockets, its presence queue, its channel layer, and its room
+    subscriptions. The keeper only reads them (read-only here, so the hub's narrower types
+    fit)."""
 
-    connections: Mapping[str, KeptConnection]
-    presence: Changes
-    layer: Any
+    @property
+    def connections(self) -> Mapping[str, KeptConnection]: ...
+
+    @property
+    def presence(self) -> Changes: ...
+
+    @property
+    def layer(self) -> Any: ...
 
     async def resubscribe(self) -> None: ...
 

@@ -119,7 +119,7 @@ class RedisSessionRegistry(SessionRegistry):
         return [Change(records[i - 1].user_id, True, records[i - 1]) for i in back]
 
     async def sweep(self) -> list[Change]:
-        args = [self.clock(), self.SWEEP_BATCH, f"{self.prefix}user:"]
+        args: list[float | str] = [self.clock(), self.SWEEP_BATCH, f"{self.prefix}user:"]
         out = await self._sweep([self._records, self._deadlines], args)
         changes = []
         for i in range(0, len(out), 3):
