@@ -49,18 +49,6 @@ async def apublish(room: str, message: dict) -> None:
     await get_hub().publish(room, message)
 
 
-async def apublish_logged(
-    room: str,
-    message: dict,
-    kind: str,
-    frame: str | None = None,
-    skip: str | None = None,
-    target: str | None = None,
-) -> None:
-    """``apublish``, logged first for connection state recovery (``Hub.publish_logged``)."""
-    await get_hub().publish_logged(room, message, kind, frame, skip, target)
-
-
 async def aemit(room: str, event: str, data: Any, *, skip_sid: str | None = None) -> None:
     """Send event ``event`` with ``data`` to every socket in ``room`` except ``skip_sid``."""
     await get_hub().emit(room, event_frame(event, data), skip_sid)
@@ -113,7 +101,7 @@ async def aadd_user_to_room(
     room emit published right after may reach an instance before its join completes."""
     frame = event_frame(*notice) if notice else None
     message = {"type": "chorus.join", "target": room, "frame": frame}
-    await apublish_logged(user_room(user_id), message, "join", frame, target=room)
+    await get_hub().publish_logged(user_room(user_id), message, "join", frame, target=room)
 
 
 async def aremove_user_from_room(
@@ -122,7 +110,7 @@ async def aremove_user_from_room(
     """Take the user's live sockets out of ``room``; each gets event ``notice`` if given."""
     frame = event_frame(*notice) if notice else None
     message = {"type": "chorus.leave", "target": room, "frame": frame}
-    await apublish_logged(user_room(user_id), message, "leave", frame, target=room)
+    await get_hub().publish_logged(user_room(user_id), message, "leave", frame, target=room)
 
 
 async def apublish_document_update(note_id: object, update: bytes, user_id: object = None) -> None:

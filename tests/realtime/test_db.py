@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -129,12 +130,18 @@ def test_urgent_calls_run_before_normal_calls_still_waiting():
     assert order == ["running", "bad", "urgent0", "urgent1", "normal0", "normal1", "normal2"]
 
 
-def test_on_sqlite_the_log_writes_share_the_orm_thread_and_go_first(settings):
-    """The update log's executor on SQLite is the ORM thread's urgent queue (one writer, no
-    busy-handler waits, never behind queued saves)."""
+def test_the_log_writes_go_first_or_on_a_thread_of_their_own(settings):
+    """The update log's executor: on SQLite the ORM thread's urgent queue (one writer, no
+    busy-handler waits, never behind queued saves); on PostgreSQL a thread of its own."""
     from realtime import db
 
-    if "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
-        pytest.skip("PostgreSQL: the log has a thread of its own")
-    assert db.LOG_EXECUTOR is db._orm_thread.urgent
     assert db._executor is db._orm_thread.normal
+    if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
+        assert db.LOG_EXECUTOR is db._orm_thread.urgent
+    else:
+        assert isinstance(db.LOG_EXECUTOR, ThreadPoolExecutor)
+        assert (
+            db.LOG_EXECUTOR.submit(threading.current_thread)
+            .result(5)
+            .name.startswith("chorus-orm-log")
+        )
