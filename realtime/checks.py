@@ -7,6 +7,7 @@ import re
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from realtime import transport
 from realtime.conf import realtime_settings
 
 
@@ -56,6 +57,15 @@ def check_realtime_settings(app_configs, **kwargs):
     except (re.error, TypeError):
         problems.append(
             Error("RECOVERY_SKIP_USER_AGENTS must be a regular expression.", id="realtime.E005")
+        )
+    unknown = sorted(set(rs.TRANSPORT_PATCHES_OFF) - set(transport.PIECES))
+    if isinstance(rs.TRANSPORT_PATCHES_OFF, str) or unknown:
+        problems.append(
+            Error(
+                f"TRANSPORT_PATCHES_OFF must list piece names of {sorted(transport.PIECES)};"
+                f" unknown: {unknown or rs.TRANSPORT_PATCHES_OFF!r}.",
+                id="realtime.E006",
+            )
         )
     layer = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
     if settings.REDIS_URL and "redis" not in layer.lower():

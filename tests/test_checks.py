@@ -20,6 +20,8 @@ def test_defaults_pass():
         ({"SEND_STALL_TIMEOUT": -1}, "realtime.E003"),
         ({"RECOVERY_WINDOW": -1}, "realtime.E004"),
         ({"RECOVERY_SKIP_USER_AGENTS": "python("}, "realtime.E005"),
+        ({"TRANSPORT_PATCHES_OFF": ("fast-upgrades",)}, "realtime.E006"),  # a typo
+        ({"TRANSPORT_PATCHES_OFF": "gc"}, "realtime.E006"),  # a string, not a list
     ],
 )
 def test_contradictory_settings_fail_the_check(settings, knobs, check_id):
