@@ -39,7 +39,7 @@ import time
 from urllib.parse import parse_qs
 
 from accounts.tokens import TokenRejected, ValidatedToken
-from realtime import access, events, recovery, rooms
+from realtime import access, events, outbound, recovery, rooms
 from realtime.conf import realtime_settings
 from realtime.consumers.base import (
     CLOSE_BAD_REQUEST,
@@ -73,8 +73,26 @@ RESUMABLE_CLOSES = frozenset({CLOSE_TIMEOUT, CLOSE_GOING_AWAY})
 PRE_CONNECT_MESSAGE_BYTES = 16 * 1024
 
 
+#: This process's Engine.IO sessions that started on HTTP long-polling, by Engine.IO sid
+#: (``realtime.consumers.polling`` keeps it): a WebSocket upgrade finds its session here.
+polling_sessions: dict[str, SocketIOConsumer] = {}
+
+
 class SocketIOConsumer(LeanConsumer):
-    """One Engine.IO / Socket.IO session on one WebSocket."""
+    """One Engine.IO / Socket.IO session. Served on one WebSocket (this consumer), or started
+    on HTTP long-polling (``realtime.consumers.polling.PollingSession``) and possibly moved
+    onto a WebSocket by Engine.IO's upgrade: that WebSocket's consumer then only *carries*
+    the session (``_carry``) — probe, switch, frames in, its close."""
+
+    #: The Engine.IO transport the session starts on, and what its OPEN offers to upgrade to.
+    transport_name = "websocket"
+    upgrades: tuple[str, ...] = ()
+    #: The Engine.IO session id (the OPEN packet's ``sid``; not the Socket.IO ``sid``).
+    eio_sid = ""
+    #: On a WebSocket that carries a polling session: the session, and whether the switch
+    #: (the client's UPGRADE packet) happened.
+    _carried: SocketIOConsumer | None = None
+    _switched = False
 
     def unauthenticated_message_limit(self) -> int:
         """Before its CONNECT a socket may send only a CONNECT (a token is at most 4 KiB):
@@ -108,20 +126,27 @@ class SocketIOConsumer(LeanConsumer):
         self._rate_refusals = 0
         await self.accept()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        if query.get("EIO") != ["4"] or query.get("transport", ["websocket"]) != ["websocket"]:
+        if query.get("EIO") != ["4"] or query.get("transport") != [self.transport_name]:
             logger.info(
                 "Socket refused: EIO=%s transport=%s", query.get("EIO"), query.get("transport")
             )
-            await self.close(CLOSE_BAD_REQUEST, "Engine.IO v4 (EIO=4) over websocket only")
+            await self.close(
+                CLOSE_BAD_REQUEST, f"Engine.IO v4 (EIO=4) with transport={self.transport_name}"
+            )
             return
+        if "sid" in query:  # a WebSocket upgrading a polling session (Engine.IO's upgrade)
+            await self._carry(query["sid"][0])
+            return
+        self.eio_sid = self.new_eio_sid()
         interval = realtime_settings.WEBSOCKET_PING_INTERVAL
         timeout = realtime_settings.WEBSOCKET_PING_TIMEOUT
         await self.send_frame(
             engineio.encode_open(
-                secrets.token_urlsafe(15),
+                self.eio_sid,
                 int(interval * 1000),
                 int(timeout * 1000),
                 realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES,
+                self.upgrades,
             )
         )
         self._later("connect", realtime_settings.CONNECT_TIMEOUT, self._connect_timed_out)
@@ -130,6 +155,13 @@ class SocketIOConsumer(LeanConsumer):
     async def disconnect(self, code) -> None:
         """Note what a resumed socket gets back, stop the timers and leave every document (the
         session is closed after this, by ``LeanConsumer``, whatever happens here)."""
+        if self._carried is not None:  # a carrying WebSocket ended: so does what it carried
+            carried, self._carried = self._carried, None
+            if self._switched:
+                await carried._disconnect_once(code)
+            else:
+                carried.upgrade_abandoned()
+            return
         self.closed = True
         if self._resumable and self.user is not None and self.pid and recovery.enabled():
             kept = tuple(room for room in self.rooms if rooms.recoverable(room))
@@ -157,6 +189,57 @@ class SocketIOConsumer(LeanConsumer):
         if code not in RESUMABLE_CLOSES:
             self._resumable = False  # the server chose to end this socket
         super()._close_now(code, reason)
+
+    # --- Engine.IO's upgrade (polling -> WebSocket) -----------------------------------------
+
+    def new_eio_sid(self) -> str:
+        return secrets.token_urlsafe(15)
+
+    async def _carry(self, eio_sid: str) -> None:
+        """Become the WebSocket of the polling session ``eio_sid`` (close 4400 if this process
+        has no such session, or it is closed or already upgraded)."""
+        session = polling_sessions.get(eio_sid)
+        if session is None or not session.upgradable():
+            logger.info("Socket refused: no polling session of this process to upgrade")
+            await self.close(CLOSE_BAD_REQUEST, "unknown session")
+            return
+        self._carried = session
+        self.authenticated()  # the session was admitted at its handshake
+        # Over the mark: the session (not this carrier) decides (it closes 4413).
+        self.out = outbound.for_connection(self.base_send, session._overflowed)
+
+    async def _probe(self, text: str | None) -> None:
+        """Before the switch a carrier takes only the probe ("2probe", answered "3probe")
+        and then the switch ("5"); anything else closes it (4400), the session untouched."""
+        session = self._carried
+        assert session is not None
+        if text == engineio.PING_FRAME + "probe" and session.upgradable():
+            self.out.text(engineio.PONG_FRAME + "probe")
+            session.begin_upgrade()
+        elif text == str(engineio.UPGRADE) and session.upgrading():
+            self._switched = True
+            session.switch_to(self)
+        else:
+            await self.close(CLOSE_BAD_REQUEST, "bad upgrade")
+
+    def upgradable(self) -> bool:
+        """Whether the session runs on polling and may still move to a WebSocket."""
+        return False
+
+    def upgrading(self) -> bool:
+        """Whether a WebSocket probe of this session succeeded and no switch happened yet."""
+        return False
+
+    def begin_upgrade(self) -> None:
+        """A WebSocket probe succeeded: release the waiting GET (the client pauses polling)."""
+
+    def upgrade_abandoned(self) -> None:
+        """The probing WebSocket closed before the switch: the session stays on polling."""
+
+    def switch_to(self, carrier: SocketIOConsumer) -> None:
+        """The client switched (UPGRADE): from now on the session's frames go out on
+        ``carrier``'s WebSocket (after what waited for a GET, in order), and come in there."""
+        raise NotImplementedError
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -203,6 +286,12 @@ class SocketIOConsumer(LeanConsumer):
     # --- frames -----------------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self._carried is not None:
+            if self._switched:
+                await self._carried.receive(text_data, bytes_data)
+            else:
+                await self._probe(text_data)
+            return
         if self.closed:
             return
         limit = realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES

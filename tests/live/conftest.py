@@ -27,6 +27,7 @@ from accounts.models import User
 from channels_app.models import Channel, ChannelMember, ChannelType, MemberRole
 from tests.conftest import PASSWORD, delete_chorus_keys
 from tests.live.harness import Client, DaphneServer, RawSocket, UvicornServer
+from tests.live.nodeproc import node_binary
 
 SERVERS = pytest.StashKey[list]()
 
@@ -98,11 +99,14 @@ def server(servers) -> DaphneServer:
 
 @pytest.fixture
 async def clients(servers) -> AsyncIterator[Callable[..., Client]]:
-    """``clients(server, name)`` -> a new, unconnected ``Client``; all disconnect after the test."""
+    """``clients(server, name, transports)`` -> a new, unconnected ``Client`` (WebSocket only
+    unless ``transports`` says otherwise); all disconnect after the test."""
     made: list[Client] = []
 
-    def make(server: DaphneServer, name: str = "client") -> Client:
-        client = Client(server, name)
+    def make(
+        server: DaphneServer, name: str = "client", transports: tuple[str, ...] | None = None
+    ) -> Client:
+        client = Client(server, name, transports or ("websocket",))
         made.append(client)
         return client
 
@@ -183,3 +187,12 @@ async def ypeers(servers):
     pool = PeerPool()
     yield pool
     await pool.close_all()
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node binary, with tests/live/node/node_modules (the stock socket.io-client)."""
+    binary = node_binary()
+    if binary is None:
+        pytest.skip("node and npm are needed for the stock socket.io-client")
+    return binary

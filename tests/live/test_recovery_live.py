@@ -12,36 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import socket
 import struct
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.live.harness import Client
+from tests.live.nodeproc import NodeProcess
 from tests.live.test_channels_live import People, create_channel, post, rest
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
 EVENT = "events:channel"
-
-
-@pytest.fixture(scope="session")
-def node() -> str:
-    """The node binary, with tests/live/node/node_modules installed."""
-    binary = shutil.which("node")
-    if binary is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the stock socket.io-client")
-    if not (NODE_DIR / "node_modules" / "socket.io-client").exists():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--omit=optional"], cwd=NODE_DIR, check=True
-        )
-    return binary
 
 
 class TcpProxy:
@@ -97,49 +80,16 @@ class TcpProxy:
             writer.transport.abort()
 
 
-class NodeClient:
+class NodeClient(NodeProcess):
     """``recovery_client.cjs`` in a subprocess: every line it prints, parsed, in ``lines``."""
 
     def __init__(self, node: str, url: str, auth: dict[str, Any]) -> None:
-        self.args = [node, str(NODE_DIR / "recovery_client.cjs"), url, json.dumps(auth)]
-        self.lines: list[dict] = []
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task | None = None
-
-    async def start(self) -> NodeClient:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.args, stdout=asyncio.subprocess.PIPE, env={**os.environ, "DEBUG": ""}
-        )
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        while line := await self.process.stdout.readline():
-            self.lines.append(json.loads(line))
-
-    async def wait_for(self, kind: str, count: int = 1, timeout: float = 15.0) -> list[dict]:
-        """Poll until ``count`` lines of ``kind`` were printed; returns them."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            found = [line for line in self.lines if line["type"] == kind]
-            if len(found) >= count:
-                return found
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"{count} x {kind} not printed in {timeout}s: {self.lines[-5:]}"
-            )
-            await asyncio.sleep(0.05)
+        super().__init__(node, "recovery_client.cjs", url, json.dumps(auth))
 
     def events(self, name: str = EVENT) -> list[list]:
         return [
             line["args"] for line in self.lines if line["type"] == "event" and line["name"] == name
         ]
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        if self._reader is not None:
-            await self._reader
 
 
 @pytest.fixture
