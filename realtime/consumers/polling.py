@@ -39,8 +39,10 @@ from urllib.parse import parse_qs
 from config.proxies import scope_client_address
 from realtime.admission import unauthenticated
 from realtime.conf import realtime_settings
+from realtime.consumers import forwarding
 from realtime.consumers.base import CLOSE_BAD_REQUEST, CLOSE_TOO_LARGE
 from realtime.consumers.socketio import SocketIOConsumer, polling_sessions
+from realtime.hub import get_hub
 from realtime.middleware import header, origin_allowed, token_from_scope
 from realtime.outbound import PollingOutbound
 from realtime.protocol import engineio
@@ -63,6 +65,9 @@ class PollingSession(SocketIOConsumer):
 
     async def accept(self, subprotocol=None, headers=None) -> None:
         """Nothing to accept: the handshake's response carries the OPEN packet."""
+
+    def new_eio_sid(self) -> str:
+        return forwarding.home_sid()  # names this process: any instance can reach it
 
     async def open(self, scope: dict) -> bool:
         """Start the session for the handshake request ``scope``; False (nothing started)
@@ -214,25 +219,80 @@ async def polling_app(scope, receive, send) -> None:
     if sid is None:
         await _handshake(scope, receive, send, cors)
         return
-    session = polling_sessions.get(sid[0])
-    if session is None:
-        await _error(send, 400, engineio.SESSION_ID_UNKNOWN, cors)
-        return
-    if not isinstance(session.out, PollingOutbound):  # upgraded: polling is over
-        await _error(send, 400, engineio.BAD_REQUEST, cors, "session upgraded")
-        return
-    if method == "GET":
-        await _poll(session, session.out, receive, send, cors)
-    elif method == "POST":
-        await _post(session, receive, send, cors)
-    else:
+    if method not in ("GET", "POST"):
         await _error(send, 400, engineio.BAD_REQUEST, cors, "method not allowed")
+        return
+    body = b""
+    if method == "POST":
+        try:
+            read = await _read_body(receive, realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES)
+        except _Gone:
+            return  # nothing of a partial payload is handled
+        if read is None:
+            session = polling_sessions.get(sid[0])
+            if session is not None:
+                await session.close(CLOSE_TOO_LARGE, "message too large")
+            await _error(send, 413, engineio.BAD_REQUEST, cors, "payload too large")
+            return
+        body = read
+    # A client that leaves a long-poll leaves what waits for its next GET; a payload, once
+    # read whole, is always handled to the end (never cut off halfway through a handler).
+    loop = asyncio.get_running_loop()
+    gone = (
+        asyncio.ensure_future(_disconnected(receive)) if method == "GET" else loop.create_future()
+    )
+    try:
+        home = None if sid[0] in polling_sessions else forwarding.home_of(sid[0])
+        if home is not None and home != get_hub().channel_name:
+            hold = realtime_settings.WEBSOCKET_PING_INTERVAL if method == "GET" else 0.0
+            answered = await forwarding.forward(home, method, sid[0], body, hold, gone)
+            if answered is None and gone.done():
+                return
+            answered = answered or (400, _JSON, engineio.error_body(engineio.SESSION_ID_UNKNOWN))
+        else:
+            answering = asyncio.ensure_future(answer(method, sid[0], body))
+            await asyncio.wait((answering, gone), return_when=asyncio.FIRST_COMPLETED)
+            if not answering.done():  # the client left: what waited stays for its next GET
+                answering.cancel()
+                return
+            answered = answering.result()
+    finally:
+        gone.cancel()
+    status, content_type, payload = answered
+    await _respond(send, status, payload, content_type, cors)
+
+
+async def answer(method: str, sid: str, body: bytes) -> tuple[int, bytes, bytes]:
+    """Answer a GET or POST of this process's polling session ``sid`` — asked directly or
+    forwarded by another instance (``realtime.consumers.forwarding``): (status, content type,
+    body)."""
+    session = polling_sessions.get(sid)
+    if session is None:
+        return 400, _JSON, engineio.error_body(engineio.SESSION_ID_UNKNOWN)
+    out = session.out
+    if not isinstance(out, PollingOutbound):  # upgraded: polling is over
+        return 400, _JSON, engineio.error_body(engineio.BAD_REQUEST, "session upgraded")
+    if method == "POST":
+        if len(body) > session.message_limit():
+            await session.close(CLOSE_TOO_LARGE, "message too large")
+            return 413, _JSON, engineio.error_body(engineio.BAD_REQUEST, "payload too large")
+        status, answer_body = await session.take_payload(body)
+        return status, (b"text/html" if status == 200 else _JSON), answer_body
+    payload = await out.poll(realtime_settings.WEBSOCKET_PING_INTERVAL)
+    if payload is None:  # a second GET while one waits: Engine.IO ends the session
+        await session.close(CLOSE_BAD_REQUEST, "overlapping polls")
+        return 400, _JSON, engineio.error_body(engineio.BAD_REQUEST, "overlapping polls")
+    if out.finished.is_set():
+        session.forget()
+    return 200, _TEXT, payload.encode()
 
 
 async def _handshake(scope, receive, send, cors) -> None:
     if scope["method"] != "GET":
         await _error(send, 400, engineio.BAD_HANDSHAKE_METHOD, cors)
         return
+    if not get_hub().single_process:
+        await forwarding.start(answer)  # this process may be asked for its sessions
     session = PollingSession()
     if not await session.open(scope):
         await _error(send, 429, engineio.FORBIDDEN, cors, "too many unauthenticated sockets")
@@ -241,47 +301,8 @@ async def _handshake(scope, receive, send, cors) -> None:
     await _respond(send, 200, engineio.encode_payload(session.out.take()).encode(), _TEXT, cors)
 
 
-async def _poll(session: PollingSession, out: PollingOutbound, receive, send, cors) -> None:
-    """Answer a GET with the session's next payload; a client gone meanwhile leaves what
-    waits for its next GET."""
-    poll = asyncio.ensure_future(out.poll(realtime_settings.WEBSOCKET_PING_INTERVAL))
-    gone = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait((poll, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if not poll.done():
-        poll.cancel()
-        return
-    payload = poll.result()
-    if payload is None:  # a second GET while one waits: Engine.IO ends the session
-        await session.close(CLOSE_BAD_REQUEST, "overlapping polls")
-        await _error(send, 400, engineio.BAD_REQUEST, cors, "overlapping polls")
-        return
-    await _respond(send, 200, payload.encode(), _TEXT, cors)
-    if out.finished.is_set():
-        session.forget()
-
-
 class _Gone(Exception):
     """The client went away before its request was whole."""
-
-
-async def _post(session: PollingSession, receive, send, cors) -> None:
-    limit = session.message_limit()
-    try:
-        body = await _read_body(receive, limit)
-    except _Gone:
-        return  # nothing of a partial payload is handled
-    if body is None:
-        await session.close(CLOSE_TOO_LARGE, "message too large")
-        await _error(send, 413, engineio.BAD_REQUEST, cors, "payload too large")
-        return
-    status, answer = await session.take_payload(body)
-    if status == 200:
-        await _respond(send, 200, answer, b"text/html", cors)
-    else:
-        await _respond(send, status, answer, _JSON, cors)
 
 
 async def _disconnected(receive) -> None:

@@ -691,11 +691,12 @@ class RawPolling:
         self.open: dict = {}
         self.sid = ""
 
-    def url(self, sid: str | None = None, **query: str) -> str:
+    def url(self, sid: str | None = None, via: DaphneServer | None = None, **query: str) -> str:
+        """The polling URL on ``via`` (default: the server given at creation)."""
         params = {"EIO": "4", "transport": "polling", **query}
         if sid is not None:
             params["sid"] = sid
-        return f"{self.server.url}{SOCKETIO_PATH}/?{urlencode(params)}"
+        return f"{(via or self.server).url}{SOCKETIO_PATH}/?{urlencode(params)}"
 
     async def request(
         self, method: str, url: str, body: bytes | str | None = None, **headers: str
@@ -703,8 +704,8 @@ class RawPolling:
         async with self.http.request(method, url, data=body, headers=headers) as response:
             return response.status, dict(response.headers), await response.read()
 
-    async def handshake(self, **headers: str) -> dict:
-        status, _, body = await self.request("GET", self.url(), **headers)
+    async def handshake(self, via: DaphneServer | None = None, **headers: str) -> dict:
+        status, _, body = await self.request("GET", self.url(via=via), **headers)
         assert status == 200, (status, body)
         text = body.decode()
         assert text.startswith("0{"), text
@@ -712,12 +713,13 @@ class RawPolling:
         self.sid = self.open["sid"]
         return self.open
 
-    async def post(self, *packets: str) -> tuple[int, bytes]:
-        status, _, body = await self.request("POST", self.url(self.sid), "\x1e".join(packets))
+    async def post(self, *packets: str, via: DaphneServer | None = None) -> tuple[int, bytes]:
+        url = self.url(self.sid, via)
+        status, _, body = await self.request("POST", url, "\x1e".join(packets))
         return status, body
 
-    async def get(self) -> list[str | bytes]:
-        status, _, body = await self.request("GET", self.url(self.sid))
+    async def get(self, via: DaphneServer | None = None) -> list[str | bytes]:
+        status, _, body = await self.request("GET", self.url(self.sid, via))
         assert status == 200, (status, body)
         packets: list[str | bytes] = []
         for packet in body.decode().split("\x1e"):
