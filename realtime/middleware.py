@@ -72,8 +72,9 @@ class OriginCheckMiddleware:
         return await self.app(scope, receive, send)
 
 
-def token_from_scope(scope: dict) -> str | None:
-    """The raw token from the header, the ``token`` cookie or ``?token=``; None if absent."""
+def token_from_scope(scope: dict, from_query: bool = True) -> str | None:
+    """The raw token from the header, the ``token`` cookie or (``from_query``) ``?token=``;
+    None if absent."""
     auth = header(scope, b"authorization")
     if auth:
         return bearer_token(auth) or ""
@@ -87,7 +88,7 @@ def token_from_scope(scope: dict) -> str | None:
         if "token" in jar:
             return jar["token"].value
     raw_query = scope.get("query_string", b"")
-    if b"token=" not in raw_query:  # the usual case: skip parsing
+    if not from_query or b"token=" not in raw_query:  # the usual case: skip parsing
         return None
     query = parse_qs(raw_query.decode("latin-1"))
     if query.get("token"):

@@ -73,7 +73,8 @@ class PollingSession(SocketIOConsumer):
         """Start the session for the handshake request ``scope``; False (nothing started)
         when its client address already holds ``MAX_UNAUTHENTICATED_PER_ADDRESS``
         unauthenticated sockets."""
-        self.scope = {**scope, "credentials": token_from_scope(scope)}
+        # Never ``?token=`` here: HTTP access logs (daphne's among them) print request URLs.
+        self.scope = {**scope, "credentials": token_from_scope(scope, from_query=False)}
         self.channel_layer = None  # type: ignore[assignment]
         address = scope_client_address(scope)
         if not unauthenticated.admit(address):

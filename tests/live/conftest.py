@@ -98,15 +98,26 @@ def server(servers) -> DaphneServer:
 
 
 @pytest.fixture
-async def clients(servers) -> AsyncIterator[Callable[..., Client]]:
-    """``clients(server, name, transports)`` -> a new, unconnected ``Client`` (WebSocket only
-    unless ``transports`` says otherwise); all disconnect after the test."""
+def socket_transport() -> tuple[str, ...]:
+    """The transports ``clients`` connect with unless told otherwise: WebSocket alone. A test
+    module whose behaviour is the same on every transport parametrizes this fixture."""
+    return ("websocket",)
+
+
+@pytest.fixture
+async def clients(servers, socket_transport) -> AsyncIterator[Callable[..., Client]]:
+    """``clients(server, name, transports)`` -> a new, unconnected ``Client`` (on
+    ``socket_transport`` unless ``transports`` says otherwise; ``None`` there is
+    python-socketio's default); all disconnect after the test."""
     made: list[Client] = []
 
     def make(
-        server: DaphneServer, name: str = "client", transports: tuple[str, ...] | None = None
+        server: DaphneServer,
+        name: str = "client",
+        transports: tuple[str, ...] | str | None = "",
     ) -> Client:
-        client = Client(server, name, transports or ("websocket",))
+        chosen = socket_transport if transports == "" else transports
+        client = Client(server, name, chosen)  # type: ignore[arg-type]
         made.append(client)
         return client
 

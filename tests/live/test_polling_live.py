@@ -325,3 +325,28 @@ async def test_upgrade_switch_loses_and_repeats_nothing(server, polls, alice, bo
     status, _, body = await raw.request("GET", raw.url(raw.sid))
     assert status == 400 and json.loads(body)["code"] == 3
     await ws.close()
+
+
+async def test_a_token_in_the_polling_url_is_never_taken(server, polls, alice):
+    """Access logs print polling URLs: a ``?token=`` there does not authenticate (a header
+    does)."""
+    token = await access(alice)
+    raw = polls(server)
+    status, _, body = await raw.request("GET", raw.url(token=token))
+    assert status == 200
+    raw.sid = json.loads(body.decode()[1:])["sid"]
+    assert (await raw.post("40"))[0] == 200
+    refused = [p for p in await raw.get() if isinstance(p, str) and p.startswith("44")]
+    assert refused and json.loads(refused[0][2:])["data"] == {"code": "auth_required"}
+    headed = polls(server)
+    await headed.handshake(Authorization=f"Bearer {token}")
+    assert (await headed.post("40"))[0] == 200
+    assert any(isinstance(p, str) and p.startswith("40{") for p in await headed.get())
+
+
+async def test_uvicorn_serves_polling_and_the_upgrade(servers, clients, alice):
+    server = servers.uvicorn()
+    client = await clients(server, "alice", DEFAULT).connect(await access(alice))
+    assert (await client.join())["id"] == str(alice.id)
+    await eventually(lambda: client.sio.transport() == "websocket")
+    assert "error" not in await client.call("heartbeat")

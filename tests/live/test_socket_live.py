@@ -1,5 +1,6 @@
 """The Socket.IO endpoint against a real daphne process, with real python-socketio clients.
 
+Every test runs twice: python-socketio clients on WebSocket, and on HTTP long-polling alone.
 One daphne per test, on the test database (SQLite in pass 1, PostgreSQL in pass 2), without
 Redis: the in-memory channel layer and session registry of that one process. The protocol is
 docs/protocol.md (spec §2-7): auth codes, kicks, heartbeat, typing relay, presence on ping
@@ -30,6 +31,12 @@ from tests.live.harness import (
 )
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(params=[("websocket",), ("polling",)], ids=["websocket", "polling"])
+def socket_transport(request) -> tuple[str, ...]:
+    """Every test here runs on both Engine.IO transports: the behaviour is the same."""
+    return request.param
 
 
 @database_sync_to_async
