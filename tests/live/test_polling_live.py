@@ -350,3 +350,32 @@ async def test_uvicorn_serves_polling_and_the_upgrade(servers, clients, alice):
     assert (await client.join())["id"] == str(alice.id)
     await eventually(lambda: client.sio.transport() == "websocket")
     assert "error" not in await client.call("heartbeat")
+
+
+# --- the same rules as on a WebSocket (docs/protocol.md §2.1) ---------------------------------
+
+
+async def test_polling_session_without_connect_in_time_is_closed(servers, polls):
+    server = servers(CONNECT_TIMEOUT=0.5)
+    raw = polls(server)
+    await raw.handshake()
+    packets: list = []
+    while "1" not in packets:  # long-polls until the CLOSE the deadline queues
+        packets = await raw.get()
+    status, _, body = await raw.request("GET", raw.url(raw.sid))
+    assert status == 400 and json.loads(body)["code"] == 1
+
+
+async def test_socket_cap_counts_polling_sessions(servers, clients, alice):
+    server = servers(MAX_SOCKETS_PER_USER=1)
+    token = await access(alice)
+    await clients(server, "alice@ws").connect(token)
+    error = await clients(server, "alice@polling", POLLING).refused(token)
+    assert error["data"] == {"code": "too_many_connections"}
+
+
+async def test_event_rate_limit_applies_over_polling(servers, clients, alice):
+    server = servers(EVENT_RATE=1, EVENT_BURST=2)
+    client = await clients(server, "alice", POLLING).connect(await access(alice))
+    acks = [await client.call("heartbeat") for _ in range(4)]
+    assert any(ack.get("error", {}).get("code") == "rate_limited" for ack in acks), acks
