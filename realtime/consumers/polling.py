@@ -60,7 +60,6 @@ class PollingSession(SocketIOConsumer):
 
     transport_name = "polling"
     upgrades = ("websocket",)
-    out: PollingOutbound | None  # type: ignore[assignment]
     _upgrading = False
 
     async def accept(self, subprotocol=None, headers=None) -> None:
@@ -96,6 +95,11 @@ class PollingSession(SocketIOConsumer):
         task.add_done_callback(self._running.discard)
         grace = realtime_settings.WEBSOCKET_PING_INTERVAL + realtime_settings.WEBSOCKET_PING_TIMEOUT
         loop.call_later(grace, self.forget)
+
+    async def disconnect(self, code) -> None:
+        await super().disconnect(code)
+        if not isinstance(self.out, PollingOutbound):
+            self.forget()  # upgraded: no GET will come for a CLOSE
 
     def forget(self) -> None:
         if polling_sessions.get(self.eio_sid) is self:

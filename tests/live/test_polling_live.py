@@ -326,6 +326,17 @@ async def test_upgrade_switch_loses_and_repeats_nothing(server, polls, alice, bo
     assert status == 400 and json.loads(body)["code"] == 3
     await ws.close()
 
+    async def forgotten() -> bool:  # the session ended with its WebSocket: nothing kept
+        status, _, body = await raw.request("GET", raw.url(raw.sid))
+        return status == 400 and json.loads(body)["code"] == 1
+
+    for _ in range(100):
+        if await forgotten():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the upgraded session is still known after its WebSocket closed")
+
 
 async def test_a_token_in_the_polling_url_is_never_taken(server, polls, alice):
     """Access logs print polling URLs: a ``?token=`` there does not authenticate (a header
