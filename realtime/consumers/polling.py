@@ -26,7 +26,9 @@ The upgrade: the client opens ``/ws/socket.io/?EIO=4&transport=websocket&sid=…
 WebSocket's consumer *carries* the session (``SocketIOConsumer._carry``): "2probe" →
 "3probe" (and the waiting GET is answered at once, so the client can pause polling), then
 "5" → ``switch_to``: what waited for a GET goes out on the WebSocket first, in order, then
-everything else; nothing is lost or sent twice.
+everything else; nothing is lost or sent twice. A WebSocket reaching another instance is
+relayed to this one (``realtime.consumers.relay``; the requests ``PROBE`` and ``SWITCH`` of
+``answer``).
 Module map: docs/realtime.md.
 """
 
@@ -41,10 +43,11 @@ from realtime.admission import unauthenticated
 from realtime.conf import realtime_settings
 from realtime.consumers import forwarding
 from realtime.consumers.base import CLOSE_BAD_REQUEST, CLOSE_TOO_LARGE
+from realtime.consumers.relay import RemoteOutbound, start_home
 from realtime.consumers.socketio import SocketIOConsumer, polling_sessions
 from realtime.hub import get_hub
 from realtime.middleware import header, origin_allowed, token_from_scope
-from realtime.outbound import PollingOutbound
+from realtime.outbound import Outbound, PollingOutbound
 from realtime.protocol import engineio
 from realtime.protocol.errors import DecodeError
 from realtime.transport import direct
@@ -125,22 +128,23 @@ class PollingSession(SocketIOConsumer):
             self.out.upgrading = False
 
     def switch_to(self, carrier: SocketIOConsumer) -> None:
+        assert carrier.out is not None
+        self._switch(carrier.out, carrier._protocol, carrier._gate)
+
+    def _switch(self, out: Outbound, protocol=None, gate=None) -> None:
+        """From now on the session's frames leave through ``out`` (first what waited for a
+        GET, in order)."""
         polling = self.out
-        assert isinstance(polling, PollingOutbound) and carrier.out is not None
+        assert isinstance(polling, PollingOutbound)
         self._upgrading = False
         polling.upgrading = False
-        polling.hand_over(carrier.out)
+        polling.hand_over(out)
         polling.release()  # a GET still waiting gets a NOOP
-        self.out = carrier.out  # type: ignore[assignment]
-        self._protocol = carrier._protocol
-        self._gate = carrier._gate
-        if self._protocol is not None:
-            limit = (
-                self.unauthenticated_message_limit()
-                if self.user is None
-                else self.authenticated_message_limit()
-            )
-            direct.limit_messages(self._protocol, limit)
+        self.out = out
+        self._protocol = protocol
+        self._gate = gate
+        if protocol is not None:
+            direct.limit_messages(protocol, self.message_limit())
         logger.debug("Session %s upgraded to websocket", self.sid or "-")
 
     # --- requests ---------------------------------------------------------------------------
@@ -277,6 +281,18 @@ async def answer(method: str, sid: str, body: bytes) -> tuple[int, bytes, bytes]
     out = session.out
     if not isinstance(out, PollingOutbound):  # upgraded: polling is over
         return 400, _JSON, engineio.error_body(engineio.BAD_REQUEST, "session upgraded")
+    if method == "PROBE":  # a WebSocket on another instance probes (realtime.consumers.relay)
+        if not session.upgradable():
+            return 400, _JSON, engineio.error_body(engineio.BAD_REQUEST, "not upgradable")
+        session.begin_upgrade()
+        return 200, _TEXT, b"ok"
+    if method == "SWITCH":  # … and switches: body = its hub channel, "\n", its relay key
+        carrier_hub, _, key = body.decode().partition("\n")
+        if not session.upgrading() or not key:
+            return 400, _JSON, engineio.error_body(engineio.BAD_REQUEST, "not upgrading")
+        relayed = RemoteOutbound(carrier_hub, key, session._overflowed, session._transport_closed)
+        session._switch(relayed)
+        return 200, _TEXT, b"ok"
     if method == "POST":
         if len(body) > session.message_limit():
             await session.close(CLOSE_TOO_LARGE, "message too large")
@@ -298,6 +314,7 @@ async def _handshake(scope, receive, send, cors) -> None:
         return
     if not get_hub().single_process:
         await forwarding.start(answer)  # this process may be asked for its sessions
+        start_home(polling_sessions.get)
     session = PollingSession()
     if not await session.open(scope):
         await _error(send, 429, engineio.FORBIDDEN, cors, "too many unauthenticated sockets")

@@ -41,6 +41,7 @@ from urllib.parse import parse_qs
 from accounts.tokens import TokenRejected, ValidatedToken
 from realtime import access, events, outbound, recovery, rooms
 from realtime.conf import realtime_settings
+from realtime.consumers import forwarding
 from realtime.consumers.base import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
@@ -51,6 +52,7 @@ from realtime.consumers.base import (
     CLOSE_UNAUTHORIZED,
     LeanConsumer,
 )
+from realtime.consumers.relay import RemoteCarry
 from realtime.db import validate_token
 from realtime.events.documents import joined_documents, leave_document
 from realtime.events.notes import recheck_note_room
@@ -93,6 +95,8 @@ class SocketIOConsumer(LeanConsumer):
     #: (the client's UPGRADE packet) happened.
     _carried: SocketIOConsumer | None = None
     _switched = False
+    #: On a WebSocket that carries a session of another instance: the relay to it.
+    _relay: RemoteCarry | None = None
 
     def unauthenticated_message_limit(self) -> int:
         """Before its CONNECT a socket may send only a CONNECT (a token is at most 4 KiB):
@@ -155,6 +159,10 @@ class SocketIOConsumer(LeanConsumer):
     async def disconnect(self, code) -> None:
         """Note what a resumed socket gets back, stop the timers and leave every document (the
         session is closed after this, by ``LeanConsumer``, whatever happens here)."""
+        if self._relay is not None:
+            relay, self._relay = self._relay, None
+            await relay.lost(code)
+            return
         if self._carried is not None:  # a carrying WebSocket ended: so does what it carried
             carried, self._carried = self._carried, None
             if self._switched:
@@ -199,6 +207,11 @@ class SocketIOConsumer(LeanConsumer):
         """Become the WebSocket of the polling session ``eio_sid`` (close 4400 if this process
         has no such session, or it is closed or already upgraded)."""
         session = polling_sessions.get(eio_sid)
+        home = forwarding.home_of(eio_sid) if session is None else None
+        if home is not None and home != get_hub().channel_name:  # relayed to the home
+            self._relay = RemoteCarry(self, home, eio_sid)
+            self.authenticated()
+            return
         if session is None or not session.upgradable():
             logger.info("Socket refused: no polling session of this process to upgrade")
             await self.close(CLOSE_BAD_REQUEST, "unknown session")
@@ -286,6 +299,9 @@ class SocketIOConsumer(LeanConsumer):
     # --- frames -----------------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self._relay is not None:
+            await self._relay.receive(text_data, bytes_data)
+            return
         if self._carried is not None:
             if self._switched:
                 await self._carried.receive(text_data, bytes_data)

@@ -13,9 +13,16 @@ from types import SimpleNamespace
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
 
-from tests.live.harness import SOCKETIO_PATH, Client, DaphneServer, RawPolling, access, typing_event
+from tests.live.harness import (
+    SOCKETIO_PATH,
+    Client,
+    DaphneServer,
+    RawPolling,
+    access,
+    eventually,
+    typing_event,
+)
 
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -133,22 +140,55 @@ async def test_requests_alternating_between_instances_work_as_on_one(
     event = "422" + json.dumps(["events:channel", typing(channel.id)])
     assert (await raw.post(event, via=b))[0] == 200
     await bob_ws.wait_for("events:channel", typing_event(channel.id, alice.id))
-    # a WebSocket upgrade landing on B: refused there; the session goes on polling
-    upgrade = f"ws://127.0.0.1:{b.port}{SOCKETIO_PATH}/?EIO=4&transport=websocket&sid={raw.sid}"
-    async with ws_connect(upgrade, ping_interval=None) as ws:
-        with pytest.raises(ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 5)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
-    assert (await raw.post('423["heartbeat",{}]', via=b))[0] == 200
-    acked = False
-    for via in itertools.islice(itertools.cycle((a, b)), 6):
-        acked = any(isinstance(p, str) and p.startswith("433[") for p in await raw.get(via=via))
-        if acked:
-            break
-    assert acked
     # a sid with a home nobody answers for: Session ID unknown (after the forward's wait)
     status, _, body = await raw.request("POST", raw.url("x.bm9ib2R5", via=b), "6")
     assert status == 400 and json.loads(body)["code"] == 1
+
+
+async def test_upgrade_on_another_instance_is_relayed_to_the_home(
+    instances, polls, clients, alice, bob, group_channel
+):
+    """The WebSocket of the upgrade lands on B, the session lives on A: B relays it — acks,
+    broadcasts and the end of the socket all go through."""
+    a, b = instances()
+    channel = await group_channel(alice, bob)
+    raw = polls(a)
+    await raw.handshake(via=a)
+    assert (await raw.post("40" + json.dumps({"token": await access(alice)}), via=a))[0] == 200
+    await raw.get(via=a)  # the CONNECT reply
+    assert (await raw.post('421["user-join",{}]', via=a))[0] == 200
+    await raw.get(via=a)  # its ack
+    polling = asyncio.ensure_future(raw.get(via=a))
+    upgrade = f"ws://127.0.0.1:{b.port}{SOCKETIO_PATH}/?EIO=4&transport=websocket&sid={raw.sid}"
+    ws = await ws_connect(upgrade, ping_interval=None)
+    await ws.send("2probe")
+    assert await asyncio.wait_for(ws.recv(), 5) == "3probe"
+    await asyncio.wait_for(polling, 5)  # the home released its waiting GET
+    await ws.send("5")
+    await ws.send('427["heartbeat",{}]')
+    bob_ws = await clients(b, "bob@B").connect(await access(bob))
+    await bob_ws.join()
+    assert await bob_ws.call("events:channel", typing(channel.id)) == {}
+    got_ack = got_typing = False
+    bob_typing = typing_event(channel.id, bob.id)
+    while not (got_ack and got_typing):
+        frame = await asyncio.wait_for(ws.recv(), 5)
+        if frame == "2":
+            await ws.send("3")
+        elif isinstance(frame, str) and frame.startswith("437["):
+            got_ack = True
+        elif isinstance(frame, str) and frame.startswith('42["events:channel"'):
+            got_typing = got_typing or bob_typing(json.loads(frame[2:])[1])
+    await ws.send("42" + json.dumps(["events:channel", typing(channel.id)]))
+    await bob_ws.wait_for("events:channel", typing_event(channel.id, alice.id))
+    status, _, body = await raw.request("GET", raw.url(raw.sid, via=a))
+    assert status == 400 and json.loads(body)["code"] == 3  # polling is over
+    await ws.close()  # the end of the relayed WebSocket ends the session at its home
+
+    async def offline() -> bool:
+        return str(alice.id) not in await b.online_ids(channel.id, await access(bob))
+
+    await eventually(offline)
 
 
 async def test_a_client_leaving_a_forwarded_poll_loses_nothing(
