@@ -26,7 +26,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from accounts.models import User
 from channels_app.models import Channel, ChannelMember, ChannelType, MemberRole
 from tests.conftest import PASSWORD, delete_chorus_keys
-from tests.live.harness import Client, DaphneServer, RawSocket, UvicornServer
+from tests.live.harness import Client, DaphneServer, RawPolling, RawSocket, UvicornServer
 from tests.live.nodeproc import node_binary
 
 SERVERS = pytest.StashKey[list]()
@@ -133,6 +133,21 @@ async def raw_sockets(servers) -> AsyncIterator[Callable[[DaphneServer], RawSock
 
     def make(server: DaphneServer) -> RawSocket:
         made.append(RawSocket(server))
+        return made[-1]
+
+    yield make
+    for raw in made:
+        await raw.close()
+
+
+@pytest.fixture
+async def polls(servers) -> AsyncIterator[Callable[[DaphneServer], RawPolling]]:
+    """``polls(server)`` -> a new ``RawPolling`` (hand-spoken Engine.IO long-polling); closed
+    after the test."""
+    made: list[RawPolling] = []
+
+    def make(server: DaphneServer) -> RawPolling:
+        made.append(RawPolling(server))
         return made[-1]
 
     yield make

@@ -726,15 +726,24 @@ class RawPolling:
             packets.append(base64.b64decode(packet[1:]) if packet.startswith("b") else packet)
         return packets
 
-    async def connect(self, token: str) -> str:
+    async def connect(self, token: str, via: DaphneServer | None = None) -> str:
         """Handshake, CONNECT with ``token``; returns the Socket.IO sid."""
-        await self.handshake()
-        status, _ = await self.post("40" + json.dumps({"token": token}))
+        await self.handshake(via)
+        status, _ = await self.post("40" + json.dumps({"token": token}), via=via)
         assert status == 200
         while True:
-            for packet in await self.get():
+            for packet in await self.get(via):
                 if isinstance(packet, str) and packet.startswith("40{"):
                     return json.loads(packet[2:])["sid"]
+
+    async def join(self, via: DaphneServer | None = None) -> dict:
+        """``user-join`` (ack id 1); returns its ack."""
+        status, _ = await self.post('421["user-join",{}]', via=via)
+        assert status == 200
+        while True:
+            for packet in await self.get(via):
+                if isinstance(packet, str) and packet.startswith("431["):
+                    return json.loads(packet[3:])[0]
 
     async def close(self) -> None:
         await self.http.close()

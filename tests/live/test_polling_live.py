@@ -22,7 +22,6 @@ from notes.models import Note, NoteGrant, Permission, PrincipalType
 from tests.live.harness import (
     SOCKETIO_PATH,
     Beacon,
-    RawPolling,
     access,
     eventually,
     typing_event,
@@ -33,20 +32,6 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 DEFAULT = None  # python-socketio's default transports: polling, then the upgrade
 POLLING = ("polling",)
-
-
-@pytest.fixture
-async def polls(servers):
-    """``polls(server)`` -> a new ``RawPolling``; closed after the test."""
-    made: list[RawPolling] = []
-
-    def make(server) -> RawPolling:
-        made.append(RawPolling(server))
-        return made[-1]
-
-    yield make
-    for raw in made:
-        await raw.close()
 
 
 def typing(channel_id, on: bool) -> dict:

@@ -17,12 +17,11 @@ from websockets.asyncio.client import connect as ws_connect
 from tests.live.harness import (
     SOCKETIO_PATH,
     Client,
-    DaphneServer,
-    RawPolling,
     access,
     eventually,
     typing_event,
 )
+from tests.live.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -35,63 +34,6 @@ def instances(servers, clean_redis):
         return servers.many(["instance-A", "instance-B"], clean_redis, **knobs)
 
     return start
-
-
-@pytest.fixture
-async def polls(servers):
-    made: list[RawPolling] = []
-
-    def make(server) -> RawPolling:
-        made.append(RawPolling(server))
-        return made[-1]
-
-    yield make
-    for raw in made:
-        await raw.close()
-
-
-class RoundRobinProxy:
-    """A TCP load balancer without affinity: each new connection goes to the next backend."""
-
-    def __init__(self, *backends: DaphneServer) -> None:
-        self._next = itertools.cycle(backends)
-        self.port = 0
-        self.picked: list[str] = []
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> RoundRobinProxy:
-        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        backend = next(self._next)
-        self.picked.append(backend.name)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", backend.port)
-        self._writers |= {writer, up_writer}
-
-        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
 
 
 def typing(channel_id, on: bool = True) -> dict:
@@ -153,11 +95,8 @@ async def test_upgrade_on_another_instance_is_relayed_to_the_home(
     a, b = instances()
     channel = await group_channel(alice, bob)
     raw = polls(a)
-    await raw.handshake(via=a)
-    assert (await raw.post("40" + json.dumps({"token": await access(alice)}), via=a))[0] == 200
-    await raw.get(via=a)  # the CONNECT reply
-    assert (await raw.post('421["user-join",{}]', via=a))[0] == 200
-    await raw.get(via=a)  # its ack
+    await raw.connect(await access(alice), via=a)
+    await raw.join(via=a)
     polling = asyncio.ensure_future(raw.get(via=a))
     upgrade = f"ws://127.0.0.1:{b.port}{SOCKETIO_PATH}/?EIO=4&transport=websocket&sid={raw.sid}"
     ws = await ws_connect(upgrade, ping_interval=None)
@@ -199,11 +138,8 @@ async def test_a_client_leaving_a_forwarded_poll_loses_nothing(
     a, b = instances()
     channel = await group_channel(alice, bob)
     raw = polls(a)
-    await raw.handshake(via=a)
-    assert (await raw.post("40" + json.dumps({"token": await access(alice)}), via=a))[0] == 200
-    await raw.get(via=a)  # the CONNECT reply
-    assert (await raw.post('421["user-join",{}]', via=a))[0] == 200
-    await raw.get(via=a)  # its ack
+    await raw.connect(await access(alice), via=a)
+    await raw.join(via=a)
     cut = asyncio.ensure_future(raw.request("GET", raw.url(raw.sid, via=b)))
     await asyncio.sleep(0.3)  # the forwarded GET waits at A (nothing to send yet)
     cut.cancel()  # the client goes away mid-poll
@@ -228,8 +164,8 @@ async def test_stock_client_behind_a_balancer_without_affinity(
     session's home, else the session stays on polling) — everything works either way."""
     a, b = instances()
     channel = await group_channel(alice, bob)
-    proxy = await RoundRobinProxy(a, b).start()
-    front = SimpleNamespace(url=proxy.url, port=proxy.port)  # what a Client needs of a server
+    proxy = await TcpProxy(a.port, b.port).start()  # a balancer without affinity
+    front = SimpleNamespace(url=f"http://127.0.0.1:{proxy.port}", port=proxy.port)
     alice_client = Client(front, "alice@balancer", transports)  # type: ignore[arg-type]
     bob_client = Client(b, "bob@B")
     try:
@@ -244,7 +180,7 @@ async def test_stock_client_behind_a_balancer_without_affinity(
         assert await bob_client.call("events:channel", typing(channel.id)) == {}
         await alice_client.wait_for("events:channel", typing_event(channel.id, bob.id))
         if transports:  # (with the defaults, aiohttp may reuse one connection for everything)
-            assert {"instance-A", "instance-B"} <= set(proxy.picked)  # both served it
+            assert {a.port, b.port} <= set(proxy.picked)  # both served it
         assert alice_client.connected and not alice_client.disconnects
     finally:
         await alice_client.disconnect()

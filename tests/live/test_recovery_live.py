@@ -12,72 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import struct
 from typing import Any
 
 import pytest
 
 from tests.live.harness import Client
 from tests.live.nodeproc import NodeProcess
+from tests.live.tcpproxy import TcpProxy
 from tests.live.test_channels_live import People, create_channel, post, rest
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 EVENT = "events:channel"
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to ``target`` (a port); ``cut`` resets every connection
-    and stops listening, ``restore`` listens again (to ``target``, which may change)."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        self._writers |= {writer, up_writer}
-
-        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.transport.abort()
-
-        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
-
-    async def cut(self) -> None:
-        """Reset (RST) every forwarded connection, both sides; accept no new one."""
-        self._server.close()
-        for writer in self._writers:
-            sock = writer.get_extra_info("socket")
-            if sock is not None:  # linger 0: close() sends RST, not FIN
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
-        self._writers.clear()
-        await self._server.wait_closed()
-
-    async def restore(self, target: int | None = None) -> None:
-        self.target = target or self.target
-        await self.start()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
 
 
 class NodeClient(NodeProcess):
