@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 
 from realtime.consumers import forwarding
-from realtime.consumers.base import CLOSE_BAD_REQUEST
+from realtime.consumers.base import CLOSE_BAD_REQUEST, CLOSE_RATE_LIMITED
 from realtime.hub import get_hub
 from realtime.outbound import Outbound
 from realtime.protocol import engineio
@@ -171,6 +171,9 @@ async def carrier_frames(message: dict) -> None:
 
 #: sid -> the queue of relayed frames of a session of this process (handled in order).
 _inboxes: dict[str, asyncio.Queue] = {}
+#: Relayed frames that may wait for their session: a client sending faster than its session
+#: handles them (a local WebSocket would be pushed back by TCP) is closed 4429 beyond this.
+RELAYED_FRAMES_MAX = 1_000
 
 
 def start_home(find: Callable[[str], object]) -> None:
@@ -183,9 +186,15 @@ def start_home(find: Callable[[str], object]) -> None:
             session = find(sid)
             if session is None:
                 return
-            inbox = _inboxes[sid] = asyncio.Queue()
+            inbox = _inboxes[sid] = asyncio.Queue(RELAYED_FRAMES_MAX)
             asyncio.get_running_loop().create_task(_deliver(sid, session, inbox))
-        inbox.put_nowait(message)
+        try:
+            inbox.put_nowait(message)
+        except asyncio.QueueFull:
+            session = find(sid)
+            if session is not None:
+                logger.info("Session %s: relayed frames pile up; closed 4429", session.sid)
+                await session.close(CLOSE_RATE_LIMITED, "too many frames")
 
     get_hub().on_message("chorus.eio.in", relayed)
 
