@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from config.proxies import scope_client_address
@@ -76,7 +77,8 @@ class PollingSession(SocketIOConsumer):
         when its client address already holds ``MAX_UNAUTHENTICATED_PER_ADDRESS``
         unauthenticated sockets."""
         # Never ``?token=`` here: HTTP access logs (daphne's among them) print request URLs.
-        self.scope = {**scope, "credentials": token_from_scope(scope, from_query=False)}
+        credentials = token_from_scope(scope, from_query=False)
+        self.scope = cast(Any, {**scope, "credentials": credentials})
         self.channel_layer = None  # type: ignore[assignment]
         address = scope_client_address(scope)
         if not unauthenticated.admit(address):
@@ -276,7 +278,7 @@ async def answer(method: str, sid: str, body: bytes) -> tuple[int, bytes, bytes]
     forwarded by another instance (``realtime.consumers.forwarding``): (status, content type,
     body)."""
     session = polling_sessions.get(sid)
-    if session is None:
+    if not isinstance(session, PollingSession):
         return 400, _JSON, engineio.error_body(engineio.SESSION_ID_UNKNOWN)
     out = session.out
     if not isinstance(out, PollingOutbound):  # upgraded: polling is over

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from realtime.consumers import forwarding
 from realtime.consumers.base import CLOSE_BAD_REQUEST, CLOSE_RATE_LIMITED
@@ -95,7 +96,11 @@ class RemoteOutbound(Outbound):
                 await asyncio.sleep(0)  # gather what this turn writes
                 frames, self._frames, self._queued = self._frames, [], 0
                 close, self._close = self._close, None
-                message = {"type": "chorus.eio.out", "key": self._key, "frames": frames}
+                message: dict[str, Any] = {
+                    "type": "chorus.eio.out",
+                    "key": self._key,
+                    "frames": frames,
+                }
                 if close is not None:
                     message["close"] = close
                 await hub.reply(self._carrier_hub, message)
@@ -169,6 +174,21 @@ async def carrier_frames(message: dict) -> None:
 
 # --- the home side ------------------------------------------------------------------------------
 
+
+class RelayedSession(Protocol):
+    """What the home needs of a session whose WebSocket is relayed (``SocketIOConsumer``)."""
+
+    sid: str
+
+    async def receive(self, text_data=None, bytes_data=None) -> None: ...
+
+    async def close(self, code=None, reason=None) -> None: ...
+
+    async def _disconnect_once(self, code) -> None: ...
+
+    async def _end(self, code: int, reason: str) -> None: ...
+
+
 #: sid -> the queue of relayed frames of a session of this process (handled in order).
 _inboxes: dict[str, asyncio.Queue] = {}
 #: Relayed frames that may wait for their session: a client sending faster than its session
@@ -176,7 +196,7 @@ _inboxes: dict[str, asyncio.Queue] = {}
 RELAYED_FRAMES_MAX = 1_000
 
 
-def start_home(find: Callable[[str], object]) -> None:
+def start_home(find: Callable[[str], RelayedSession | None]) -> None:
     """Let this process take relayed frames for its sessions (``find(sid)``: the session)."""
 
     async def relayed(message: dict) -> None:
@@ -199,7 +219,7 @@ def start_home(find: Callable[[str], object]) -> None:
     get_hub().on_message("chorus.eio.in", relayed)
 
 
-async def _deliver(sid: str, session, inbox: asyncio.Queue) -> None:
+async def _deliver(sid: str, session: RelayedSession, inbox: asyncio.Queue) -> None:
     """Hand a session its relayed frames one after another (the hub's loop never waits on a
     handler); ends with the session's WebSocket."""
     try:
