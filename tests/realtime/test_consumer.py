@@ -9,6 +9,7 @@ from datetime import timedelta
 import jwt
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import HttpCommunicator
 from django.db import transaction
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
@@ -19,6 +20,7 @@ from channels_app.models import Channel, ChannelMember
 from config.formats import iso
 from notes.models import Note
 from realtime import push
+from realtime.routing import http_application
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -54,7 +56,8 @@ async def test_open_packet_carries_sid_and_configured_ping_settings(sio, setting
 
 
 @pytest.mark.parametrize(
-    "query", ["EIO=3&transport=websocket", "transport=websocket", "EIO=4&transport=polling"]
+    "query",
+    ["EIO=3&transport=websocket", "transport=websocket", "EIO=4&transport=polling", "EIO=4"],
 )
 async def test_unsupported_engineio_version_or_transport_is_refused(sio, query):
     socket = sio(f"/ws/socket.io/?{query}")
@@ -63,10 +66,19 @@ async def test_unsupported_engineio_version_or_transport_is_refused(sio, query):
     assert await socket.closed_with() == 4400
 
 
-def test_polling_over_http_gets_a_clear_400(client):
-    response = client.get("/ws/socket.io/?EIO=4&transport=polling")
-    assert response.status_code == 400
-    assert "websocket" in response.json()["message"]
+async def test_http_on_the_socketio_path_is_engineio_not_django():
+    """HTTP on the Socket.IO path is Engine.IO long-polling (JSON errors), never Django (CSRF
+    HTML); the protocol itself is tested live (tests/live/test_polling_live.py)."""
+
+    async def django(scope, receive, send):
+        raise AssertionError("Django must not see the Socket.IO path")
+
+    communicator = HttpCommunicator(
+        http_application(django), "PUT", "/ws/socket.io/?EIO=4&transport=polling"
+    )
+    response = await communicator.get_response()
+    assert response["status"] == 400
+    assert json.loads(response["body"]) == {"code": 2, "message": "Bad handshake method"}
 
 
 async def test_connect_with_auth_token_is_accepted(sio, alice):
