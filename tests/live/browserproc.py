@@ -92,7 +92,11 @@ class Browser:
     def start(self) -> Browser:
         """Launch and wait (blocking) until the browser is up."""
         self.process = subprocess.Popen(
-            self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            self.args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "DEBUG": ""},  # (Django's DEBUG is not the debug module's)
         )
         self._reader = threading.Thread(target=self._read, args=(self.process.stdout,))
         self._reader.start()
@@ -105,7 +109,10 @@ class Browser:
 
     def _read(self, stdout: IO[str]) -> None:
         for line in stdout:
-            self.lines.append(json.loads(line))
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:  # not the driver's: keep it for the failure message
+                self.lines.append({"type": "stdout", "text": line})
 
     def _check_alive(self, page: str | None = None) -> None:
         """Fail if the driver exited, or a command (of ``page``, else the launch) failed."""
@@ -143,11 +150,18 @@ class Browser:
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
 
-    async def open(self, url: str, files: dict[str, Path] | None = None) -> BrowserPage:
-        """A new page (in a new context) at ``url``, with ``files`` served by URL."""
+    async def open(
+        self,
+        url: str,
+        files: dict[str, Path] | None = None,
+        permissions: tuple[str, ...] = (),
+    ) -> BrowserPage:
+        """A new page at ``url`` in a new context with ``permissions`` granted (Playwright's
+        names), with ``files`` served by URL."""
         name = f"page{next(self._names)}"
         served = {address: str(path) for address, path in (files or {}).items()}
-        self.send({"cmd": "open", "page": name, "url": url, "files": served})
+        command = {"url": url, "files": served, "permissions": list(permissions)}
+        self.send({"cmd": "open", "page": name, **command})
         await self.wait_for("opened", page=name)
         return BrowserPage(self, name)
 

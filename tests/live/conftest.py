@@ -239,12 +239,14 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 async def pages(servers, browser) -> AsyncIterator[Callable[..., Awaitable[BrowserPage]]]:
-    """``await pages(url, files)`` -> a new page in its own browser context
+    """``await pages(url, files, permissions)`` -> a new page in its own browser context
     (``Browser.open``); all closed after the test, before its servers stop."""
     made: list[BrowserPage] = []
 
-    async def make(url: str, files: dict[str, Path] | None = None) -> BrowserPage:
-        made.append(await browser.open(url, files))
+    async def make(
+        url: str, files: dict[str, Path] | None = None, permissions: tuple[str, ...] = ()
+    ) -> BrowserPage:
+        made.append(await browser.open(url, files, permissions))
         return made[-1]
 
     yield make

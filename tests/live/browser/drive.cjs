@@ -3,10 +3,11 @@
 // Usage: node drive.cjs <chromium executable>
 // Reads one JSON command per stdin line; prints one JSON line per thing that happens:
 //   {"type":"ready","version"}                       the browser is up
-//   {"cmd":"open","page","url","files"}            -> {"type":"opened","page"}
-//       a new browser context (its own cookies and storage) with one page at `url`; every
-//       request whose URL is a key of `files` is answered with that file (Playwright's
-//       page routing: the page may claim any origin, e.g. the daphne under test).
+//   {"cmd":"open","page","url","files","permissions"} -> {"type":"opened","page"}
+//       a new browser context (its own cookies and storage; `permissions` granted, e.g.
+//       "local-network-access") with one page at `url`; every request whose URL is a key of
+//       `files` is answered with that file (Playwright's page routing: the page may claim any
+//       origin, e.g. the daphne under test).
 //       The page calls window.report(object) to print {...object, "page"}; its console
 //       messages and uncaught errors print as {"type":"console"|"pageerror","page",...}.
 //   {"cmd":"call","page","n","fn","args"}           -> {"type":"result","page","n","value"}
@@ -20,8 +21,8 @@ const { chromium } = require("playwright-core");
 const say = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 const contexts = new Map(); // page name -> { context, page }
 
-async function open({ page: name, url, files }) {
-  const context = await browser.newContext();
+async function open({ page: name, url, files, permissions }) {
+  const context = await browser.newContext({ permissions: permissions || [] });
   const page = await context.newPage();
   contexts.set(name, { context, page });
   await context.route(
