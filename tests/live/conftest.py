@@ -26,6 +26,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from accounts.models import User
 from channels_app.models import Channel, ChannelMember, ChannelType, MemberRole
 from tests.conftest import PASSWORD, delete_chorus_keys
+from tests.live.browserproc import Browser, BrowserPage, browser_tools
 from tests.live.harness import Client, DaphneServer, RawPolling, RawSocket, UvicornServer
 from tests.live.nodeproc import node_binary
 
@@ -222,3 +223,32 @@ def node() -> str:
     if binary is None:
         pytest.skip("node and npm are needed for the stock socket.io-client")
     return binary
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless chromium for a test module (tests/live/browserproc.py); Debian's chromium
+    and the pinned playwright-core are installed on first use; skips when they cannot be."""
+    tools = browser_tools()
+    if isinstance(tools, str):
+        pytest.skip(tools)
+    driver = Browser(*tools).start()
+    yield driver
+    driver.stop()
+
+
+@pytest.fixture
+async def pages(servers, browser) -> AsyncIterator[Callable[..., Awaitable[BrowserPage]]]:
+    """``await pages(url, files, permissions)`` -> a new page in its own browser context
+    (``Browser.open``); all closed after the test, before its servers stop."""
+    made: list[BrowserPage] = []
+
+    async def make(
+        url: str, files: dict[str, Path] | None = None, permissions: tuple[str, ...] = ()
+    ) -> BrowserPage:
+        made.append(await browser.open(url, files, permissions))
+        return made[-1]
+
+    yield make
+    for page in made:
+        await page.close()

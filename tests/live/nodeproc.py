@@ -15,14 +15,15 @@ from typing import Any
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
-def node_binary() -> str | None:
-    """The node binary with tests/live/node/node_modules installed; None without node/npm."""
+def node_binary(directory: Path = NODE_DIR, package: str = "socket.io-client") -> str | None:
+    """The node binary, with ``directory``'s pinned packages installed (``npm ci`` there when
+    ``node_modules/<package>`` is missing); None without node/npm."""
     binary = shutil.which("node")
     if binary is None or shutil.which("npm") is None:
         return None
-    if not (NODE_DIR / "node_modules" / "socket.io-client").exists():
+    if not (directory / "node_modules" / package).exists():
         subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--omit=optional"], cwd=NODE_DIR, check=True
+            ["npm", "ci", "--no-audit", "--no-fund", "--omit=optional"], cwd=directory, check=True
         )
     return binary
 
