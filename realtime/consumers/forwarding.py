@@ -25,17 +25,21 @@ import asyncio
 import base64
 import binascii
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 
 from realtime.conf import realtime_settings
-from realtime.hub import get_hub
+from realtime.hub import CHANNEL_PREFIX, get_hub
 
 logger = logging.getLogger("chorus.realtime.socket")
 
 #: (method, sid, body) -> (status, content type, body): how the home answers a request.
 Answer = Callable[[str, str, bytes], Awaitable[tuple[int, bytes, bytes]]]
+
+#: What a layer channel name may be (channels' own rule).
+_CHANNEL_NAME = re.compile(r"[a-zA-Z0-9_.\-!]{1,99}")
 
 _waiting: dict[str, asyncio.Future] = {}
 _serving: dict[str, asyncio.Task] = {}
@@ -57,9 +61,13 @@ def home_of(sid: str) -> str | None:
     if not dot or not home or len(home) > 256:
         return None
     try:
-        return base64.urlsafe_b64decode(home + "=" * (-len(home) % 4)).decode("ascii")
+        channel = base64.urlsafe_b64decode(home + "=" * (-len(home) % 4)).decode("ascii")
     except (binascii.Error, ValueError):
         return None
+    # Only ever a hub's channel: a client-made sid must not send to any other layer channel.
+    if not channel.startswith(CHANNEL_PREFIX) or not _CHANNEL_NAME.fullmatch(channel):
+        return None
+    return channel
 
 
 async def start(answer: Answer) -> None:

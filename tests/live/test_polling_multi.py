@@ -7,6 +7,7 @@ layer (``realtime.consumers.forwarding``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 from types import SimpleNamespace
@@ -83,7 +84,12 @@ async def test_requests_alternating_between_instances_work_as_on_one(
     assert (await raw.post(event, via=b))[0] == 200
     await bob_ws.wait_for("events:channel", typing_event(channel.id, alice.id))
     # a sid with a home nobody answers for: Session ID unknown (after the forward's wait)
-    status, _, body = await raw.request("POST", raw.url("x.bm9ib2R5", via=b), "6")
+    gone = base64.urlsafe_b64encode(b"chorus.hub.gone!0123").decode().rstrip("=")
+    status, _, body = await raw.request("POST", raw.url(f"x.{gone}", via=b), "6")
+    assert status == 400 and json.loads(body)["code"] == 1
+    # a sid naming a layer channel that is no hub's: never sent anywhere, unknown at once
+    other = base64.urlsafe_b64encode(b"some.group!x").decode().rstrip("=")
+    status, _, body = await raw.request("POST", raw.url(f"x.{other}", via=b), "6")
     assert status == 400 and json.loads(body)["code"] == 1
 
 
