@@ -293,6 +293,7 @@ async def test_a_ticket_opens_one_socketio_connection(server, clients, alice):
     assert await client.join() == {"id": str(alice.id), "name": "Alice", "role": "user"}
     error = await clients(server, "replay").refused(auth={}, query={"ticket": ticket})
     assert error["data"] == {"code": "ticket_invalid"}
+    assert ticket not in server.log_path.read_text()  # daphne's access log, Chorus's own
 
 
 async def test_a_ticket_opens_one_yjs_connection(server, alice):
@@ -301,6 +302,7 @@ async def test_a_ticket_opens_one_yjs_connection(server, alice):
     first = await yjs_first(server, note_id, ticket)
     assert isinstance(first, bytes) and first[:2] == b"\x00\x00"  # sync step 1
     assert await yjs_first(server, note_id, ticket) == (4401, "ticket_invalid")
+    assert ticket not in server.log_path.read_text()
 
 
 async def test_an_expired_ticket_is_refused_on_both_endpoints(servers, clients, alice):
