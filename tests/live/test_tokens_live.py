@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,12 +94,19 @@ class RenewingClient:
             assert time.monotonic() < deadline, f"{count} x {kind} not printed: {self.lines[-6:]}"
             await asyncio.sleep(0.05)
 
-    async def wait_event(self, name: str, timeout: float = 15.0) -> list:
-        """The arguments of the first event ``name`` (received or to come)."""
+    async def wait_event(
+        self, name: str, predicate: Callable[[list], bool] | None = None, timeout: float = 15.0
+    ) -> list:
+        """The arguments of the first event ``name`` whose arguments match ``predicate``
+        (received or to come)."""
         deadline = time.monotonic() + timeout
         while True:
             for line in self.lines:
-                if line["type"] == "event" and line["name"] == name:
+                if (
+                    line["type"] == "event"
+                    and line["name"] == name
+                    and (predicate is None or predicate(line["args"]))
+                ):
                     return line["args"]
             assert time.monotonic() < deadline, f"no {name!r}: {self.lines[-6:]}"
             await asyncio.sleep(0.05)
@@ -148,8 +156,9 @@ async def test_at_expiry_a_stock_client_reconnects_with_a_fresh_token_and_resume
     await client.give(await access(alice.user))
     connects = await client.wait_for("connect", 2)
     assert connects[1]["recovered"] is True and connects[1]["id"] == first["id"]
-    payload, offset = await client.wait_event(EVENT)
-    assert payload["data"]["type"] == "message"
+    payload, offset = await client.wait_event(
+        EVENT, lambda args: args[0]["data"]["type"] == "message"
+    )
     assert payload["data"]["data"]["content"] == "while away"
     assert isinstance(offset, str)  # a logged broadcast, replayed with its offset
     assert [line["type"] for line in client.lines].count("connect_error") == 0
