@@ -15,17 +15,19 @@ Lifecycle of a socket:
    an attachment, a binary frame: close 4401), and no event handler ever runs;
 3. events are rate limited (token bucket), validated and handled one at a time, in order;
 4. server PING every interval; no PONG in time → close 4408, cleaned up as a disconnect;
-   at the token's ``exp`` → ``error {code: token_expired}``, DISCONNECT, close;
+   at the token's ``exp`` → ``error {code: token_expired}``, close 4401 without DISCONNECT
+   (stock clients reconnect with a fresh token and resume), unless ``auth:renew`` moved it;
 5. connection state recovery (``RECOVERY_WINDOW``, docs/protocol.md §4.1): the CONNECT reply
    carries a ``pid``; a socket that ends without choosing to (the network, a ping timeout,
-   a server shutdown) is kept resumable; a CONNECT with that ``pid`` (and the last offset the
-   client got) by the same user within the window gets the old sid, its rooms (re-checked)
-   and every logged broadcast it missed, in order, right after the CONNECT reply.
+   a server shutdown, its token's expiry) is kept resumable; a CONNECT with that ``pid``
+   (and the last offset the client got) by the same user within the window gets the old
+   sid, its rooms (re-checked) and every logged broadcast it missed, in order, right after
+   the CONNECT reply.
 
 Close codes: 1001 server shutting down, 1009 frame too large, 1011 the server failed, 4400
-bad frame / packet / version, 4401 not authenticated, 4403 forbidden, 4408 ping timeout or no
-CONNECT in time, 4413 the client does not read (``SEND_BUFFER_MAX_BYTES``), 4429 rate limit
-abuse or too many sockets.
+bad frame / packet / version, 4401 not authenticated or the token expired, 4403 forbidden,
+4408 ping timeout or no CONNECT in time, 4413 the client does not read
+(``SEND_BUFFER_MAX_BYTES``), 4429 rate limit abuse or too many sockets.
 
 The socket plumbing both endpoints share (``LeanConsumer``) is ``realtime.consumers.base``.
 """
@@ -65,10 +67,12 @@ from realtime.ratelimit import TokenBucket
 logger = logging.getLogger("chorus.realtime.socket")
 
 _DISCONNECT_FRAME = engineio.encode_message(socketio.encode_disconnect())
+_EXPIRED_FRAME = event_frame("error", {"code": "token_expired", "message": "Token has expired."})
 #: Longest Engine.IO PING payload answered (a probe is "probe"); longer: close 4400.
 MAX_PING_PAYLOAD = 16
-#: Server closes after which a socket stays resumable (ping timeout, server shutting down);
-#: any other server close (a kick, a refusal, a protocol error, a slow reader) ends it for good.
+#: Server closes after which a socket stays resumable (ping timeout, server shutting down; and
+#: the token's expiry, ``_token_expired``); any other server close (a kick, a refusal, a
+#: protocol error, a slow reader) ends it for good.
 RESUMABLE_CLOSES = frozenset({CLOSE_TIMEOUT, CLOSE_GOING_AWAY})
 #: Largest message a Socket.IO socket may send before its CONNECT succeeds (under daphne:
 #: larger closes 1009 as its header arrives).
@@ -294,7 +298,17 @@ class SocketIOConsumer(LeanConsumer):
             await self.close(CLOSE_TIMEOUT, "no CONNECT in time")
 
     async def _token_expired(self) -> None:
-        await self.kick("token_expired", "Token has expired.")
+        """At the token's ``exp``: event ``error`` ``{code: token_expired}``, then the
+        WebSocket closes (4401) with no DISCONNECT and no Engine.IO CLOSE (stock clients take
+        either as final): socket.io-client reports "transport close", reconnects by itself
+        and asks its ``auth`` for a fresh token; the session stays resumable (§4.1). A
+        renewal (``auth:renew``, ``adopt_token``) moves this timer."""
+        if self.closed:
+            return
+        await self.send_frame(_EXPIRED_FRAME)
+        resumable = self._resumable
+        await self.close(CLOSE_UNAUTHORIZED, "token_expired")
+        self._resumable = resumable  # not the server's choice to end the session: resumable
 
     # --- frames -----------------------------------------------------------------------------
 

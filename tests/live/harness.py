@@ -98,6 +98,7 @@ def database_url_for_tests() -> str:
 SERVER_SETTINGS = (
     "LOG_LEVEL",
     "LOGIN_THROTTLE_RATE",
+    "WS_TICKET_TTL",
     "TRUSTED_PROXIES",
     "MAX_REQUEST_BODY_BYTES",
     "DAPHNE_BODY_LIMIT",
@@ -491,13 +492,15 @@ class Client:
         *,
         auth: dict | None = None,
         headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
     ) -> Client:
-        """Connect namespace "/" with ``auth`` (default ``{"token": token}``); raises
+        """Connect namespace "/" with ``auth`` (default ``{"token": token}``) and ``query``
+        parameters in the handshake URL (``{"ticket": …}``); raises
         ``socketio.exceptions.ConnectionError`` on refusal (``connect_error`` has why)."""
         if auth is None:
             auth = {"token": token} if token is not None else {}
         await self.sio.connect(
-            self.server.url,
+            self.server.url + (f"?{urlencode(query)}" if query else ""),
             headers=headers or {},
             auth=auth,
             transports=list(self.transports) if self.transports else None,
@@ -513,10 +516,11 @@ class Client:
         *,
         auth: dict | None = None,
         headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
     ) -> dict:
         """Connect expecting a refusal; returns the ``connect_error`` payload."""
         try:
-            await self.connect(token, auth=auth, headers=headers)
+            await self.connect(token, auth=auth, headers=headers, query=query)
         except socketio.exceptions.ConnectionError:
             pass
         else:

@@ -230,12 +230,15 @@ async def test_ping_timeout_closes_socket_and_announces_offline(
 # --- 6-8. kicks ----------------------------------------------------------------------------------
 
 
-async def test_token_expiry_kicks_the_socket(server, clients, alice):
+async def test_token_expiry_ends_the_socket_without_a_final_disconnect(server, clients, alice):
+    """``error``, then the transport closes: no ``41``, which clients take as final (a client
+    with reconnection on comes back with a fresh token: test_tokens_live.py)."""
     client = await clients(server, "alice").connect(await short_lived(alice, 2))
     error = await client.wait_for("error", timeout=5)
     assert error["code"] == "token_expired"
     assert set(error) == {"code", "message"}
     await client.wait_disconnected()
+    assert client.disconnects == ["transport error"]  # not "server disconnect" (a 41)
 
 
 async def test_logout_kicks_only_the_sockets_of_that_token(
