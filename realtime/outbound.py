@@ -268,9 +268,10 @@ class QueuedOutbound(Outbound):
 
 class PollingOutbound(Outbound):
     """HTTP long-polling: encoded packets wait until the client's next GET takes them all
-    (``poll``). At most one GET waits at a time. ``close`` queues Engine.IO's CLOSE packet
-    after what is waiting and calls ``on_closed(code)`` at once (the session's disconnect);
-    ``finished`` is set once a GET has taken the CLOSE packet."""
+    (``poll``). At most one GET waits at a time. ``close`` calls ``on_closed(code)`` at once
+    (the session's disconnect); what waits still goes to the next GET, and then the session
+    is over (``finished``): no Engine.IO CLOSE is sent — python-engineio takes one as final
+    and would not reconnect after, say, a token expiry; a kick's DISCONNECT says "final"."""
 
     def __init__(
         self, on_overflow: Callable[[int], None], on_closed: Callable[[int], None]
@@ -285,6 +286,7 @@ class PollingOutbound(Outbound):
         #: A WebSocket probe is under way: polls are answered at once, never held (the
         #: client pauses polling once its probe succeeds; a held GET would hold the upgrade).
         self.upgrading = False
+        #: Closed, and nothing waits for a GET any more.
         self.finished = asyncio.Event()
 
     def waiting(self) -> int:
@@ -305,7 +307,8 @@ class PollingOutbound(Outbound):
         if self.overflowed:  # the client does not poll: what waits will not reach it
             self._packets.clear()
             self._queued = 0
-        self._packets.append(engineio.CLOSE_FRAME)
+        if not self._packets:
+            self.finished.set()
         self._ready.set()
         self._on_closed(code)
 
@@ -323,23 +326,26 @@ class PollingOutbound(Outbound):
         """Every packet waiting, in order (and none waits any more)."""
         packets, self._packets, self._queued = self._packets, [], 0
         self._ready.clear()
-        if packets and packets[-1] == engineio.CLOSE_FRAME:
+        if self.closing:
             self.finished.set()
         return packets
 
     async def poll(self, hold: float) -> str | None:
         """The payload for one GET: what waits now, else what arrives within ``hold``
-        seconds, else a NOOP. None if another GET is already waiting."""
+        seconds, else a NOOP; ``""`` once the session is over and nothing waits. None if
+        another GET is already waiting."""
         if self.polling:
             return None
         self.polling = True
         try:
-            if not self._packets and not self.upgrading:
+            if not self._packets and not self.upgrading and not self.closing:
                 self._ready.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._ready.wait(), hold)
             packets = self.take()
-            return engineio.encode_payload(packets) if packets else engineio.NOOP_FRAME
+            if packets:
+                return engineio.encode_payload(packets)
+            return "" if self.closing else engineio.NOOP_FRAME
         finally:
             self.polling = False
 

@@ -92,8 +92,8 @@ class PollingSession(SocketIOConsumer):
         return True
 
     def _transport_closed(self, code: int) -> None:
-        """The session closed: run its disconnect now; forget it once a GET has taken the
-        CLOSE packet, or after a ping interval and timeout (a client that never polls)."""
+        """The session closed: run its disconnect now; forget it once a GET has taken what
+        waited, or after a ping interval and timeout (a client that never polls again)."""
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._disconnect_once(code))
         self._running.add(task)
@@ -306,7 +306,9 @@ async def answer(method: str, sid: str, body: bytes) -> tuple[int, bytes, bytes]
         await session.close(CLOSE_BAD_REQUEST, "overlapping polls")
         return 400, _JSON, engineio.error_body(engineio.BAD_REQUEST, "overlapping polls")
     if out.finished.is_set():
-        session.forget()
+        session.forget()  # it ended, and the client has had everything
+    if not payload:
+        return 400, _JSON, engineio.error_body(engineio.SESSION_ID_UNKNOWN)
     return 200, _TEXT, payload.encode()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,8 +29,8 @@ from websockets.exceptions import ConnectionClosed
 from config.formats import iso
 from notes.models import Note
 from tests.live.harness import SOCKETIO_PATH, DaphneServer, Marker, access, short_lived
+from tests.live.nodeproc import NodeProcess
 from tests.live.test_channels_live import People, create_channel, post
-from tests.live.test_recovery_live import NODE_DIR, node  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -56,43 +55,17 @@ def people(make_user) -> People:
 # --- the stock Node client: reconnect with a fresh token, resume --------------------------------
 
 
-class RenewingClient:
+class RenewingClient(NodeProcess):
     """``renew_client.cjs`` in a subprocess: its printed lines in ``lines``; ``give(token)``
     answers its ``auth`` function's pending call."""
 
-    def __init__(self, binary: str, url: str) -> None:
-        self.args = [binary, str(NODE_DIR / "renew_client.cjs"), url]
-        self.lines: list[dict] = []
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task | None = None
-
-    async def start(self) -> RenewingClient:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "DEBUG": ""},
-        )
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        while line := await self.process.stdout.readline():
-            self.lines.append(json.loads(line))
+    def __init__(self, binary: str, url: str, options: dict | None = None) -> None:
+        super().__init__(binary, "renew_client.cjs", url, json.dumps(options or {}))
 
     async def give(self, token: str) -> None:
+        assert self.process is not None and self.process.stdin is not None
         self.process.stdin.write(token.encode() + b"\n")
         await self.process.stdin.drain()
-
-    async def wait_for(self, kind: str, count: int = 1, timeout: float = 15.0) -> list[dict]:
-        """Poll until ``count`` lines of ``kind`` were printed; returns them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [line for line in self.lines if line["type"] == kind]
-            if len(found) >= count:
-                return found
-            assert time.monotonic() < deadline, f"{count} x {kind} not printed: {self.lines[-6:]}"
-            await asyncio.sleep(0.05)
 
     async def wait_event(
         self, name: str, predicate: Callable[[list], bool] | None = None, timeout: float = 15.0
@@ -111,20 +84,13 @@ class RenewingClient:
             assert time.monotonic() < deadline, f"no {name!r}: {self.lines[-6:]}"
             await asyncio.sleep(0.05)
 
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        if self._reader is not None:
-            await self._reader
-
 
 @pytest.fixture
-async def renewing_clients(node):  # noqa: F811  (the fixture imported above)
+async def renewing_clients(node):
     made: list[RenewingClient] = []
 
-    async def make(url: str) -> RenewingClient:
-        made.append(await RenewingClient(node, url).start())
+    async def make(url: str, options: dict | None = None) -> RenewingClient:
+        made.append(await RenewingClient(node, url, options).start())
         return made[-1]
 
     yield make
@@ -132,13 +98,23 @@ async def renewing_clients(node):  # noqa: F811  (the fixture imported above)
         await client.stop()
 
 
+#: socket.io-client's defaults (polling, then the upgrade: the WebSocket ends), and polling
+#: alone (the session ends: its next GET is refused) — (options, the disconnect reason).
+STOCK_TRANSPORTS = pytest.mark.parametrize(
+    ("options", "cut"),
+    [({}, "transport close"), ({"transports": ["polling"]}, "transport error")],
+    ids=["defaults", "polling"],
+)
+
+
+@STOCK_TRANSPORTS
 async def test_at_expiry_a_stock_client_reconnects_with_a_fresh_token_and_resumes(
-    servers, renewing_clients, people
+    servers, renewing_clients, people, options, cut
 ):
     server = servers()
     alice, bob = await people("Alice"), await people("Bob")
     cid = (await create_channel(server, alice, bob))["id"]
-    client = await renewing_clients(server.url)
+    client = await renewing_clients(server.url, options)
     await client.wait_for("auth")
     await client.give(await short_lived(alice.user, 3))
     [first] = await client.wait_for("connect")
@@ -147,7 +123,7 @@ async def test_at_expiry_a_stock_client_reconnects_with_a_fresh_token_and_resume
     [error] = await client.wait_event("error")
     assert error["code"] == "token_expired"
     [gone] = await client.wait_for("disconnect")
-    assert gone == {"type": "disconnect", "reason": "transport close", "active": True}
+    assert gone == {"type": "disconnect", "reason": cut, "active": True}
 
     # The client reconnected by itself and asks for a token: until it has one it sends no
     # CONNECT, so what is published now can only reach it by recovery.
@@ -164,10 +140,13 @@ async def test_at_expiry_a_stock_client_reconnects_with_a_fresh_token_and_resume
     assert [line["type"] for line in client.lines].count("connect_error") == 0
 
 
-async def test_a_logout_is_final_for_a_stock_client(servers, renewing_clients, people):
+@STOCK_TRANSPORTS
+async def test_a_logout_is_final_for_a_stock_client(
+    servers, renewing_clients, people, options, cut
+):
     server = servers()
     alice = await people("Alice")
-    client = await renewing_clients(server.url)
+    client = await renewing_clients(server.url, options)
     await client.wait_for("auth")
     await client.give(alice.token)
     await client.wait_for("connect")
@@ -180,7 +159,10 @@ async def test_a_logout_is_final_for_a_stock_client(servers, renewing_clients, p
     assert gone == {"type": "disconnect", "reason": "io server disconnect", "active": False}
 
 
-async def test_python_socketio_reconnects_at_expiry_with_its_auth_function(server, alice):
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_python_socketio_reconnects_at_expiry_with_its_auth_function(
+    server, alice, transport
+):
     """python-socketio's ``AsyncClient`` with its default reconnection and ``auth`` given as a
     function: the same recipe (it has no recovery: a new session)."""
     tokens = [await short_lived(alice, 3), await access(alice)]
@@ -197,7 +179,7 @@ async def test_python_socketio_reconnects_at_expiry_with_its_auth_function(serve
     sio.on("connect", lambda: connects.append(sio.sid))
     try:
         await sio.connect(
-            server.url, auth=auth, transports=["websocket"], socketio_path=SOCKETIO_PATH
+            server.url, auth=auth, transports=[transport], socketio_path=SOCKETIO_PATH
         )
         deadline = time.monotonic() + 15
         while len(connects) < 2:

@@ -1,7 +1,8 @@
 // A stock socket.io-client (tests/live/node/package.json) with its default reconnection, whose
 // `auth` is a function that asks the test for a fresh token on every CONNECT (reconnects
 // included), for the token renewal live tests (tests/live/test_tokens_live.py).
-// Usage: node renew_client.cjs <url>
+// Usage: node renew_client.cjs <url> [<json options>] (e.g. {"transports":["polling"]};
+// default: socket.io-client's own, polling then the upgrade)
 // Prints one JSON line per thing that happens: {"type":"auth","n"} (the callback was called; the
 // test answers with one line on stdin, the token), {"type":"connect","id","recovered"},
 // {"type":"joined","ack"}, {"type":"disconnect","reason","active"} (`active`: whether the client
@@ -11,7 +12,7 @@
 const readline = require("node:readline");
 const { io } = require("socket.io-client");
 
-const [url] = process.argv.slice(2);
+const [url, options] = process.argv.slice(2);
 const say = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 const waiting = [];
 readline.createInterface({ input: process.stdin }).on("line", (token) => {
@@ -20,8 +21,8 @@ readline.createInterface({ input: process.stdin }).on("line", (token) => {
 });
 let calls = 0;
 const socket = io(url, {
-  path: "/ws/socket.io",
-  transports: ["websocket"], // the only transport Chorus serves today; reconnection: defaults
+  path: "/ws/socket.io", // reconnection: defaults
+  ...JSON.parse(options || "{}"),
   auth: (callback) => {
     calls += 1;
     waiting.push(callback);
