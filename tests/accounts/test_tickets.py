@@ -159,7 +159,7 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.services)])
 def store(request):
     """Each backend of ``TicketStore``; Redis under ``chorus:test-ticket:`` (pass 2 only)."""
     if request.param == "memory":
