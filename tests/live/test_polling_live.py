@@ -374,3 +374,18 @@ async def test_event_rate_limit_applies_over_polling(servers, clients, alice):
     client = await clients(server, "alice", POLLING).connect(await access(alice))
     acks = [await client.call("heartbeat") for _ in range(4)]
     assert any(ack.get("error", {}).get("code") == "rate_limited" for ack in acks), acks
+
+
+async def test_a_ticket_opens_one_polling_session(server, polls, alice):
+    status, body = await server.arequest("POST", "/api/auth/ws-ticket/", token=await access(alice))
+    assert status == 200, body
+    ticket = body["ticket"]
+    first = polls(server)
+    first.sid = json.loads((await first.request("GET", first.url(ticket=ticket)))[2][1:])["sid"]
+    assert (await first.post("40"))[0] == 200
+    assert any(isinstance(p, str) and p.startswith("40{") for p in await first.get())
+    again = polls(server)
+    again.sid = json.loads((await again.request("GET", again.url(ticket=ticket)))[2][1:])["sid"]
+    assert (await again.post("40"))[0] == 200
+    refused = [p for p in await again.get() if isinstance(p, str) and p.startswith("44")]
+    assert refused and json.loads(refused[0][2:])["data"] == {"code": "ticket_invalid"}
