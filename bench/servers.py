@@ -232,6 +232,8 @@ class Server:
 
     @property
     def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"{self.spec.name} is not started")
         return self.proc.pid
 
     def rss_kib(self) -> int:

@@ -39,6 +39,12 @@ class Client:
         if not self.closing:
             self.worker.unexpected_closes += 1
 
+    def _socket(self) -> RawWebSocket:
+        """The socket: set as soon as its TCP connection exists (``RawWebSocket``), before
+        any frame arrives or may be sent."""
+        assert self.ws is not None, "not connected"
+        return self.ws
+
     async def close(self) -> None:
         self.closing = True
         if self.ws is not None:
@@ -67,6 +73,11 @@ class SioClient(Client):
         await RawWebSocket.connect(url, self)
         await self._opening
 
+    def _opened(self) -> asyncio.Future:
+        """The future ``open`` waits on (set before the socket connects)."""
+        assert self._opening is not None, "not opening"
+        return self._opening
+
     def _on_close(self) -> None:
         if self._opening is not None and not self._opening.done():
             self._opening.set_exception(ConnectionError("closed before CONNECT completed"))
@@ -91,26 +102,27 @@ class SioClient(Client):
             elif sub == "0" and self._state == "connect":
                 self.sid = json.loads(frame[2:]).get("sid", "")
                 self._state = "ready"
-                self._opening.set_result(None)
+                self._opened().set_result(None)
             elif sub == "4" and self._state == "connect":
-                self._opening.set_exception(RuntimeError(f"CONNECT refused: {frame[:200]}"))
+                self._opened().set_exception(RuntimeError(f"CONNECT refused: {frame[:200]}"))
                 self._state = "refused"
             elif sub == "1":
                 self.worker.errors.append("server sent DISCONNECT")
         elif kind == "2":
-            self.ws.send_text("3" + frame[1:])
+            self._socket().send_text("3" + frame[1:])
         elif kind == "0" and self._state == "open":
             self._state = "connect"
-            self.ws.send_text('40{"token":' + json.dumps(self.token) + "}")
+            self._socket().send_text('40{"token":' + json.dumps(self.token) + "}")
 
     def emit(self, body: str, callback) -> None:
         """Send ``42<id><body>``; ``callback(raw ack text or None if closed)``."""
-        if self.ws.closed:
+        ws = self._socket()
+        if ws.closed:
             callback(None)
             return
         self.next_id += 1
         self.pending[self.next_id] = callback
-        self.ws.send_text(f"42{self.next_id}{body}")
+        ws.send_text(f"42{self.next_id}{body}")
 
     async def call_frame(self, body: str, timeout: float = 30.0) -> str:
         """Emit a pre-encoded ``["event",{...}]`` body and wait for its ack text."""
@@ -141,4 +153,4 @@ class YwsClient(Client):
             self.editor.on_bytes(frame)
 
     def send(self, data: bytes) -> None:
-        self.ws.send_bytes(data)
+        self._socket().send_bytes(data)
