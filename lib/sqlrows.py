@@ -41,8 +41,8 @@ def column(model: type[Model], name: str) -> str:
 
 
 def column_name(field: Field | ForeignObjectRel) -> str:
-    """The column of a concrete field, unquoted; ``ValueError`` for a field without one of
-    its own (a reverse relation, a many-to-many)."""
+    """The column of a field, unquoted; ``ValueError`` for a field without one of its own (a
+    reverse relation)."""
     if not isinstance(field, Field) or field.column is None:
         raise ValueError(f"{field!r} has no column of its own")
     return field.column
