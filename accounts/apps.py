@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and tokens"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  (connects the signal receivers)
+        from . import checks, receivers  # noqa: F401  (registers the checks, connects receivers)

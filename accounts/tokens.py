@@ -7,6 +7,11 @@ presence, signature and algorithm (HS256 only; ``alg: none`` is refused), expiry
 after the user's last "revoke all". It returns a ``ValidatedToken`` or raises
 ``TokenRejected`` carrying one of the codes of docs/protocol.md §4.
 
+A single-use connection ticket (``accounts.tickets.Ticket``) is accepted wherever a token is
+given to these functions: it is spent (``ticket_invalid`` if it is unknown, spent or expired)
+and then validated as the access token it was issued against, from its stored claims — the
+same checks but the signature, which was checked when the ticket was issued.
+
 Revoked ``jti`` values live in the database (``RevokedToken``) and are read through the
 Django cache (Redis when ``REDIS_URL`` is set): validating a token costs one query for its
 user, plus one for the revocation list when the cache has no answer for its ``jti``.
@@ -44,6 +49,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from . import queries
 from .models import RevokedToken, Role, User
 from .signals import token_revoked, user_tokens_revoked
+from .tickets import Grant, Ticket, take_grants
 
 #: Tokens longer than this are refused before any parsing.
 MAX_TOKEN_LENGTH = 4096
@@ -59,6 +65,7 @@ class TokenRejected(Exception):
         "invalid_token": 401,
         "token_expired": 401,
         "token_revoked": 401,
+        "ticket_invalid": 401,
         "forbidden": 403,
     }
 
@@ -92,9 +99,12 @@ def validate_access_token(raw: object) -> ValidatedToken:
 
 def validate_access_tokens(raws: Sequence[object]) -> list[ValidatedToken | TokenRejected]:
     """``validate_access_token`` for many tokens at once: the same checks, in the same order,
-    with one query for all their users and one for the revocations the cache does not know.
-    Returns, in order, each token's ``ValidatedToken`` or its ``TokenRejected``."""
-    parsed = [_claims(raw) for raw in raws]
+    with one query for all their users and one for the revocations the cache does not know
+    (and one store round trip for the tickets among them). Returns, in order, each token's
+    ``ValidatedToken`` or its ``TokenRejected``."""
+    tickets = [raw for raw in raws if isinstance(raw, Ticket)]
+    grants = iter(take_grants(tickets) if tickets else ())  # tickets are spent here
+    parsed = [_granted(next(grants)) if isinstance(raw, Ticket) else _claims(raw) for raw in raws]
     claims = [result for result in parsed if isinstance(result, _Claims)]
     if not claims:
         return [result for result in parsed if isinstance(result, TokenRejected)]  # all of them
@@ -151,6 +161,20 @@ def _claims(raw: object) -> _Claims | TokenRejected:
     except ValueError:
         return TokenRejected("invalid_token", "Token is invalid.")
     return _Claims(jti, user_uuid, int(issued_at), int(expires_at))
+
+
+def _granted(grant: Grant | None) -> _Claims | TokenRejected:
+    """The claims a spent ticket stands for (its token was checked when it was issued: the
+    expiry is what may have changed since)."""
+    if grant is None:
+        return TokenRejected("ticket_invalid", "Ticket is invalid, used or expired.")
+    if grant.expires_at <= time.time():
+        return TokenRejected("token_expired", "Token has expired.")
+    try:
+        user_uuid = uuid.UUID(grant.user_id)
+    except ValueError:
+        return TokenRejected("invalid_token", "Token is invalid.")
+    return _Claims(grant.jti, user_uuid, grant.issued_at, grant.expires_at)
 
 
 def _validated(

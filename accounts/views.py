@@ -1,4 +1,5 @@
-"""The auth API: password login, refresh rotation, logout, revoke-all, and the caller."""
+"""The auth API: password login, refresh rotation, logout, revoke-all, WebSocket connection
+tickets, and the caller."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 
 from config.proxies import request_client_address
 
+from . import tickets
 from .models import Role
 from .serializers import LoginSerializer, LogoutSerializer, MeSerializer, RefreshSerializer
 from .tokens import (
@@ -121,6 +123,16 @@ class RevokeAllView(APIView):
         with transaction.atomic():
             revoke_all_tokens(request.user)
         return Response({"revoked": True})
+
+
+class WsTicketView(APIView):
+    """POST → {ticket, expires_in}: a single-use WebSocket connection ticket for the caller's
+    access token (``accounts.tickets``; docs/protocol.md §4.2). Never cached by anyone."""
+
+    def post(self, request):
+        response = Response(tickets.issue(request.auth))
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class MeView(APIView):

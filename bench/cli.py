@@ -16,7 +16,14 @@ DESCRIPTION = """\
 print one table with the ratios to each peer, write the results as JSON under bench/results/."""
 
 #: Options that override the same-named ``Config`` field when given.
-SIZE_OPTIONS = ("n_fanout", "n_connect", "heartbeat_s", "collab_rate", "burst_window")
+SIZE_OPTIONS = (
+    "n_fanout",
+    "n_connect",
+    "n_polling",
+    "heartbeat_s",
+    "collab_rate",
+    "burst_window",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         dest="n_connect",
         help="sockets in the connect suite (default 5000)",
+    )
+    parser.add_argument(
+        "--n-polling",
+        type=int,
+        dest="n_polling",
+        help="sessions in the connect-polling suite (default 500)",
     )
     parser.add_argument(
         "--heartbeat-s",

@@ -20,6 +20,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python")
 
 SIO_PATH = "/ws/socket.io/?EIO=4&transport=websocket"
+POLLING_PATH = "/ws/socket.io/?EIO=4&transport=polling"
 YWS_PATH = "/ws/yjs/{doc}?token={token}"
 
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/bench"
@@ -43,6 +44,7 @@ class Config:
     workers: int = 2
     n_fanout: int = 1000  # connect + auth, RSS, broadcast receivers, heartbeat storm
     n_connect: int = 5000  # connect + auth, RSS
+    n_polling: int = 500  # connect + auth over HTTP long-polling, RSS
     users: int = 1000  # distinct users (sockets beyond are extra sockets of the same users)
     concurrency: int = 50  # connects in flight (daphne's listen backlog is 50)
     burst_msgs: int = 100
@@ -77,6 +79,7 @@ class Config:
             quick=True,
             n_fanout=40,
             n_connect=80,
+            n_polling=20,
             users=40,
             concurrency=20,
             burst_msgs=10,

@@ -3,22 +3,26 @@ print one table with the ratios to each peer, write the results as JSON under be
 
 Servers (``--only`` picks some; names below):
 
-=====================  ==================================================================
-chorus-daphne          Chorus, daphne, SQLite + in-memory channel layer (embedded default)
-chorus-uvicorn         Chorus, uvicorn, SQLite + in-memory layer
-chorus-daphne-redis    Chorus, daphne, PostgreSQL + Redis (layer, cache, sessions)
-chorus-uvicorn-redis   Chorus, uvicorn, PostgreSQL + Redis
-sio                    python-socketio AsyncServer under uvicorn (Open WebUI's stack)
-sio-redis              the same with AsyncRedisManager
-ws-ceiling             a plain ``websockets`` server: the ceiling for Python on this machine
-pycrdt-websocket       pycrdt-websocket's ASGI server under uvicorn (documents only)
-y-websocket-node       the Node ``y-websocket`` server from npm (documents only)
-=====================  ==================================================================
+========================  ===============================================================
+chorus-daphne             Chorus, daphne, SQLite + in-memory channel layer (embedded default)
+chorus-uvicorn            Chorus, uvicorn, SQLite + in-memory layer
+chorus-daphne-redis       Chorus, daphne, PostgreSQL + Redis (layer, cache, sessions)
+chorus-uvicorn-redis      Chorus, uvicorn, PostgreSQL + Redis
+chorus-daphne-redis-pair  two Chorus daphnes on one PostgreSQL + Redis (polling suites only):
+                          every polling request after the handshake reaches the other one
+sio                       python-socketio AsyncServer under uvicorn (Open WebUI's stack)
+sio-redis                 the same with AsyncRedisManager
+ws-ceiling                a plain ``websockets`` server: the ceiling for Python on this machine
+pycrdt-websocket          pycrdt-websocket's ASGI server under uvicorn (documents only)
+y-websocket-node          the Node ``y-websocket`` server from npm (documents only)
+========================  ===============================================================
 
 Suites, each on a freshly started server (see docs/benchmarks.md for the exact procedure):
 ``fanout`` (connect + auth N1 sockets, RSS, broadcast burst and paced, heartbeat storm),
 ``connect`` (connect + auth N2 sockets, RSS), ``ack`` (request/ack loop on 100 sockets),
-``collab-sio`` (Socket.IO ``ydoc:*``) and ``collab-yws`` (y-websocket protocol).
+``collab-sio`` (Socket.IO ``ydoc:*``) and ``collab-yws`` (y-websocket protocol); over HTTP
+long-polling ``connect-polling`` (connect + auth NP sessions, RSS) and ``ack-polling`` (the
+``ack`` loop).
 
 Everything is bounded: counts are fixed, every wait has a deadline, every phase a duration.
 Any lost message, failed connect, refused ack or unexpected close marks the row (LOSS / ERR)
@@ -46,7 +50,7 @@ from bench.config import BENCH, Config, log
 from bench.fixtures import ensure_postgres, make_fixture
 from bench.profile import available
 from bench.provenance import code_identity, machine, service_versions, snapshot, versions
-from bench.report import NOISE, merge_rounds, paired_ratios, table
+from bench.report import NOISE, merge_rounds, paired_ratios, relative_table, table
 from bench.rounds import Run, run_rounds
 from bench.servers import BY_NAME, SERVERS, ServerSpec
 from bench.suites import SUITES
@@ -126,6 +130,9 @@ def report(meta: dict, rounds: list[dict], cfg: Config, out_dir: Path, repeat: i
     """Print the table and the targets, write results.json and table.md; the exit status."""
     results = merge_rounds(rounds)
     text = table(results, cfg)
+    relative = relative_table(results, cfg)
+    if relative:
+        text += "\n\n" + relative
     paired = paired_ratios(rounds, cfg)
     if paired:
         text += "\n\n" + paired

@@ -1,6 +1,7 @@
 """The results table: one row per metric and server, the value, its ratio to each peer, the
-server's CPU share and a check (ok / ok* / ERR / LOSS); with three rounds or more also the
-paired ratios of the connect rows. ``METRICS`` is the table's definition, as data.
+server's CPU share and a check (ok / ok* / ERR / LOSS); the comparisons of a Chorus server
+with another (``RELATIVE``: what the no-sticky routing costs); with three rounds or more also
+the paired ratios of the connect rows. ``METRICS`` is the table's definition, as data.
 """
 
 from __future__ import annotations
@@ -89,7 +90,38 @@ METRICS = [
         (),
         0,
     ),
+    (
+        "connect+auth polling NP (conn/s)",
+        True,
+        ("connect_polling", "rate"),
+        ("connect_polling",),
+        True,
+    ),
+    (
+        "RSS/idle polling session NP (KiB)",
+        False,
+        ("connect_polling", "rss_per_conn_kib"),
+        ("connect_polling",),
+        0,
+    ),
+    (
+        "ack round trips/s polling (ACK sockets)",
+        True,
+        ("ack_polling", "per_s"),
+        ("ack_polling",),
+        True,
+    ),
+    ("ack polling p50 (ms)", False, ("ack_polling", "p50_ms"), ("ack_polling",), True),
+    ("ack polling p99 (ms)", False, ("ack_polling", "p99_ms"), ("ack_polling",), True),
 ]
+
+#: Chorus servers also compared with another Chorus server, not only with the peers:
+#: (server, reference, the results (first path keys) compared). The pair's polling requests
+#: all reach the instance their session does not live on, which forwards them over Redis to
+#: the session's home; the reference is the same stack on one instance.
+RELATIVE = (
+    ("chorus-daphne-redis-pair", "chorus-daphne-redis", ("connect_polling", "ack_polling")),
+)
 
 
 def fmt(value) -> str:
@@ -116,6 +148,8 @@ PHASES = {
     "ack": ("ack",),
     "collab_sio": ("collab_sio",),
     "collab_yws": ("collab_yws",),
+    "connect_polling": ("polling-connect",),
+    "ack_polling": ("polling-ack",),
 }
 NOISE = 0.3  # cores used by other processes during a phase above which it is marked "*"
 
@@ -145,6 +179,7 @@ def metric_label(label: str, higher: bool, cfg: Config) -> str:
     """A ``METRICS`` label with the run's sizes filled in and its direction marked."""
     rate = f"{cfg.docs}x{cfg.editors} at {cfg.collab_rate:g}/s"
     label = label.replace("N1", str(cfg.n_fanout)).replace("N2", str(cfg.n_connect))
+    label = label.replace("NP", str(cfg.n_polling))
     label = label.replace("ACK", str(cfg.ack_sockets)).replace("RATE", rate)
     return label + (" ↑" if higher else " ↓")
 
@@ -165,7 +200,7 @@ def markdown(head: list[str], rows: list[list]) -> str:
 
 #: Metrics whose phase lasts about a second: their ratio of medians moves with the machine's
 #: noise, so repeated runs also report per-round (paired) ratios.
-PAIRED_METRICS = ("connect_n1", "connect_n2")
+PAIRED_METRICS = ("connect_n1", "connect_n2", "connect_polling")
 PAIRED_PEERS = ("sio", "sio-redis")
 
 
@@ -200,6 +235,36 @@ def paired_ratios(rounds: list[dict], cfg: Config) -> str:
         return ""
     head = ["metric", "server", *[f"÷{p} per round: median (IQR)" for p in peers]]
     return f"Paired ratios over {len(rounds)} rounds:\n\n" + markdown(head, rows)
+
+
+def relative_table(results: dict, cfg: Config) -> str:
+    """For each ``RELATIVE`` comparison whose two servers ran: the compared rows, both
+    values and their ratio (empty if none ran)."""
+    parts = []
+    for name, reference, compared in RELATIVE:
+        if name not in results or reference not in results:
+            continue
+        rows = []
+        for label, higher, path, keys, _cpu in METRICS:
+            if path[0] not in compared:
+                continue
+            mine, theirs = get(results[name], *path), get(results[reference], *path)
+            if mine is None or theirs is None:
+                continue
+            ratio = f"{mine / theirs:.2f}x" if theirs else ""
+            rows.append(
+                [
+                    metric_label(label, higher, cfg),
+                    fmt(mine),
+                    fmt(theirs),
+                    ratio,
+                    status_of(results[name], keys),
+                ]
+            )
+        if rows:
+            head = ["metric", name, reference, f"÷{reference}", "check"]
+            parts.append(f"{name} against {reference}:\n\n" + markdown(head, rows))
+    return "\n\n".join(parts)
 
 
 def table(results: dict, cfg: Config) -> str:

@@ -1,8 +1,9 @@
 """The servers under test: their table (``SERVERS``), how each is started, waited for, measured
 and stopped (``Server``), and the environment every Chorus server runs with (``chorus_env``).
 
-A server is one process on 127.0.0.1 on a fresh port, started per suite and stopped by pid;
-it dies with the harness (bench/processes.py).
+A server is one process on 127.0.0.1 on a fresh port — or ``instances`` of them on the same
+database and Redis (``chorus-daphne-redis-pair``: Chorus without sticky sessions) — started
+per suite and stopped by pid; it dies with the harness (bench/processes.py).
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ class ServerSpec:
     db: str = ""  # sqlite | postgres (chorus)
     redis: bool = False
     note: str = ""
+    instances: int = 1  # processes on the same database and Redis, each on its own port
 
 
 EVENT_SUITES = ("fanout", "connect", "ack", "collab-sio")
+POLLING_SUITES = ("connect-polling", "ack-polling")
 SERVERS = [
     ServerSpec(
         "chorus-daphne",
         "chorus",
-        (*EVENT_SUITES, "collab-yws"),
+        (*EVENT_SUITES, "collab-yws", *POLLING_SUITES),
         "daphne",
         "sqlite",
         note="daphne, SQLite, in-memory layer",
@@ -47,7 +50,7 @@ SERVERS = [
     ServerSpec(
         "chorus-uvicorn",
         "chorus",
-        (*EVENT_SUITES, "collab-yws"),
+        (*EVENT_SUITES, "collab-yws", *POLLING_SUITES),
         "uvicorn",
         "sqlite",
         note="uvicorn, SQLite, in-memory layer",
@@ -55,11 +58,23 @@ SERVERS = [
     ServerSpec(
         "chorus-daphne-redis",
         "chorus",
-        (*EVENT_SUITES, "collab-yws"),
+        (*EVENT_SUITES, "collab-yws", *POLLING_SUITES),
         "daphne",
         "postgres",
         True,
         note="daphne, PostgreSQL, Redis",
+    ),
+    # Two daphnes on one Redis and database; every polling request after the handshake goes
+    # to the instance the session does not live on, which forwards it (no sticky sessions)
+    ServerSpec(
+        "chorus-daphne-redis-pair",
+        "chorus",
+        POLLING_SUITES,
+        "daphne",
+        "postgres",
+        True,
+        note="2 x daphne, PostgreSQL, Redis; polling requests forwarded",
+        instances=2,
     ),
     ServerSpec(
         "chorus-uvicorn-redis",
@@ -70,9 +85,15 @@ SERVERS = [
         True,
         note="uvicorn, PostgreSQL, Redis",
     ),
-    ServerSpec("sio", "sio", EVENT_SUITES, note="python-socketio 1 process, uvicorn"),
     ServerSpec(
-        "sio-redis", "sio", EVENT_SUITES, redis=True, note="python-socketio + AsyncRedisManager"
+        "sio", "sio", (*EVENT_SUITES, *POLLING_SUITES), note="python-socketio 1 process, uvicorn"
+    ),
+    ServerSpec(
+        "sio-redis",
+        "sio",
+        (*EVENT_SUITES, *POLLING_SUITES),
+        redis=True,
+        note="python-socketio + AsyncRedisManager",
     ),
     ServerSpec("ws-ceiling", "ceiling", EVENT_SUITES, note="plain websockets"),
     ServerSpec("pycrdt-websocket", "pycrdt", ("collab-yws",), note="pycrdt-websocket ASGI"),
@@ -116,8 +137,10 @@ def chorus_env(cfg: Config, spec: ServerSpec, urls: dict, paths: Paths) -> dict[
 
 
 class Server:
-    """One server process on 127.0.0.1 (started, measured, stopped by pid). Chorus runs from
-    ``chorus_root`` (the working tree or a snapshot); the peers from this checkout."""
+    """One server on 127.0.0.1: ``spec.instances`` processes (usually one), started, measured
+    and stopped by pid. ``port`` / ``pid`` are the first instance's, ``ports`` every one's;
+    CPU and RSS are the sum over the instances. Chorus runs from ``chorus_root`` (the working
+    tree or a snapshot); the peers from this checkout."""
 
     def __init__(
         self,
@@ -132,11 +155,15 @@ class Server:
         self.fixture = fixture
         self.log_path = log_path
         self.chorus_root = chorus_root
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
+        self.ports: list[int] = []
+        self.procs: list[subprocess.Popen] = []
 
-    def command(self) -> list[str]:
-        p = str(self.port)
+    @property
+    def port(self) -> int:
+        return self.ports[0] if self.ports else 0
+
+    def command(self, port: int) -> list[str]:
+        p = str(port)
         spec = self.spec
         if spec.kind == "chorus" and spec.asgi == "daphne":
             # -v 0: no access log (uvicorn and the peers run without one too)
@@ -188,42 +215,49 @@ class Server:
         raise ValueError(spec.kind)
 
     async def start(self) -> None:
-        """Start the process and wait (60 s at most) until it serves."""
-        self.port = free_port()
-        env = dict(self.env)
-        if self.spec.kind == "node":
-            env.update(HOST="127.0.0.1", PORT=str(self.port))
-        with self.log_path.open("ab") as out:
-            out.write(f"=== {self.spec.name} on port {self.port}\n".encode())
-            out.flush()
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=self.chorus_root if self.spec.kind == "chorus" else ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
+        """Start the process(es), one after the other, each waited for (60 s at most) until
+        it serves."""
+        for _ in range(self.spec.instances):
+            port = free_port()
+            env = dict(self.env)
+            if self.spec.kind == "node":
+                env.update(HOST="127.0.0.1", PORT=str(port))
+            with self.log_path.open("ab") as out:
+                out.write(f"=== {self.spec.name} on port {port}\n".encode())
+                out.flush()
+                proc = subprocess.Popen(
+                    self.command(port),
+                    cwd=self.chorus_root if self.spec.kind == "chorus" else ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    preexec_fn=die_with_parent,
+                )
+            self.ports.append(port)
+            self.procs.append(proc)
+            await self._wait_ready(proc, port)
+
+    async def _wait_ready(self, proc: subprocess.Popen, port: int) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if proc.poll() is not None:
                 raise RuntimeError(f"{self.spec.name} exited early; see {self.log_path}")
-            if self._ready():
+            if self._ready(port):
                 return
             await asyncio.sleep(0.1)
         raise RuntimeError(f"{self.spec.name} not ready in 60 s; see {self.log_path}")
 
-    def _ready(self) -> bool:
+    def _ready(self, port: int) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 pass
         except OSError:
             return False
         if self.spec.kind != "chorus":
             return True
         try:  # the Django app is loaded once the API answers 401
-            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/users/me/", timeout=2)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/users/me/", timeout=2)
         except urllib.error.HTTPError as error:
             return error.code == 401
         except OSError:
@@ -232,15 +266,14 @@ class Server:
 
     @property
     def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError(f"{self.spec.name} is not started")
-        return self.proc.pid
+        """The first instance's pid (the one ``--profile`` samples)."""
+        return self.procs[0].pid
 
     def rss_kib(self) -> int:
-        return proc_rss_kib(self.pid)
+        return sum(proc_rss_kib(p.pid) for p in self.procs)
 
     def cpu_s(self) -> float:
-        return proc_cpu_s(self.pid)
+        return sum(proc_cpu_s(p.pid) for p in self.procs)
 
     async def wait_idle(self, limit: float = 30.0, threshold: float = 0.05) -> float:
         """Wait until the server uses < ``threshold`` of a core for 0.5 s (at most ``limit``)."""
@@ -255,13 +288,14 @@ class Server:
         return time.monotonic() - started
 
     async def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
+        """SIGTERM to every instance, then SIGKILL to those still alive after 15 s."""
+        running = [p for p in self.procs if p.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.proc.poll() is None:
+        while time.monotonic() < deadline and any(p.poll() is None for p in running):
             await asyncio.sleep(0.1)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        for proc in running:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)

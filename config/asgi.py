@@ -17,16 +17,21 @@ from django.conf import settings  # noqa: E402
 from config.body_limit import BodyLimitMiddleware  # noqa: E402
 from realtime import transport  # noqa: E402
 from realtime.lifecycle import flush_documents, lifespan_app, start_hub  # noqa: E402
-from realtime.routing import websocket_application  # noqa: E402
+from realtime.routing import http_application, websocket_application  # noqa: E402
 
-http_application: ASGIHandler | BodyLimitMiddleware = django_asgi_app
+django_application: ASGIHandler | BodyLimitMiddleware = django_asgi_app
 if settings.SERVE_STATIC:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    http_application = ASGIStaticFilesHandler(django_asgi_app)
-http_application = BodyLimitMiddleware(http_application)  # JSON 413 over MAX_REQUEST_BODY_BYTES
+    django_application = ASGIStaticFilesHandler(django_asgi_app)
+# JSON 413 over MAX_REQUEST_BODY_BYTES (Engine.IO polling bounds its own bodies).
+django_application = BodyLimitMiddleware(django_application)
 
 application = ProtocolTypeRouter(
-    {"http": http_application, "websocket": websocket_application, "lifespan": lifespan_app}
+    {
+        "http": http_application(django_application),
+        "websocket": websocket_application,
+        "lifespan": lifespan_app,
+    }
 )
 transport.install(start=start_hub, stop=flush_documents)  # the server seam, from one place

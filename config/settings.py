@@ -202,6 +202,9 @@ JWT_REFRESH_TTL = env.int("JWT_REFRESH_TTL", default=14 * 24 * 3600)
 # A "not revoked" answer for a jti is cached this long (seconds); "revoked" until the token's
 # own expiry. Bounds staleness where the cache is not shared between processes.
 JWT_REVOCATION_CACHE_TTL = env.int("JWT_REVOCATION_CACHE_TTL", default=30)
+# A WebSocket connection ticket (POST /api/auth/ws-ticket/) is good for one connection within
+# this many seconds (accounts/tickets.py).
+WS_TICKET_TTL = env.float("WS_TICKET_TTL", default=30.0)
 # Password logins per client address and username (DRF rate syntax); empty disables.
 LOGIN_THROTTLE_RATE = env.str("LOGIN_THROTTLE_RATE", default="30/min") or None
 

@@ -3,14 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from realtime.views import socketio_polling
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("accounts.urls")),
     path("api/", include("channels_app.urls")),
     path("api/", include("notes.urls")),
-    path("ws/socket.io/", socketio_polling),
 ]
 
 handler400 = "config.api_errors.bad_request"

@@ -248,7 +248,8 @@ def orm_batched(
     return call
 
 
-#: Token validation for sockets: every CONNECT waiting at the moment goes in one batch.
+#: Token validation for sockets: every CONNECT waiting at the moment goes in one batch. A
+#: connection ticket (``accounts.tickets.Ticket``) is spent and validated here too.
 validate_token = orm_batched(validate_access_tokens)
 
 

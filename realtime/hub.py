@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("chorus.realtime.hub")
 
+#: Every hub's layer channel starts so (``realtime.consumers.forwarding`` checks it).
+CHANNEL_PREFIX = "chorus.hub."
+
 
 class Connection(KeptConnection, Protocol):
     """What the hub needs of a socket: its sid, token id (kicks), rooms and offset choice, the
@@ -155,7 +158,7 @@ class Hub:
         async with self._start_lock:
             if self.channel_name is not None:
                 return
-            self.channel_name = await self.layer.new_channel("chorus.hub.")
+            self.channel_name = await self.layer.new_channel(CHANNEL_PREFIX)
             self._tasks += [
                 asyncio.create_task(self._receive_loop(), name="chorus-hub-receive"),
                 asyncio.create_task(self.keeper.run(), name="chorus-hub-keeper"),

@@ -5,14 +5,15 @@
 request's own origin (same scheme, host and port; the host in ``ALLOWED_HOSTS``): the rule is
 ``realtime.origins``. A WebSocket without ``Origin`` (a non-browser client) is allowed.
 
-``JWTAuthMiddleware`` puts the raw token the handshake carried into ``scope["credentials"]``
-(None when there is none), from, in this order: an ``Authorization: Bearer`` header, a
-``token`` cookie, a ``?token=`` query parameter (query strings end up in access logs: a last
-resort). It validates nothing: a consumer validates the token when it authenticates the socket
-(the Socket.IO CONNECT, the y-websocket accept) with ``accounts.tokens.validate_access_token``
-— the same function as HTTP — so a logout, revoke-all or deactivation between the handshake
-and the CONNECT refuses the CONNECT, and a refused client receives a proper error
-(CONNECT_ERROR or close code).
+``JWTAuthMiddleware`` puts the credential the handshake carried into ``scope["credentials"]``
+(None when there is none), from, in this order: a ``?ticket=`` query parameter (a single-use
+connection ticket, ``accounts.tickets.Ticket``: a client that made one means it), an
+``Authorization: Bearer`` header, a ``token`` cookie, a ``?token=`` query parameter (query
+strings end up in access logs: a last resort). It validates nothing and spends no ticket: a
+consumer validates the credential when it authenticates the socket (the Socket.IO CONNECT, the
+y-websocket accept) with ``accounts.tokens.validate_access_token`` — the same function as
+HTTP — so a logout, revoke-all or deactivation between the handshake and the CONNECT refuses
+the CONNECT, and a refused client receives a proper error (CONNECT_ERROR or close code).
 Module map: docs/realtime.md.
 """
 
@@ -25,6 +26,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 
 from accounts.authentication import bearer_token
+from accounts.tickets import Ticket
 from config.proxies import scope_client_address, scope_forwarded_proto
 from realtime import origins
 
@@ -72,8 +74,15 @@ class OriginCheckMiddleware:
         return await self.app(scope, receive, send)
 
 
-def token_from_scope(scope: dict) -> str | None:
-    """The raw token from the header, the ``token`` cookie or ``?token=``; None if absent."""
+def token_from_scope(scope: dict, from_query: bool = True) -> str | Ticket | None:
+    """The handshake's credential: a ``Ticket`` for ``?ticket=``, else the raw token from the
+    header, the ``token`` cookie or (``from_query``) ``?token=``; None if absent. (A ticket
+    is single-use and short-lived: a URL may carry it, even where URLs are logged.)"""
+    raw_query = scope.get("query_string", b"")
+    if b"ticket=" in raw_query:
+        tickets = parse_qs(raw_query.decode("latin-1")).get("ticket")
+        if tickets:
+            return Ticket(tickets[0])
     auth = header(scope, b"authorization")
     if auth:
         return bearer_token(auth) or ""
@@ -86,8 +95,7 @@ def token_from_scope(scope: dict) -> str | None:
             jar = SimpleCookie()
         if "token" in jar:
             return jar["token"].value
-    raw_query = scope.get("query_string", b"")
-    if b"token=" not in raw_query:  # the usual case: skip parsing
+    if not from_query or b"token=" not in raw_query:  # the usual case: skip parsing
         return None
     query = parse_qs(raw_query.decode("latin-1"))
     if query.get("token"):

@@ -12,7 +12,7 @@ Two guarantees, whatever the server (daphne, uvicorn, the test communicator):
 - **Never blocking.** Writing a frame never waits for the client: a broadcast to a room with a
   stalled reader in it does not stall the room.
 
-Two shapes, chosen once per connection by ``for_connection``:
+Three shapes; for a WebSocket, one is chosen once per connection by ``for_connection``:
 
 - ``DirectOutbound``: daphne on plain TCP with ``FAST_BROADCAST`` — frames built here
   (``realtime.protocol.wsframe``) and written to the transport synchronously
@@ -20,6 +20,9 @@ Two shapes, chosen once per connection by ``for_connection``:
 - ``QueuedOutbound``: anything else — ASGI ``websocket.send`` messages, sent one after another
   by a task that exists while the queue holds something (uvicorn's ``send`` waits while its
   transport is paused: awaiting it inline would block the sender on a slow client).
+
+- ``PollingOutbound``: HTTP long-polling (``realtime.consumers.polling``) — packets wait here
+  until the client's next GET takes them as one payload; "waiting" is what no GET has taken.
 
 Closing goes through the same path, after what is queued. Under daphne the close frame is
 written by the protocol itself (``direct.close``), because autobahn refuses close codes
@@ -33,12 +36,14 @@ Module map: docs/realtime.md.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
+import contextlib
 import logging
 from collections.abc import Callable
 
 from realtime.conf import realtime_settings
-from realtime.protocol import wsframe
+from realtime.protocol import engineio, wsframe
 from realtime.protocol.wsframe import SharedFrame
 from realtime.transport import direct
 
@@ -259,6 +264,98 @@ class QueuedOutbound(Outbound):
         if self._protocol is None:
             return False
         return direct.close(self._protocol, message["code"], message.get("reason") or "")
+
+
+class PollingOutbound(Outbound):
+    """HTTP long-polling: encoded packets wait until the client's next GET takes them all
+    (``poll``). At most one GET waits at a time. ``close`` calls ``on_closed(code)`` at once
+    (the session's disconnect); what waits still goes to the next GET, and then the session
+    is over (``finished``): no Engine.IO CLOSE is sent — python-engineio takes one as final
+    and would not reconnect after, say, a token expiry; a kick's DISCONNECT says "final"."""
+
+    def __init__(
+        self, on_overflow: Callable[[int], None], on_closed: Callable[[int], None]
+    ) -> None:
+        super().__init__(on_overflow)
+        self._on_closed = on_closed
+        self._packets: list[str] = []
+        self._queued = 0
+        self._ready = asyncio.Event()
+        #: A GET is waiting (a second one at the same time is refused: ``poll``).
+        self.polling = False
+        #: A WebSocket probe is under way: polls are answered at once, never held (the
+        #: client pauses polling once its probe succeeds; a held GET would hold the upgrade).
+        self.upgrading = False
+        #: Closed, and nothing waits for a GET any more.
+        self.finished = asyncio.Event()
+
+    def waiting(self) -> int:
+        return self._queued
+
+    def text(self, text: str) -> None:
+        if self._admit():
+            self._put(text, len(text) if text.isascii() else len(text.encode()))
+
+    def binary(self, data: bytes) -> None:
+        if self._admit():
+            self._put(engineio.encode_binary(data), len(data))
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.overflowed:  # the client does not poll: what waits will not reach it
+            self._packets.clear()
+            self._queued = 0
+        if not self._packets:
+            self.finished.set()
+        self._ready.set()
+        self._on_closed(code)
+
+    def _put(self, packet: str, size: int) -> None:
+        self._packets.append(packet)
+        self._queued += size
+        self.written += size
+        self._ready.set()
+
+    def release(self) -> None:
+        """Answer a waiting GET now (with what waits, or a NOOP)."""
+        self._ready.set()
+
+    def take(self) -> list[str]:
+        """Every packet waiting, in order (and none waits any more)."""
+        packets, self._packets, self._queued = self._packets, [], 0
+        self._ready.clear()
+        if self.closing:
+            self.finished.set()
+        return packets
+
+    async def poll(self, hold: float) -> str | None:
+        """The payload for one GET: what waits now, else what arrives within ``hold``
+        seconds, else a NOOP; ``""`` once the session is over and nothing waits. None if
+        another GET is already waiting."""
+        if self.polling:
+            return None
+        self.polling = True
+        try:
+            if not self._packets and not self.upgrading and not self.closing:
+                self._ready.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), hold)
+            packets = self.take()
+            if packets:
+                return engineio.encode_payload(packets)
+            return "" if self.closing else engineio.NOOP_FRAME
+        finally:
+            self.polling = False
+
+    def hand_over(self, out: Outbound) -> None:
+        """Move what waits to ``out`` (a WebSocket's), in order: the upgrade's switch."""
+        for packet in self.take():
+            if packet.startswith("b"):
+                out.binary(base64.b64decode(packet[1:]))
+            elif packet != engineio.NOOP_FRAME:
+                out.text(packet)
 
 
 def for_connection(send, on_overflow: Callable[[int], None]) -> Outbound:

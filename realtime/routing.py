@@ -1,9 +1,11 @@
-"""WebSocket routes, wrapped in the Origin check and the JWT middleware.
+"""Routes: WebSocket routes (wrapped in the Origin check and the JWT middleware), and the
+HTTP side of the Socket.IO path (Engine.IO long-polling) in front of Django.
 Module map: docs/realtime.md."""
 
 from channels.routing import URLRouter
 from django.urls import path
 
+from realtime.consumers.polling import polling_app
 from realtime.consumers.socketio import SocketIOConsumer
 from realtime.consumers.yjs import YjsConsumer
 from realtime.middleware import JWTAuthMiddleware, OriginCheckMiddleware
@@ -18,3 +20,17 @@ websocket_urlpatterns = [
 websocket_application = OriginCheckMiddleware(
     JWTAuthMiddleware(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
 )
+
+#: The Socket.IO path over HTTP (socket.io-client adds the trailing slash by default).
+SOCKETIO_HTTP_PATHS = frozenset({"/ws/socket.io/", "/ws/socket.io"})
+
+
+def http_application(django_application):
+    """HTTP: Engine.IO long-polling on the Socket.IO path, everything else to Django."""
+
+    async def application(scope, receive, send):
+        if scope["path"] in SOCKETIO_HTTP_PATHS:
+            return await polling_app(scope, receive, send)
+        return await django_application(scope, receive, send)
+
+    return application

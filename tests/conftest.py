@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.db import connections
 from rest_framework.test import APIClient
 
+from accounts import tickets
 from accounts.models import Role, User
 from accounts.tokens import issue_token_pair
 from realtime.db import close_connections
@@ -99,10 +100,12 @@ def _fresh_realtime_state():
     channel_layers.backends.clear()
     reset_memory_registry()
     reset_memory_store()
+    tickets.reset_memory_store()
     yield
     channel_layers.backends.clear()
     reset_memory_registry()
     reset_memory_store()
+    tickets.reset_memory_store()
     close_connections()  # the realtime ORM thread's connection: flushes and drops need it gone
 
 

@@ -1,9 +1,14 @@
-"""Smoke run of the benchmark harness: ``bench/run --quick --only chorus-daphne``.
+"""Smoke runs of the benchmark harness: ``bench/run --quick``.
 
-Not a benchmark (numbers at this size mean nothing): it proves the harness still drives a real
-daphne with real clients through every suite, that every expected row is in the table, and that
-no message was lost, no connect failed and no ack was refused. Its own bench database and
-results directory (a temporary directory), so it never disturbs a real bench run.
+Not benchmarks (numbers at this size mean nothing): they prove the harness still drives real
+servers with real clients through every suite, that every expected row is in the table, and
+that no message was lost, no connect failed and no ack was refused. Each run has its own bench
+database and results directory (a temporary directory), so it never disturbs a real bench run.
+
+- ``chorus-daphne`` through every suite (SQLite, in-memory layer);
+- the polling suites on Chorus with Redis, on the two-instance ``chorus-daphne-redis-pair``
+  (every polling request forwarded between instances) and on python-socketio with Redis
+  (``services``: needs PostgreSQL and Redis).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_service
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,8 +47,18 @@ EXPECTED_ROWS = [
     "collab yws DB writes/doc/min",
 ]
 
+POLLING_ROWS = [
+    "connect+auth polling 20 (conn/s)",
+    "RSS/idle polling session 20 (KiB)",
+    "ack round trips/s polling (10 sockets)",
+    "ack polling p50 (ms)",
+    "ack polling p99 (ms)",
+]
 
-def test_quick_run_has_every_row_and_no_loss(tmp_path: Path) -> None:
+
+def run_bench(tmp_path: Path, *args: str, timeout: float) -> tuple[str, str, dict]:
+    """``bench/run --quick`` with ``args`` in its own directories; (stdout, the whole output,
+    results.json). Fails the test on a timeout or a non-zero exit."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -53,8 +70,7 @@ def test_quick_run_has_every_row_and_no_loss(tmp_path: Path) -> None:
         [
             str(ROOT / "bench" / "run"),
             "--quick",
-            "--only",
-            "chorus-daphne",
+            *args,
             "--var-dir",
             str(tmp_path / "var"),
             "--results-dir",
@@ -70,27 +86,44 @@ def test_quick_run_has_every_row_and_no_loss(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        stdout, stderr = proc.communicate(timeout=120)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
-        pytest.fail(f"bench/run --quick took over 120 s:\n{stdout}\n{stderr}")
+        pytest.fail(f"bench/run --quick took over {timeout} s:\n{stdout}\n{stderr}")
     output = stdout + "\n--- stderr ---\n" + stderr
     assert proc.returncode == 0, output
     assert "LOSS" not in stdout and "INVALID" not in stdout, output
-
-    rows = [line for line in stdout.splitlines() if line.startswith("| ")]
-    for expected in EXPECTED_ROWS:
-        matching = [row for row in rows if row.startswith(f"| {expected}")]
-        assert matching, f"row {expected!r} missing:\n{output}"
-        # "ok*" is ok on a noisy machine (the * marks noise, not a failure).
-        assert all(
-            "chorus-daphne" in row and row.rstrip(" |").rstrip("*").endswith("ok")
-            for row in matching
-        )
-
     (results_file,) = (tmp_path / "results").glob("*/results.json")
-    report = json.loads(results_file.read_text())
+    return stdout, output, json.loads(results_file.read_text())
+
+
+def assert_rows(stdout: str, output: str, expected: list[str], servers: list[str]) -> None:
+    """Every ``expected`` row of the results table is there for each of ``servers``, ok."""
+    rows = [line for line in stdout.splitlines() if line.startswith("| ")]
+    for label in expected:
+        matching = [row for row in rows if row.startswith(f"| {label}")]
+        for server in servers:
+            mine = [row for row in matching if f"| {server} " in row]
+            assert mine, f"row {label!r} of {server} missing:\n{output}"
+            # "ok*" is ok on a noisy machine (the * marks noise, not a failure).
+            assert mine[0].rstrip(" |").rstrip("*").endswith("ok"), mine
+
+
+def assert_polling_clean(result: dict) -> None:
+    """The polling suites of one server: every session connected, every ack came back."""
+    connect = result["connect_polling"]
+    assert connect["connected"] == 20 and connect["failed"] == 0, connect
+    ack = result["ack_polling"]
+    assert ack["sockets"] == 10 and ack["count"] > 0, ack
+    assert ack["errors"] == 0 and ack["unexpected_closes"] == 0, ack
+    # a round trip is at least the event's POST and the GET that brings its ack
+    assert ack["http_requests_per_round_trip"] >= 2, ack
+
+
+def test_quick_run_has_every_row_and_no_loss(tmp_path: Path) -> None:
+    stdout, output, report = run_bench(tmp_path, "--only", "chorus-daphne", timeout=150)
+    assert_rows(stdout, output, EXPECTED_ROWS + POLLING_ROWS, ["chorus-daphne"])
     assert report["invalid"] == {}
     result = report["results"]["chorus-daphne"]
     assert result["broadcast_burst"]["missing"] == 0
@@ -100,3 +133,49 @@ def test_quick_run_has_every_row_and_no_loss(tmp_path: Path) -> None:
         for phase in ("paced", "window"):
             assert result[f"collab_{proto}"][phase]["missing"] == 0
             assert result[f"collab_{proto}"][phase]["sent"] > 0
+    assert_polling_clean(result)
+    # one instance: every request reaches the session's own instance
+    assert result["ack_polling"]["http_requests_elsewhere_share"] == 0
+
+
+@pytest.mark.services
+def test_quick_polling_run_without_sticky_sessions(tmp_path: Path) -> None:
+    """The pair's polling requests all reach the instance their session does not live on;
+    its rows sit next to the one-instance server's, and python-socketio's polling runs."""
+    database_url = require_service("DATABASE_URL")
+    # bench/run never uses db 0 (CI's default): its own database 15 on the same server.
+    redis_url = require_service("REDIS_URL").rsplit("/", 1)[0] + "/15"
+    import psycopg
+
+    base = database_url.rsplit("/", 1)[0]
+    bench_db = os.environ.get("TEST_DATABASE_NAME", "test") + "_bench_smoke"
+    servers = ["chorus-daphne-redis", "chorus-daphne-redis-pair", "sio-redis"]
+    try:
+        stdout, output, report = run_bench(
+            tmp_path,
+            *[arg for name in servers for arg in ("--only", name)],
+            "--suite",
+            "connect-polling",
+            "--suite",
+            "ack-polling",
+            "--pg-url",
+            f"{base}/{bench_db}",
+            "--redis-url",
+            redis_url,
+            timeout=240,
+        )
+    finally:
+        with psycopg.connect(
+            base.replace("postgres://", "postgresql://") + "/postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)')
+    assert_rows(stdout, output, POLLING_ROWS, servers)
+    assert "chorus-daphne-redis-pair against chorus-daphne-redis:" in stdout, output
+    assert report["invalid"] == {}
+    results = report["results"]
+    for name in servers:
+        assert_polling_clean(results[name])
+    pair = results["chorus-daphne-redis-pair"]
+    assert pair["connect_polling"]["http_requests_elsewhere_share"] == 1.0
+    assert pair["ack_polling"]["http_requests_elsewhere_share"] == 1.0
+    assert results["chorus-daphne-redis"]["ack_polling"]["http_requests_elsewhere_share"] == 0

@@ -14,6 +14,7 @@ import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
+from accounts.tickets import Grant, RedisTicketStore
 from realtime.layers import RedisLayer
 from realtime.sessions import RedisSessionRegistry, SessionRecord
 
@@ -65,3 +66,19 @@ def test_cache_pool_waits(redis_url, settings):
     with ThreadPoolExecutor(max_workers=20) as pool:
         assert list(pool.map(touch, range(20))) == list(range(20))
     cache.delete_many([f"test-pool:{i}" for i in range(20)])
+
+
+def test_ticket_store_pool_waits(redis_url):
+    with override_settings(**SMALL):
+        store = RedisTicketStore(redis_url, prefix="chorus:test-pool:ticket:")
+    grant = Grant("3f1a0b6e-0000-4000-8000-000000000001", "jti", 1, 2)
+
+    def put_and_take(i: int) -> Grant | None:
+        store.put(f"k{i}", grant, 30)
+        return store.take([f"k{i}"])[0]
+
+    try:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            assert list(pool.map(put_and_take, range(20))) == [grant] * 20
+    finally:
+        store.close()

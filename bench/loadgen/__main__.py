@@ -18,6 +18,7 @@ COMMANDS: dict[str, Callable[[Worker, dict], Awaitable[dict]]] = {
     "connect_sender": sockets.connect_sender,
     "emit_all": sockets.emit_all,
     "close_all": sockets.close_all,
+    "polling_report": sockets.polling_report,
     "reset_recv": broadcast.reset_recv,
     "broadcast_send": broadcast.broadcast_send,
     "recv_report": broadcast.recv_report,

@@ -109,20 +109,26 @@ class SioClient(Client):
             elif sub == "1":
                 self.worker.errors.append("server sent DISCONNECT")
         elif kind == "2":
-            self._socket().send_text("3" + frame[1:])
+            self.send_packet("3" + frame[1:])
         elif kind == "0" and self._state == "open":
             self._state = "connect"
-            self._socket().send_text('40{"token":' + json.dumps(self.token) + "}")
+            self.send_packet('40{"token":' + json.dumps(self.token) + "}")
+
+    def send_packet(self, packet: str) -> None:
+        """Send one Engine.IO packet (here: one WebSocket text frame)."""
+        self._socket().send_text(packet)
+
+    def is_closed(self) -> bool:
+        return self.ws is None or self.ws.closed
 
     def emit(self, body: str, callback) -> None:
         """Send ``42<id><body>``; ``callback(raw ack text or None if closed)``."""
-        ws = self._socket()
-        if ws.closed:
+        if self.is_closed():
             callback(None)
             return
         self.next_id += 1
         self.pending[self.next_id] = callback
-        ws.send_text(f"42{self.next_id}{body}")
+        self.send_packet(f"42{self.next_id}{body}")
 
     async def call_frame(self, body: str, timeout: float = 30.0) -> str:
         """Emit a pre-encoded ``["event",{...}]`` body and wait for its ack text."""

@@ -1,6 +1,7 @@
-"""Socket commands: open and authenticate many Socket.IO sockets (``connect``) or the
-broadcast sender (``connect_sender``), have every socket emit one event with an ack
-(``emit_all``), close everything (``close_all``)."""
+"""Socket commands: open and authenticate many Socket.IO sockets (``connect``: over
+WebSocket, or HTTP long-polling) or the broadcast sender (``connect_sender``), have every
+socket emit one event with an ack (``emit_all``), close everything (``close_all``), count the
+polling requests (``polling_report``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from bench.loadgen.clients import Client, SioClient, YwsClient
+from bench.loadgen.polling import PollingClient
 from bench.loadgen.wire import now_ns
 from bench.loadgen.worker import Worker
 
@@ -28,13 +30,14 @@ async def hello(worker: Worker, msg: dict) -> dict:
 
 
 async def connect(worker: Worker, msg: dict) -> dict:
-    """Open and authenticate one Socket.IO socket per entry, ``concurrency`` at a time."""
+    """Open and authenticate one Socket.IO socket per entry, ``concurrency`` at a time:
+    WebSockets to ``url``, or with ``transport: "polling"`` polling sessions (``client_for``)."""
     gate = asyncio.Semaphore(msg.get("concurrency", 50))
     deadline = time.monotonic() + msg.get("timeout", 120)
     tally = Tally()
     t0 = now_ns()
     await asyncio.gather(
-        *(open_socket(worker, msg["url"], entry, gate, deadline, tally) for entry in msg["entries"])
+        *(open_socket(worker, msg, entry, gate, deadline, tally) for entry in msg["entries"])
     )
     return {
         "ok": tally.ok,
@@ -45,12 +48,27 @@ async def connect(worker: Worker, msg: dict) -> dict:
     }
 
 
+def client_for(worker: Worker, msg: dict, entry: dict) -> tuple[SioClient, str]:
+    """A new client for ``entry`` and the URL it opens: a WebSocket to ``msg["url"]``; or a
+    polling session whose handshake goes to the instances of ``msg["urls"]`` in turn, and
+    every later request to the same instance — or with ``msg["cross"]`` to the next one, so
+    that each request reaches an instance the session does not live on."""
+    if msg.get("transport") != "polling":
+        return SioClient(worker, entry["token"], entry), msg["url"]
+    urls = msg["urls"]
+    k = worker.polling_opened
+    worker.polling_opened += 1
+    home = urls[k % len(urls)]
+    via = urls[(k + 1) % len(urls)] if msg.get("cross") else home
+    return PollingClient(worker, entry["token"], entry, via), home
+
+
 async def open_socket(
-    worker: Worker, url: str, entry: dict, gate: asyncio.Semaphore, deadline: float, tally: Tally
+    worker: Worker, msg: dict, entry: dict, gate: asyncio.Semaphore, deadline: float, tally: Tally
 ) -> None:
     """One socket for ``entry`` (token and metadata), kept by the worker if it connected."""
     async with gate:
-        client = SioClient(worker, entry["token"], entry)
+        client, url = client_for(worker, msg, entry)
         try:
             remaining = max(1.0, deadline - time.monotonic())
             await asyncio.wait_for(client.open(url), remaining)
@@ -112,3 +130,9 @@ async def close_all(worker: Worker, msg: dict) -> dict:
     worker.editors_by_index.clear()
     worker.groups.clear()
     return {"closed": len(clients)}
+
+
+async def polling_report(worker: Worker, msg: dict) -> dict:
+    """The polling requests sent since the worker started: all of them after the handshakes,
+    and those sent to another instance than the session's handshake."""
+    return {"requests": worker.http_requests, "elsewhere": worker.http_elsewhere}

@@ -39,6 +39,12 @@ class Worker:
         self.collab_recording = False
         self.ack_errors = 0
         self.ack_error_sample: list[str] = []
+        # HTTP long-polling: sessions opened (their handshakes alternate between instances),
+        # requests sent after the handshakes, and those sent to another instance than the
+        # session's handshake (a balancer without affinity)
+        self.polling_opened = 0
+        self.http_requests = 0
+        self.http_elsewhere = 0
 
     def on_event(self, client: SioClient, frame: str) -> None:
         """A Socket.IO EVENT frame a socket received: a broadcast is counted per sequence

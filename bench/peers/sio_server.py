@@ -14,6 +14,10 @@ stack Open WebUI runs — implementing the same events as Chorus, the way Open W
 ``--redis URL``: the same server with ``AsyncRedisManager`` (Open WebUI's multi-instance
 mode); every emit goes through Redis pub/sub on a channel private to this process.
 
+Both Engine.IO transports are served (python-socketio's default): WebSocket, and HTTP
+long-polling for the polling suites (what Open WebUI serves with WebSocket support off). One
+process, so polling needs no sticky sessions here; python-socketio needs them with several.
+
 Usage: python bench/peers/sio_server.py --fixture F --port P [--redis redis://…/9]
 """
 
@@ -43,7 +47,7 @@ def build(fixture: Fixture, redis_url: str | None) -> socketio.ASGIApp:
         async_mode="asgi",
         client_manager=manager,
         cors_allowed_origins="*",
-        transports=["websocket"],
+        transports=["polling", "websocket"],
         ping_interval=25,
         ping_timeout=20,
         max_http_buffer_size=1_000_000,

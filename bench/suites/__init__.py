@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bench.suites.ack import suite_ack
+from bench.suites.ack_polling import suite_ack_polling
 from bench.suites.collab import suite_collab_sio, suite_collab_yws
 from bench.suites.connect import suite_connect
+from bench.suites.connect_polling import suite_connect_polling
 from bench.suites.context import Context
 from bench.suites.fanout import suite_fanout
 
@@ -17,4 +19,6 @@ SUITES: dict[str, Callable[[Context], Awaitable[None]]] = {
     "ack": suite_ack,
     "collab-sio": suite_collab_sio,
     "collab-yws": suite_collab_yws,
+    "connect-polling": suite_connect_polling,
+    "ack-polling": suite_ack_polling,
 }

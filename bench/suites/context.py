@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from bench.config import SIO_PATH, Config, log
+from bench.config import POLLING_PATH, SIO_PATH, Config, log
 from bench.measures import WriteLog, machine_busy_s, services_cpu_s
 from bench.profile import Recorder, render, summarize
 from bench.servers import Server, ServerSpec
@@ -35,6 +35,29 @@ class Context:
     @property
     def sio_url(self) -> str:
         return f"ws://127.0.0.1:{self.server.port}{SIO_PATH}"
+
+    def connect_command(
+        self, entries: list[dict], concurrency: int, transport: str = "websocket"
+    ) -> dict:
+        """The load generator's ``connect`` of ``entries``: WebSockets, or (``polling``)
+        polling sessions whose handshakes alternate between the server's instances and — on
+        a server of several instances — whose later requests all go to an instance the
+        session does not live on (a balancer without affinity; Chorus forwards them)."""
+        if transport == "websocket":
+            return {
+                "cmd": "connect",
+                "url": self.sio_url,
+                "entries": entries,
+                "concurrency": concurrency,
+            }
+        return {
+            "cmd": "connect",
+            "transport": "polling",
+            "urls": [f"http://127.0.0.1:{port}{POLLING_PATH}" for port in self.server.ports],
+            "cross": self.spec.instances > 1,
+            "entries": entries,
+            "concurrency": concurrency,
+        }
 
     def problem(self, metric: str, text: str) -> None:
         """Record (and log) a problem under ``metric``: the row is marked, the run invalid."""
@@ -93,8 +116,12 @@ async def measured(
     return value, wall, server_s / wall, loadgen_s / wall
 
 
-async def connect_phase(ctx: Context, count: int, metric: str) -> None:
-    """Connect + authenticate ``count`` sockets; connections/s and RSS per connection."""
+async def connect_phase(
+    ctx: Context, count: int, metric: str, transport: str = "websocket", label: str = ""
+) -> None:
+    """Connect + authenticate ``count`` sockets (WebSockets, or polling sessions);
+    connections/s and RSS per connection, as ``metric`` (the phase's label: ``label``, else
+    ``metric``)."""
     cfg = ctx.cfg
     await ctx.server.wait_idle()
     rss0 = ctx.server.rss_kib()
@@ -103,19 +130,10 @@ async def connect_phase(ctx: Context, count: int, metric: str) -> None:
     replies, _wall, srv_cpu, gen_cpu = await measured(
         ctx,
         ctx.workers.all(
-            [
-                {
-                    "cmd": "connect",
-                    "url": ctx.sio_url,
-                    "entries": p,
-                    "concurrency": per_worker,
-                    "timeout": 300,
-                }
-                for p in parts
-            ],
+            [{**ctx.connect_command(p, per_worker, transport), "timeout": 300} for p in parts],
             timeout=400,
         ),
-        metric,
+        label or metric,
     )
     ok = sum(r["ok"] for r in replies)
     failed = sum(r["failed"] for r in replies)
@@ -147,18 +165,38 @@ async def connect_phase(ctx: Context, count: int, metric: str) -> None:
         ctx.problem(metric, f"{failed} connects failed")
 
 
-async def warm_up(ctx: Context) -> None:
-    """A few sockets connect, join, heartbeat and leave: lazy imports and caches are loaded
-    before anything is measured (skipped by --quick, which measures nothing)."""
+async def warm_up(ctx: Context, transport: str = "websocket") -> None:
+    """A few sockets (over ``transport``) connect, join, heartbeat and leave: lazy imports
+    and caches are loaded before anything is measured (skipped by --quick, which measures
+    nothing)."""
     if ctx.cfg.quick:
         return
     entries = ctx.entries(min(20, ctx.cfg.users))
-    await ctx.workers.one(
-        0, {"cmd": "connect", "url": ctx.sio_url, "entries": entries, "concurrency": 10}
-    )
+    await ctx.workers.one(0, ctx.connect_command(entries, 10, transport))
     await ctx.workers.one(
         0, {"cmd": "emit_all", "event": "user-join", "data": {}, "with_token": True}
     )
     await ctx.workers.one(0, {"cmd": "emit_all", "event": "heartbeat", "data": {}})
     await ctx.workers.one(0, {"cmd": "close_all"})
     await ctx.server.wait_idle()
+
+
+async def polling_requests(ctx: Context) -> tuple[int, int]:
+    """The polling requests the load generators have sent so far (those after a session's
+    handshake): (all, those sent to an instance other than the session's handshake)."""
+    reports = await ctx.workers.all({"cmd": "polling_report"})
+    return sum(r["requests"] for r in reports), sum(r["elsewhere"] for r in reports)
+
+
+def request_stats(
+    before: tuple[int, int], after: tuple[int, int], units: int, unit: str
+) -> dict[str, float]:
+    """The polling requests between two ``polling_requests`` readings: how many, per
+    ``unit`` (of ``units``), and the share sent to an instance other than the session's
+    (1.0 on a server of several instances: every one forwarded by Chorus; else 0)."""
+    requests, elsewhere = after[0] - before[0], after[1] - before[1]
+    return {
+        "http_requests": requests,
+        f"http_requests_per_{unit}": requests / units if units else 0.0,
+        "http_requests_elsewhere_share": elsewhere / requests if requests else 0.0,
+    }

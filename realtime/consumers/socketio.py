@@ -15,17 +15,19 @@ Lifecycle of a socket:
    an attachment, a binary frame: close 4401), and no event handler ever runs;
 3. events are rate limited (token bucket), validated and handled one at a time, in order;
 4. server PING every interval; no PONG in time → close 4408, cleaned up as a disconnect;
-   at the token's ``exp`` → ``error {code: token_expired}``, DISCONNECT, close;
+   at the token's ``exp`` → ``error {code: token_expired}``, close 4401 without DISCONNECT
+   (stock clients reconnect with a fresh token and resume), unless ``auth:renew`` moved it;
 5. connection state recovery (``RECOVERY_WINDOW``, docs/protocol.md §4.1): the CONNECT reply
    carries a ``pid``; a socket that ends without choosing to (the network, a ping timeout,
-   a server shutdown) is kept resumable; a CONNECT with that ``pid`` (and the last offset the
-   client got) by the same user within the window gets the old sid, its rooms (re-checked)
-   and every logged broadcast it missed, in order, right after the CONNECT reply.
+   a server shutdown, its token's expiry) is kept resumable; a CONNECT with that ``pid``
+   (and the last offset the client got) by the same user within the window gets the old
+   sid, its rooms (re-checked) and every logged broadcast it missed, in order, right after
+   the CONNECT reply.
 
 Close codes: 1001 server shutting down, 1009 frame too large, 1011 the server failed, 4400
-bad frame / packet / version, 4401 not authenticated, 4403 forbidden, 4408 ping timeout or no
-CONNECT in time, 4413 the client does not read (``SEND_BUFFER_MAX_BYTES``), 4429 rate limit
-abuse or too many sockets.
+bad frame / packet / version, 4401 not authenticated or the token expired, 4403 forbidden,
+4408 ping timeout or no CONNECT in time, 4413 the client does not read
+(``SEND_BUFFER_MAX_BYTES``), 4429 rate limit abuse or too many sockets.
 
 The socket plumbing both endpoints share (``LeanConsumer``) is ``realtime.consumers.base``.
 """
@@ -39,8 +41,9 @@ import time
 from urllib.parse import parse_qs
 
 from accounts.tokens import TokenRejected, ValidatedToken
-from realtime import access, events, recovery, rooms
+from realtime import access, events, outbound, recovery, rooms
 from realtime.conf import realtime_settings
+from realtime.consumers import forwarding
 from realtime.consumers.base import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
@@ -51,6 +54,7 @@ from realtime.consumers.base import (
     CLOSE_UNAUTHORIZED,
     LeanConsumer,
 )
+from realtime.consumers.relay import RemoteCarry
 from realtime.db import validate_token
 from realtime.events.documents import joined_documents, leave_document
 from realtime.events.notes import recheck_note_room
@@ -63,18 +67,40 @@ from realtime.ratelimit import TokenBucket
 logger = logging.getLogger("chorus.realtime.socket")
 
 _DISCONNECT_FRAME = engineio.encode_message(socketio.encode_disconnect())
+_EXPIRED_FRAME = event_frame("error", {"code": "token_expired", "message": "Token has expired."})
 #: Longest Engine.IO PING payload answered (a probe is "probe"); longer: close 4400.
 MAX_PING_PAYLOAD = 16
-#: Server closes after which a socket stays resumable (ping timeout, server shutting down);
-#: any other server close (a kick, a refusal, a protocol error, a slow reader) ends it for good.
+#: Server closes after which a socket stays resumable (ping timeout, server shutting down; and
+#: the token's expiry, ``_token_expired``); any other server close (a kick, a refusal, a
+#: protocol error, a slow reader) ends it for good.
 RESUMABLE_CLOSES = frozenset({CLOSE_TIMEOUT, CLOSE_GOING_AWAY})
 #: Largest message a Socket.IO socket may send before its CONNECT succeeds (under daphne:
 #: larger closes 1009 as its header arrives).
 PRE_CONNECT_MESSAGE_BYTES = 16 * 1024
 
 
+#: This process's Engine.IO sessions that started on HTTP long-polling, by Engine.IO sid
+#: (``realtime.consumers.polling`` keeps it): a WebSocket upgrade finds its session here.
+polling_sessions: dict[str, SocketIOConsumer] = {}
+
+
 class SocketIOConsumer(LeanConsumer):
-    """One Engine.IO / Socket.IO session on one WebSocket."""
+    """One Engine.IO / Socket.IO session. Served on one WebSocket (this consumer), or started
+    on HTTP long-polling (``realtime.consumers.polling.PollingSession``) and possibly moved
+    onto a WebSocket by Engine.IO's upgrade: that WebSocket's consumer then only *carries*
+    the session (``_carry``) — probe, switch, frames in, its close."""
+
+    #: The Engine.IO transport the session starts on, and what its OPEN offers to upgrade to.
+    transport_name = "websocket"
+    upgrades: tuple[str, ...] = ()
+    #: The Engine.IO session id (the OPEN packet's ``sid``; not the Socket.IO ``sid``).
+    eio_sid = ""
+    #: On a WebSocket that carries a polling session: the session, and whether the switch
+    #: (the client's UPGRADE packet) happened.
+    _carried: SocketIOConsumer | None = None
+    _switched = False
+    #: On a WebSocket that carries a session of another instance: the relay to it.
+    _relay: RemoteCarry | None = None
 
     def unauthenticated_message_limit(self) -> int:
         """Before its CONNECT a socket may send only a CONNECT (a token is at most 4 KiB):
@@ -108,20 +134,27 @@ class SocketIOConsumer(LeanConsumer):
         self._rate_refusals = 0
         await self.accept()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        if query.get("EIO") != ["4"] or query.get("transport", ["websocket"]) != ["websocket"]:
+        if query.get("EIO") != ["4"] or query.get("transport") != [self.transport_name]:
             logger.info(
                 "Socket refused: EIO=%s transport=%s", query.get("EIO"), query.get("transport")
             )
-            await self.close(CLOSE_BAD_REQUEST, "Engine.IO v4 (EIO=4) over websocket only")
+            await self.close(
+                CLOSE_BAD_REQUEST, f"Engine.IO v4 (EIO=4) with transport={self.transport_name}"
+            )
             return
+        if "sid" in query:  # a WebSocket upgrading a polling session (Engine.IO's upgrade)
+            await self._carry(query["sid"][0])
+            return
+        self.eio_sid = self.new_eio_sid()
         interval = realtime_settings.WEBSOCKET_PING_INTERVAL
         timeout = realtime_settings.WEBSOCKET_PING_TIMEOUT
         await self.send_frame(
             engineio.encode_open(
-                secrets.token_urlsafe(15),
+                self.eio_sid,
                 int(interval * 1000),
                 int(timeout * 1000),
                 realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES,
+                self.upgrades,
             )
         )
         self._later("connect", realtime_settings.CONNECT_TIMEOUT, self._connect_timed_out)
@@ -130,6 +163,17 @@ class SocketIOConsumer(LeanConsumer):
     async def disconnect(self, code) -> None:
         """Note what a resumed socket gets back, stop the timers and leave every document (the
         session is closed after this, by ``LeanConsumer``, whatever happens here)."""
+        if self._relay is not None:
+            relay, self._relay = self._relay, None
+            await relay.lost(code)
+            return
+        if self._carried is not None:  # a carrying WebSocket ended: so does what it carried
+            carried, self._carried = self._carried, None
+            if self._switched:
+                await carried._disconnect_once(code)
+            else:
+                carried.upgrade_abandoned()
+            return
         self.closed = True
         if self._resumable and self.user is not None and self.pid and recovery.enabled():
             kept = tuple(room for room in self.rooms if rooms.recoverable(room))
@@ -157,6 +201,63 @@ class SocketIOConsumer(LeanConsumer):
         if code not in RESUMABLE_CLOSES:
             self._resumable = False  # the server chose to end this socket
         super()._close_now(code, reason)
+
+    # --- Engine.IO's upgrade (polling -> WebSocket) -----------------------------------------
+
+    def new_eio_sid(self) -> str:
+        return secrets.token_urlsafe(15)
+
+    async def _carry(self, eio_sid: str) -> None:
+        """Become the WebSocket of the polling session ``eio_sid`` (close 4400 if this process
+        has no such session, or it is closed or already upgraded)."""
+        session = polling_sessions.get(eio_sid)
+        home = forwarding.home_of(eio_sid) if session is None else None
+        if home is not None and home != get_hub().channel_name:  # relayed to the home
+            self._relay = RemoteCarry(self, home, eio_sid)
+            self.authenticated()
+            return
+        if session is None or not session.upgradable():
+            logger.info("Socket refused: no polling session of this process to upgrade")
+            await self.close(CLOSE_BAD_REQUEST, "unknown session")
+            return
+        self._carried = session
+        self.authenticated()  # the session was admitted at its handshake
+        # Over the mark: the session (not this carrier) decides (it closes 4413).
+        self.out = outbound.for_connection(self.base_send, session._overflowed)
+
+    async def _probe(self, text: str | None) -> None:
+        """Before the switch a carrier takes only the probe ("2probe", answered "3probe")
+        and then the switch ("5"); anything else closes it (4400), the session untouched."""
+        session = self._carried
+        assert session is not None
+        assert self.out is not None  # from the WebSocket connect on
+        if text == engineio.PING_FRAME + "probe" and session.upgradable():
+            self.out.text(engineio.PONG_FRAME + "probe")
+            session.begin_upgrade()
+        elif text == str(engineio.UPGRADE) and session.upgrading():
+            self._switched = True
+            session.switch_to(self)
+        else:
+            await self.close(CLOSE_BAD_REQUEST, "bad upgrade")
+
+    def upgradable(self) -> bool:
+        """Whether the session runs on polling and may still move to a WebSocket."""
+        return False
+
+    def upgrading(self) -> bool:
+        """Whether a WebSocket probe of this session succeeded and no switch happened yet."""
+        return False
+
+    def begin_upgrade(self) -> None:
+        """A WebSocket probe succeeded: release the waiting GET (the client pauses polling)."""
+
+    def upgrade_abandoned(self) -> None:
+        """The probing WebSocket closed before the switch: the session stays on polling."""
+
+    def switch_to(self, carrier: SocketIOConsumer) -> None:
+        """The client switched (UPGRADE): from now on the session's frames go out on
+        ``carrier``'s WebSocket (after what waited for a GET, in order), and come in there."""
+        raise NotImplementedError
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -198,11 +299,30 @@ class SocketIOConsumer(LeanConsumer):
             await self.close(CLOSE_TIMEOUT, "no CONNECT in time")
 
     async def _token_expired(self) -> None:
-        await self.kick("token_expired", "Token has expired.")
+        """At the token's ``exp``: event ``error`` ``{code: token_expired}``, then the
+        WebSocket closes (4401) with no DISCONNECT and no Engine.IO CLOSE (stock clients take
+        either as final): socket.io-client reports "transport close", reconnects by itself
+        and asks its ``auth`` for a fresh token; the session stays resumable (§4.1). A
+        renewal (``auth:renew``, ``adopt_token``) moves this timer."""
+        if self.closed:
+            return
+        await self.send_frame(_EXPIRED_FRAME)
+        resumable = self._resumable
+        await self.close(CLOSE_UNAUTHORIZED, "token_expired")
+        self._resumable = resumable  # not the server's choice to end the session: resumable
 
     # --- frames -----------------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self._relay is not None:
+            await self._relay.receive(text_data, bytes_data)
+            return
+        if self._carried is not None:
+            if self._switched:
+                await self._carried.receive(text_data, bytes_data)
+            else:
+                await self._probe(text_data)
+            return
         if self.closed:
             return
         limit = realtime_settings.WEBSOCKET_MAX_MESSAGE_BYTES

@@ -1,12 +1,13 @@
 """Client → server Socket.IO events: one handler per event, each with a payload schema.
 
 ``HANDLERS`` is the explicit registry (event name → schema + coroutine), built here from the
-families listed in ``FAMILIES`` (one module per family: ``chat``, ``notes``, ``documents``);
-a test pins it to the event table in docs/protocol.md, both ways. The consumer never looks a
-handler up by a name a client chose in any other way. ``dispatch`` validates the
+families listed in ``FAMILIES`` (one module per family: ``auth``, ``chat``, ``notes``,
+``documents``); a test pins it to the event table in docs/protocol.md, both ways. The consumer
+never looks a handler up by a name a client chose in any other way. ``dispatch`` validates the
 first event argument against the schema (``bad_request`` on failure: nothing happens), runs
 the handler and returns the ack payload. A refusal raises ``EventError(code, message)``;
-codes: bad_request, unauthorized, forbidden, not_found, rate_limited, too_large, conflict.
+codes: bad_request, unauthorized, forbidden, not_found, rate_limited, too_large, conflict
+(``auth:renew`` also refuses with a token's own code: docs/protocol.md §6).
 
 Identity fields a client sends (``user_id``, ``user_name`` …) are ignored for authorization:
 handlers act as ``conn.user``, the user the socket authenticated as.
@@ -19,10 +20,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from realtime.events import chat, documents, notes
+from realtime.events import auth, chat, documents, notes
 from realtime.events.registry import Entry, EventError, collect, describe
 
-FAMILIES = (chat, notes, documents)
+FAMILIES = (auth, chat, notes, documents)
 HANDLERS: dict[str, Entry] = collect(*FAMILIES)
 
 

@@ -15,6 +15,7 @@ of ``REDIS_URL``; it never runs FLUSHALL / FLUSHDB.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher, make_password
 from accounts.models import User
 from channels_app.models import Channel, ChannelMember, ChannelType, MemberRole
 from tests.conftest import PASSWORD, delete_chorus_keys
-from tests.live.harness import Client, DaphneServer, RawSocket, UvicornServer
+from tests.live.browserproc import Browser, BrowserPage, browser_tools
+from tests.live.harness import Client, DaphneServer, RawPolling, RawSocket, UvicornServer
+from tests.live.nodeproc import node_binary
 
 SERVERS = pytest.StashKey[list]()
 
@@ -97,12 +100,26 @@ def server(servers) -> DaphneServer:
 
 
 @pytest.fixture
-async def clients(servers) -> AsyncIterator[Callable[..., Client]]:
-    """``clients(server, name)`` -> a new, unconnected ``Client``; all disconnect after the test."""
+def socket_transport() -> tuple[str, ...]:
+    """The transports ``clients`` connect with unless told otherwise: WebSocket alone. A test
+    module whose behaviour is the same on every transport parametrizes this fixture."""
+    return ("websocket",)
+
+
+@pytest.fixture
+async def clients(servers, socket_transport) -> AsyncIterator[Callable[..., Client]]:
+    """``clients(server, name, transports)`` -> a new, unconnected ``Client`` (on
+    ``socket_transport`` unless ``transports`` says otherwise; ``None`` there is
+    python-socketio's default); all disconnect after the test."""
     made: list[Client] = []
 
-    def make(server: DaphneServer, name: str = "client") -> Client:
-        client = Client(server, name)
+    def make(
+        server: DaphneServer,
+        name: str = "client",
+        transports: tuple[str, ...] | str | None = "",
+    ) -> Client:
+        chosen = socket_transport if transports == "" else transports
+        client = Client(server, name, chosen)  # type: ignore[arg-type]
         made.append(client)
         return client
 
@@ -118,6 +135,21 @@ async def raw_sockets(servers) -> AsyncIterator[Callable[[DaphneServer], RawSock
 
     def make(server: DaphneServer) -> RawSocket:
         made.append(RawSocket(server))
+        return made[-1]
+
+    yield make
+    for raw in made:
+        await raw.close()
+
+
+@pytest.fixture
+async def polls(servers) -> AsyncIterator[Callable[[DaphneServer], RawPolling]]:
+    """``polls(server)`` -> a new ``RawPolling`` (hand-spoken Engine.IO long-polling); closed
+    after the test."""
+    made: list[RawPolling] = []
+
+    def make(server: DaphneServer) -> RawPolling:
+        made.append(RawPolling(server))
         return made[-1]
 
     yield make
@@ -183,3 +215,50 @@ async def ypeers(servers):
     pool = PeerPool()
     yield pool
     await pool.close_all()
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node binary, with tests/live/node/node_modules (the stock socket.io-client)."""
+    binary = node_binary()
+    if binary is None:
+        unavailable("node and npm are needed for the stock socket.io-client")
+    return binary
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless chromium for a test module (tests/live/browserproc.py); Debian's chromium
+    and the pinned playwright-core are installed on first use; skips when they cannot be
+    (fails under ``CI=true``)."""
+    tools = browser_tools()
+    if isinstance(tools, str):
+        unavailable(tools)
+    driver = Browser(*tools).start()
+    yield driver
+    driver.stop()
+
+
+@pytest.fixture
+async def pages(servers, browser) -> AsyncIterator[Callable[..., Awaitable[BrowserPage]]]:
+    """``await pages(url, files, permissions)`` -> a new page in its own browser context
+    (``Browser.open``); all closed after the test, before its servers stop."""
+    made: list[BrowserPage] = []
+
+    async def make(
+        url: str, files: dict[str, Path] | None = None, permissions: tuple[str, ...] = ()
+    ) -> BrowserPage:
+        made.append(await browser.open(url, files, permissions))
+        return made[-1]
+
+    yield make
+    for page in made:
+        await page.close()
+
+
+def unavailable(why: str) -> None:
+    """Skip a test whose real client cannot run on this machine — but under ``CI=true`` (as
+    for PostgreSQL and Redis in scripts/test) fail: CI must run every client."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs this: {why}")
+    pytest.skip(why)

@@ -518,6 +518,8 @@ class Grammar:
         if name in ("user-join", "join-channels"):
             token = self.pick({None: 3, tokens["writer"]: 2, tokens["other_writer"]: 1, "bad": 1})
             return {} if token is None else {"auth": {"token": token}}
+        if name == "auth:renew":
+            return {"token": self.pick({tokens["writer"]: 2, tokens["other_writer"]: 1, "bad": 1})}
         if name == "heartbeat":
             return {}
         if name == "join-note":

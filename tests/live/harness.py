@@ -20,6 +20,7 @@ Nothing here sleeps a fixed time to wait for something: every wait is a poll wit
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -97,9 +98,11 @@ def database_url_for_tests() -> str:
 SERVER_SETTINGS = (
     "LOG_LEVEL",
     "LOGIN_THROTTLE_RATE",
+    "WS_TICKET_TTL",
     "TRUSTED_PROXIES",
     "MAX_REQUEST_BODY_BYTES",
     "DAPHNE_BODY_LIMIT",
+    "CORS_ALLOWED_ORIGINS",
 )
 
 
@@ -449,9 +452,16 @@ class Beacon:
 class Client:
     """A python-socketio client that records everything it receives."""
 
-    def __init__(self, server: DaphneServer, name: str = "client") -> None:
+    def __init__(
+        self,
+        server: DaphneServer,
+        name: str = "client",
+        transports: tuple[str, ...] | None = ("websocket",),
+    ) -> None:
+        """``transports``: python-socketio's (None = its default: polling, then the upgrade)."""
         self.server = server
         self.name = name
+        self.transports = transports
         self.sio = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
         self.connect_error: Any = None
@@ -482,16 +492,18 @@ class Client:
         *,
         auth: dict | None = None,
         headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
     ) -> Client:
-        """Connect namespace "/" with ``auth`` (default ``{"token": token}``); raises
+        """Connect namespace "/" with ``auth`` (default ``{"token": token}``) and ``query``
+        parameters in the handshake URL (``{"ticket": …}``); raises
         ``socketio.exceptions.ConnectionError`` on refusal (``connect_error`` has why)."""
         if auth is None:
             auth = {"token": token} if token is not None else {}
         await self.sio.connect(
-            self.server.url,
+            self.server.url + (f"?{urlencode(query)}" if query else ""),
             headers=headers or {},
             auth=auth,
-            transports=["websocket"],
+            transports=list(self.transports) if self.transports else None,
             namespaces=["/"],
             socketio_path=SOCKETIO_PATH,
             wait_timeout=10,
@@ -504,10 +516,11 @@ class Client:
         *,
         auth: dict | None = None,
         headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
     ) -> dict:
         """Connect expecting a refusal; returns the ``connect_error`` payload."""
         try:
-            await self.connect(token, auth=auth, headers=headers)
+            await self.connect(token, auth=auth, headers=headers, query=query)
         except socketio.exceptions.ConnectionError:
             pass
         else:
@@ -663,3 +676,78 @@ class RawSocket:
     async def close(self) -> None:
         if self.ws is not None:
             await self.ws.close()
+
+
+# --- raw Engine.IO over HTTP long-polling -------------------------------------------------------
+
+
+class RawPolling:
+    """Engine.IO v4 long-polling spoken by hand over aiohttp (answers nothing by itself).
+
+    ``handshake`` -> the OPEN; ``post(packets)`` sends one payload; ``get()`` returns the next
+    payload's packets (binary ones as bytes). ``request`` is the bare HTTP request."""
+
+    def __init__(self, server: DaphneServer) -> None:
+        import aiohttp
+
+        self.server = server
+        self.http = aiohttp.ClientSession()
+        self.open: dict = {}
+        self.sid = ""
+
+    def url(self, sid: str | None = None, via: DaphneServer | None = None, **query: str) -> str:
+        """The polling URL on ``via`` (default: the server given at creation)."""
+        params = {"EIO": "4", "transport": "polling", **query}
+        if sid is not None:
+            params["sid"] = sid
+        return f"{(via or self.server).url}{SOCKETIO_PATH}/?{urlencode(params)}"
+
+    async def request(
+        self, method: str, url: str, body: bytes | str | None = None, **headers: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        async with self.http.request(method, url, data=body, headers=headers) as response:
+            return response.status, dict(response.headers), await response.read()
+
+    async def handshake(self, via: DaphneServer | None = None, **headers: str) -> dict:
+        status, _, body = await self.request("GET", self.url(via=via), **headers)
+        assert status == 200, (status, body)
+        text = body.decode()
+        assert text.startswith("0{"), text
+        self.open = json.loads(text[1:])
+        self.sid = self.open["sid"]
+        return self.open
+
+    async def post(self, *packets: str, via: DaphneServer | None = None) -> tuple[int, bytes]:
+        url = self.url(self.sid, via)
+        status, _, body = await self.request("POST", url, "\x1e".join(packets))
+        return status, body
+
+    async def get(self, via: DaphneServer | None = None) -> list[str | bytes]:
+        status, _, body = await self.request("GET", self.url(self.sid, via))
+        assert status == 200, (status, body)
+        packets: list[str | bytes] = []
+        for packet in body.decode().split("\x1e"):
+            packets.append(base64.b64decode(packet[1:]) if packet.startswith("b") else packet)
+        return packets
+
+    async def connect(self, token: str, via: DaphneServer | None = None) -> str:
+        """Handshake, CONNECT with ``token``; returns the Socket.IO sid."""
+        await self.handshake(via)
+        status, _ = await self.post("40" + json.dumps({"token": token}), via=via)
+        assert status == 200
+        while True:
+            for packet in await self.get(via):
+                if isinstance(packet, str) and packet.startswith("40{"):
+                    return json.loads(packet[2:])["sid"]
+
+    async def join(self, via: DaphneServer | None = None) -> dict:
+        """``user-join`` (ack id 1); returns its ack."""
+        status, _ = await self.post('421["user-join",{}]', via=via)
+        assert status == 200
+        while True:
+            for packet in await self.get(via):
+                if isinstance(packet, str) and packet.startswith("431["):
+                    return json.loads(packet[3:])[0]
+
+    async def close(self) -> None:
+        await self.http.close()

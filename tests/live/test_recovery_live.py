@@ -12,134 +12,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import socket
-import struct
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.live.harness import Client
+from tests.live.nodeproc import NodeProcess
+from tests.live.tcpproxy import TcpProxy
 from tests.live.test_channels_live import People, create_channel, post, rest
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
 EVENT = "events:channel"
 
 
-@pytest.fixture(scope="session")
-def node() -> str:
-    """The node binary, with tests/live/node/node_modules installed."""
-    binary = shutil.which("node")
-    if binary is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the stock socket.io-client")
-    if not (NODE_DIR / "node_modules" / "socket.io-client").exists():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--omit=optional"], cwd=NODE_DIR, check=True
-        )
-    return binary
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to ``target`` (a port); ``cut`` resets every connection
-    and stops listening, ``restore`` listens again (to ``target``, which may change)."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        self._writers |= {writer, up_writer}
-
-        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.transport.abort()
-
-        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
-
-    async def cut(self) -> None:
-        """Reset (RST) every forwarded connection, both sides; accept no new one."""
-        self._server.close()
-        for writer in self._writers:
-            sock = writer.get_extra_info("socket")
-            if sock is not None:  # linger 0: close() sends RST, not FIN
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
-        self._writers.clear()
-        await self._server.wait_closed()
-
-    async def restore(self, target: int | None = None) -> None:
-        self.target = target or self.target
-        await self.start()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-
-
-class NodeClient:
+class NodeClient(NodeProcess):
     """``recovery_client.cjs`` in a subprocess: every line it prints, parsed, in ``lines``."""
 
     def __init__(self, node: str, url: str, auth: dict[str, Any]) -> None:
-        self.args = [node, str(NODE_DIR / "recovery_client.cjs"), url, json.dumps(auth)]
-        self.lines: list[dict] = []
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task | None = None
-
-    async def start(self) -> NodeClient:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.args, stdout=asyncio.subprocess.PIPE, env={**os.environ, "DEBUG": ""}
-        )
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        while line := await self.process.stdout.readline():
-            self.lines.append(json.loads(line))
-
-    async def wait_for(self, kind: str, count: int = 1, timeout: float = 15.0) -> list[dict]:
-        """Poll until ``count`` lines of ``kind`` were printed; returns them."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            found = [line for line in self.lines if line["type"] == kind]
-            if len(found) >= count:
-                return found
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"{count} x {kind} not printed in {timeout}s: {self.lines[-5:]}"
-            )
-            await asyncio.sleep(0.05)
+        super().__init__(node, "recovery_client.cjs", url, json.dumps(auth))
 
     def events(self, name: str = EVENT) -> list[list]:
         return [
             line["args"] for line in self.lines if line["type"] == "event" and line["name"] == name
         ]
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        if self._reader is not None:
-            await self._reader
 
 
 @pytest.fixture

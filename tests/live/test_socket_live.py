@@ -1,5 +1,6 @@
 """The Socket.IO endpoint against a real daphne process, with real python-socketio clients.
 
+Every test runs twice: python-socketio clients on WebSocket, and on HTTP long-polling alone.
 One daphne per test, on the test database (SQLite in pass 1, PostgreSQL in pass 2), without
 Redis: the in-memory channel layer and session registry of that one process. The protocol is
 docs/protocol.md (spec §2-7): auth codes, kicks, heartbeat, typing relay, presence on ping
@@ -30,6 +31,12 @@ from tests.live.harness import (
 )
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(params=[("websocket",), ("polling",)], ids=["websocket", "polling"])
+def socket_transport(request) -> tuple[str, ...]:
+    """Every test here runs on both Engine.IO transports: the behaviour is the same."""
+    return request.param
 
 
 @database_sync_to_async
@@ -223,12 +230,15 @@ async def test_ping_timeout_closes_socket_and_announces_offline(
 # --- 6-8. kicks ----------------------------------------------------------------------------------
 
 
-async def test_token_expiry_kicks_the_socket(server, clients, alice):
+async def test_token_expiry_ends_the_socket_without_a_final_disconnect(server, clients, alice):
+    """``error``, then the transport closes: no ``41``, which clients take as final (a client
+    with reconnection on comes back with a fresh token: test_tokens_live.py)."""
     client = await clients(server, "alice").connect(await short_lived(alice, 2))
     error = await client.wait_for("error", timeout=5)
     assert error["code"] == "token_expired"
     assert set(error) == {"code", "message"}
     await client.wait_disconnected()
+    assert client.disconnects == ["transport error"]  # not "server disconnect" (a 41)
 
 
 async def test_logout_kicks_only_the_sockets_of_that_token(

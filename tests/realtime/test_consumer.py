@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.db import transaction
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts import tickets
 from accounts.models import RevokedToken, Role, User
-from accounts.tokens import issue_access_token, issue_token_pair, revoke_all_tokens
+from accounts.tokens import (
+    issue_access_token,
+    issue_token_pair,
+    revoke_all_tokens,
+    validate_access_token,
+)
 from channels_app.models import Channel, ChannelMember
 from config.formats import iso
 from notes.models import Note
 from realtime import push
+from realtime.routing import http_application, websocket_application
+from tests.realtime.conftest import SIO_PATH
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -54,7 +63,8 @@ async def test_open_packet_carries_sid_and_configured_ping_settings(sio, setting
 
 
 @pytest.mark.parametrize(
-    "query", ["EIO=3&transport=websocket", "transport=websocket", "EIO=4&transport=polling"]
+    "query",
+    ["EIO=3&transport=websocket", "transport=websocket", "EIO=4&transport=polling", "EIO=4"],
 )
 async def test_unsupported_engineio_version_or_transport_is_refused(sio, query):
     socket = sio(f"/ws/socket.io/?{query}")
@@ -63,10 +73,19 @@ async def test_unsupported_engineio_version_or_transport_is_refused(sio, query):
     assert await socket.closed_with() == 4400
 
 
-def test_polling_over_http_gets_a_clear_400(client):
-    response = client.get("/ws/socket.io/?EIO=4&transport=polling")
-    assert response.status_code == 400
-    assert "websocket" in response.json()["message"]
+async def test_http_on_the_socketio_path_is_engineio_not_django():
+    """HTTP on the Socket.IO path is Engine.IO long-polling (JSON errors), never Django (CSRF
+    HTML); the protocol itself is tested live (tests/live/test_polling_live.py)."""
+
+    async def django(scope, receive, send):
+        raise AssertionError("Django must not see the Socket.IO path")
+
+    communicator = HttpCommunicator(
+        http_application(django), "PUT", "/ws/socket.io/?EIO=4&transport=polling"
+    )
+    response = await communicator.get_response()
+    assert response["status"] == 400
+    assert json.loads(response["body"]) == {"code": 2, "message": "Bad handshake method"}
 
 
 async def test_connect_with_auth_token_is_accepted(sio, alice):
@@ -359,13 +378,18 @@ async def test_ping_is_sent_and_a_missing_pong_closes(sio, alice, settings):
     assert await socket.closed_with() == 4408  # not answered: closed
 
 
-async def test_token_expiry_kicks_with_error_event(sio, alice):
+async def test_token_expiry_sends_the_error_then_closes_without_disconnect(sio, alice):
+    """No ``41`` (nor Engine.IO ``1``): clients take either as final; a bare close makes them
+    reconnect with a fresh token (docs/protocol.md §4)."""
     socket = sio()
-    await socket.connected(token_for(alice, ttl_seconds=1))
-    name, data = await socket.next_event(timeout=3)
+    await socket.connected(token_for(alice, ttl_seconds=2))  # whole seconds: 1 to 2 s left
+    name, data = await socket.next_event(timeout=4)
     assert (name, data["code"]) == ("error", "token_expired")
-    assert await socket.recv() == "41"
-    assert await socket.closed_with() == 1000
+    frames = []
+    while (output := await socket.comm.receive_output(2))["type"] != "websocket.close":
+        frames.append(output.get("text"))
+    assert output["code"] == 4401 and output.get("reason") == "token_expired"
+    assert all(frame == "2" for frame in frames), frames  # pings at most: no "41", no "1"
 
 
 async def test_logout_kicks_only_that_tokens_sockets(sio, alice):
@@ -755,3 +779,135 @@ async def test_a_connection_the_database_dropped_is_replaced(
     monkeypatch.setattr(db, "IDLE_CHECK_SECONDS", 0)
     await _terminate(database_url, await db.orm(_backend_pid)())
     assert (await socket.call("user-join", {}))["id"] == str(alice.id)
+
+
+# --- auth:renew (docs/protocol.md §4.3) ---------------------------------------------------------
+
+
+def exp_of(token: str) -> str:
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    return iso(datetime.fromtimestamp(exp, tz=UTC))
+
+
+async def test_renew_adopts_a_fresh_token_of_the_same_user(sio, alice):
+    socket = sio()
+    await socket.connected(token_for(alice, ttl_seconds=60))
+    fresh = token_for(alice, ttl_seconds=600)
+    assert await socket.call("auth:renew", {"token": fresh}) == {
+        "ok": True,
+        "expires_at": exp_of(fresh),
+    }
+
+
+def expired_token(user: User) -> str:
+    token = AccessToken.for_user(user)
+    token.set_exp(from_time=token.current_time - timedelta(hours=1))
+    return str(token)
+
+
+def revoked_token(user: User) -> str:
+    token = token_for(user)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    RevokedToken.objects.create(
+        jti=claims["jti"], user=user, expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    return token
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda alice, bob: "garbage", "invalid_token"),
+        (lambda alice, bob: expired_token(alice), "token_expired"),
+        (lambda alice, bob: revoked_token(alice), "token_revoked"),
+        (lambda alice, bob: token_for(bob), "forbidden"),
+    ],
+    ids=["garbage", "expired", "revoked", "other-user"],
+)
+async def test_a_refused_renewal_changes_nothing(sio, alice, bob, make, code):
+    """The refusal acks the token's code, and the socket's own expiry still fires."""
+    socket = sio()
+    await socket.connected(token_for(alice, ttl_seconds=2))
+    token = await database_sync_to_async(make)(alice, bob)
+    ack = await socket.call("auth:renew", {"token": token})
+    assert ack["error"]["code"] == code and ack["error"]["message"]
+    name, data = await socket.next_event(timeout=4)
+    assert (name, data["code"]) == ("error", "token_expired")
+    assert await socket.closed_with() == 4401
+
+
+async def test_renew_without_a_token_is_bad_request(sio, alice):
+    socket = sio()
+    await socket.connected(token_for(alice))
+    assert (await socket.call("auth:renew", {}))["error"]["code"] == "bad_request"
+    assert (await socket.call("auth:renew", {"token": ""}))["error"]["code"] == "bad_request"
+
+
+async def test_a_renewed_socket_belongs_to_the_new_token(sio, alice):
+    """A logout of the old token no longer kicks it; one of the new token does."""
+    socket = sio()
+    old, new = token_for(alice), token_for(alice)
+    await socket.connected(old)
+    assert (await socket.call("auth:renew", {"token": new}))["ok"] is True
+    jti = {t: jwt.decode(t, options={"verify_signature": False})["jti"] for t in (old, new)}
+    await push.adisconnect_token(alice.id, jti[old])
+    # The marker takes the kick's path after it (the user's room, through this process's hub).
+    await push.aemit_to_user(alice.id, "marker", None)
+    assert await socket.no_event_before("marker", "error")
+    await push.adisconnect_token(alice.id, jti[new])
+    name, data = await socket.next_event()
+    assert (name, data["code"]) == ("error", "token_revoked")
+    assert await socket.recv() == "41"
+
+
+# --- connection tickets (docs/protocol.md §4.2) -------------------------------------------------
+
+
+def ticket_of(user: User) -> str:
+    return tickets.issue(validate_access_token(token_for(user)))["ticket"]
+
+
+async def test_a_ticket_opens_one_socketio_connection(sio, alice):
+    ticket = await database_sync_to_async(ticket_of)(alice)
+    first = sio(f"{SIO_PATH}&ticket={ticket}")
+    reply = await first.connect(None)
+    assert reply.startswith('0{"sid":'), reply
+    again = sio(f"{SIO_PATH}&ticket={ticket}")
+    reply = await again.connect({})
+    assert json.loads(reply[1:])["data"] == {"code": "ticket_invalid"}
+    assert await again.closed_with() == 4401
+
+
+async def test_a_ticket_wins_over_the_other_handshake_credentials(sio, alice):
+    headers = [(b"authorization", f"Bearer {token_for(alice)}".encode())]
+    socket = sio(f"{SIO_PATH}&ticket=spent-or-never-issued", headers)
+    reply = await socket.connect(None)
+    assert json.loads(reply[1:])["data"] == {"code": "ticket_invalid"}
+
+
+async def test_a_connect_token_leaves_the_ticket_unspent(sio, alice):
+    ticket = await database_sync_to_async(ticket_of)(alice)
+    await sio(f"{SIO_PATH}&ticket={ticket}").connected(token_for(alice))
+    assert (await sio(f"{SIO_PATH}&ticket={ticket}").connect(None)).startswith('0{"sid":')
+
+
+async def test_a_ticket_opens_one_yjs_connection(alice):
+    note = await database_sync_to_async(Note.objects.create)(owner=alice, title="t")
+    ticket = await database_sync_to_async(ticket_of)(alice)
+    comms = []
+    try:
+        for _ in range(2):
+            comms.append(
+                WebsocketCommunicator(
+                    websocket_application, f"/ws/yjs/note:{note.id}?ticket={ticket}"
+                )
+            )
+            assert (await comms[-1].connect())[0]
+        first = await comms[0].receive_output(3)
+        assert first["type"] == "websocket.send" and first["bytes"][:2] == b"\x00\x00"  # step 1
+        closed = await comms[1].receive_output(3)
+        assert (closed["type"], closed["code"]) == ("websocket.close", 4401)
+        assert closed.get("reason") == "ticket_invalid"
+    finally:
+        for comm in comms:
+            await comm.disconnect()

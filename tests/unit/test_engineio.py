@@ -1,4 +1,4 @@
-"""Unit tests for realtime.protocol.engineio (Engine.IO v4 WebSocket text frames)."""
+"""Unit tests for realtime.protocol.engineio (Engine.IO v4 WebSocket frames, polling payloads)."""
 
 import json
 
@@ -104,3 +104,59 @@ if given is not None:
             return
         assert 0 <= packet_type <= 6
         assert str(packet_type) + rest == frame
+
+
+# --- HTTP long-polling payloads -------------------------------------------------------------
+
+
+def test_encode_open_offers_upgrades():
+    frame = eio.encode_open("s", 1, 2, 3, ("websocket",))
+    assert json.loads(frame[1:])["upgrades"] == ["websocket"]
+
+
+def test_payload_round_trip_exact():
+    packets = ["0{}", '42["x",1]', eio.encode_binary(b"\x00\xffab"), "6"]
+    body = eio.encode_payload(packets)
+    assert body == '0{}\x1e42["x",1]\x1ebAP9hYg==\x1e6'
+    assert eio.decode_payload(body) == ["0{}", '42["x",1]', b"\x00\xffab", "6"]
+
+
+def test_payload_matches_python_engineio():
+    """The reference implementation decodes our payload to the same packets, and ours decodes
+    its payload (text and binary)."""
+    from engineio import packet as pe
+    from engineio import payload as pp
+
+    ours = eio.encode_payload(['42["a"]', eio.encode_binary(b"\x01\x02")])
+    theirs = pp.Payload(encoded_payload=ours)
+    assert [p.data for p in theirs.packets] == ['2["a"]', b"\x01\x02"]
+    reference = pp.Payload(
+        packets=[pe.Packet(pe.MESSAGE, data='2["b"]'), pe.Packet(pe.MESSAGE, data=b"\x03")]
+    ).encode()
+    assert eio.decode_payload(reference) == ['42["b"]', b"\x03"]
+
+
+@pytest.mark.parametrize("body", ["", "\x1e", "42\x1e", "\x1e42", "b!!notbase64", "bAAA"])
+def test_bad_payloads_raise_decode_error(body):
+    with pytest.raises(DecodeError):
+        eio.decode_payload(body)
+
+
+def test_error_bodies_are_engineio_json():
+    assert json.loads(eio.error_body(eio.TRANSPORT_UNKNOWN)) == {
+        "code": 0,
+        "message": "Transport unknown",
+    }
+    assert json.loads(eio.error_body(eio.SESSION_ID_UNKNOWN, "gone")) == {
+        "code": 1,
+        "message": "Session ID unknown: gone",
+    }
+    codes = (
+        eio.TRANSPORT_UNKNOWN,
+        eio.SESSION_ID_UNKNOWN,
+        eio.BAD_HANDSHAKE_METHOD,
+        eio.BAD_REQUEST,
+        eio.FORBIDDEN,
+        eio.UNSUPPORTED_PROTOCOL_VERSION,
+    )
+    assert codes == (0, 1, 2, 3, 4, 5)
