@@ -16,7 +16,7 @@ class UserAdmin(DjangoUserAdmin):
     # A profile image address typed without a scheme means https (Django 6's default).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
-        *DjangoUserAdmin.fieldsets,
+        *(DjangoUserAdmin.fieldsets or ()),  # Django's (the stubs allow None)
         (
             "Chorus",
             {

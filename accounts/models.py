@@ -8,6 +8,8 @@ can see; ``public_profile()`` is the one shape other users get.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
+from typing import Any, Self
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
@@ -49,8 +51,10 @@ class User(AbstractUser):
         ordering = ["username"]
 
     @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
+    def from_db(
+        cls, db: str | None, field_names: Collection[str], values: Collection[Any], **kwargs: Any
+    ) -> Self:
+        instance = super().from_db(db, field_names, values, **kwargs)
         # Only from loaded fields: reading a deferred one here queries, and that query's own
         # from_db would do it again (RecursionError for any .only() / .defer() of User).
         if all(name in field_names for name in ("is_active", "role", "password")):

@@ -104,18 +104,18 @@ def validate_access_tokens(raws: Sequence[object]) -> list[ValidatedToken | Toke
     ``ValidatedToken`` or its ``TokenRejected``."""
     tickets = [raw for raw in raws if isinstance(raw, Ticket)]
     grants = iter(take_grants(tickets) if tickets else ())  # tickets are spent here
-    results: list[ValidatedToken | TokenRejected | _Claims] = [
-        _granted(next(grants)) if isinstance(raw, Ticket) else _claims(raw) for raw in raws
-    ]
-    claims = [result for result in results if isinstance(result, _Claims)]
+    parsed = [_granted(next(grants)) if isinstance(raw, Ticket) else _claims(raw) for raw in raws]
+    claims = [result for result in parsed if isinstance(result, _Claims)]
     if not claims:
-        return results  # type: ignore[return-value]
+        return [result for result in parsed if isinstance(result, TokenRejected)]  # all of them
     revoked = _revoked_jtis(claims)
     users = queries.users_by_pk([c.user_id for c in claims if c.jti not in revoked])
-    for index, result in enumerate(results):
-        if isinstance(result, _Claims):
-            results[index] = _validated(result, users.get(result.user_id), revoked)
-    return results  # type: ignore[return-value]
+    return [
+        _validated(result, users.get(result.user_id), revoked)
+        if isinstance(result, _Claims)
+        else result
+        for result in parsed
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,8 @@ def _claims(raw: object) -> _Claims | TokenRejected:
         # simplejwt's backend: signature, algorithm, expiry (with its leeway) and audience.
         # ``AccessToken(raw)`` would do the same and then check the type and expiry claims
         # below through datetime objects: twice the cost on every socket CONNECT.
-        payload = token_backend.decode(raw, verify=True)
+        # simplejwt annotates the encoded token (a str) as its ``Token`` class.
+        payload = token_backend.decode(raw, verify=True)  # type: ignore[arg-type]
     except TokenBackendExpiredToken:
         return TokenRejected("token_expired", "Token has expired.")
     except TokenBackendError:
@@ -283,7 +284,8 @@ def refresh_token_pair(raw_refresh: str) -> dict:
     A refresh token used twice (including two concurrent uses) is refused the second time.
     """
     try:
-        refresh = RefreshToken(raw_refresh)  # signature, expiry, type, blacklist
+        # signature, expiry, type, blacklist; simplejwt annotates the str as its ``Token``
+        refresh = RefreshToken(raw_refresh)  # type: ignore[arg-type]
     except ExpiredTokenError:
         raise TokenRejected("token_expired", "Refresh token has expired.") from None
     except TokenError:
@@ -322,7 +324,7 @@ def revoke_access_token(validated: ValidatedToken) -> None:
 def own_refresh_token(raw_refresh: str, user: User) -> RefreshToken | None:
     """The parsed refresh token if it is valid and belongs to ``user``, else None."""
     try:
-        refresh = RefreshToken(raw_refresh)
+        refresh = RefreshToken(raw_refresh)  # type: ignore[arg-type]  # str, as above
     except TokenError:
         return None
     return refresh if str(refresh.get("user_id")) == str(user.id) else None

@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.cli import config_from, parse_args, paths_from
 from bench.config import BENCH, Config, log
@@ -101,7 +102,7 @@ async def run(args: argparse.Namespace) -> int:
         ensure_postgres(args.pg_url)
         fixtures["postgres"] = make_fixture(cfg, "postgres", urls, paths)
 
-    meta = {
+    meta: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["bench/run", *sys.argv[1:]]),
         "machine": machine(),

@@ -13,6 +13,7 @@ import platform
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from bench.config import BENCH, ROOT
 
@@ -66,7 +67,7 @@ def versions() -> dict:
     """Python, the Python packages that matter, Node and the npm peer's, SQLite."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
+    out: dict[str, str | None] = {"python": platform.python_version()}
     for dist in (
         "Django",
         "channels",
@@ -103,7 +104,7 @@ def versions() -> dict:
 
 def machine() -> dict:
     """CPU count and model, kernel, RAM and the load average at the start."""
-    info = {"nproc": os.cpu_count(), "kernel": platform.release()}
+    info: dict[str, Any] = {"nproc": os.cpu_count(), "kernel": platform.release()}
     with contextlib.suppress(Exception):
         mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
         info["ram_gib"] = round(int(mem) / 1024 / 1024, 1)
@@ -119,7 +120,7 @@ def machine() -> dict:
 
 def service_versions(urls: dict, needs_pg: bool, needs_redis: bool) -> dict:
     """The Redis and PostgreSQL server versions, for the services the run uses."""
-    out = {}
+    out: dict[str, Any] = {}
     if needs_redis:
         with contextlib.suppress(Exception):
             import redis
@@ -130,5 +131,7 @@ def service_versions(urls: dict, needs_pg: bool, needs_redis: bool) -> dict:
             import psycopg
 
             with psycopg.connect(urls["postgres"].replace("postgres://", "postgresql://")) as c:
-                out["postgresql"] = c.execute("SHOW server_version").fetchone()[0]
+                row = c.execute("SHOW server_version").fetchone()
+                if row is not None:
+                    out["postgresql"] = row[0]
     return out

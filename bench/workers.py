@@ -17,6 +17,12 @@ from bench.measures import proc_cpu_s
 from bench.processes import die_with_parent
 
 
+def _pipes(proc: asyncio.subprocess.Process) -> tuple[asyncio.StreamWriter, asyncio.StreamReader]:
+    """A load generator's stdin and stdout (``Workers.start`` opens both as pipes)."""
+    assert proc.stdin is not None and proc.stdout is not None, "started without pipes"
+    return proc.stdin, proc.stdout
+
+
 def split(items: list, parts: int) -> list[list]:
     """``items`` dealt round-robin into ``parts`` lists (one per load generator)."""
     return [items[i::parts] for i in range(parts)]
@@ -54,10 +60,10 @@ class Workers:
 
     async def one(self, index: int, msg: dict, timeout: float = 600) -> dict:
         """Send ``msg`` to worker ``index``; its reply, or RuntimeError if it failed or died."""
-        proc = self.procs[index]
-        proc.stdin.write((json.dumps(msg) + "\n").encode())
-        await proc.stdin.drain()
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        stdin, stdout = _pipes(self.procs[index])
+        stdin.write((json.dumps(msg) + "\n").encode())
+        await stdin.drain()
+        line = await asyncio.wait_for(stdout.readline(), timeout)
         if not line:
             raise RuntimeError(f"load generator {index} died")
         reply = json.loads(line)
@@ -73,8 +79,9 @@ class Workers:
     async def stop(self) -> None:
         for proc in self.procs:
             with contextlib.suppress(Exception):
-                proc.stdin.write(b'{"cmd":"exit"}\n')
-                await proc.stdin.drain()
+                stdin, _ = _pipes(proc)
+                stdin.write(b'{"cmd":"exit"}\n')
+                await stdin.drain()
         for proc in self.procs:
             try:
                 await asyncio.wait_for(proc.wait(), 15)

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from django.db.models import OuterRef, Q, QuerySet
+from django.db.models import Field, OuterRef, Q, QuerySet
 
 from accounts.models import Role, User
 from lib import sqlrows
@@ -34,6 +34,17 @@ from .models import Channel, ChannelMember, ChannelType
 UserRef = User | uuid.UUID | str
 #: A channel, its primary key, or an ``OuterRef`` to one (in a subquery).
 ChannelRef = Channel | uuid.UUID | str | OuterRef
+
+
+def _user_pk(user: UserRef) -> uuid.UUID | str:
+    """``user``'s primary key, for a ``user_id`` lookup (the same SQL as ``user=``; the
+    stubs refuse a str there, Django takes one)."""
+    return user.pk if isinstance(user, User) else user
+
+
+def _channel_pk(channel: ChannelRef) -> uuid.UUID | str | OuterRef:
+    """``channel``'s primary key (or the ``OuterRef``), for a ``channel_id`` lookup."""
+    return channel.pk if isinstance(channel, Channel) else channel
 
 
 def readable_channels(user: User) -> QuerySet[Channel]:
@@ -50,18 +61,22 @@ def readable_channels(user: User) -> QuerySet[Channel]:
 
 def memberships_of(user: UserRef) -> QuerySet[ChannelMember]:
     """The active memberships of ``user``, archived channels included."""
-    return ChannelMember.objects.filter(user=user, is_active=True)
+    return ChannelMember.objects.filter(user_id=_user_pk(user), is_active=True)
 
 
 def membership(user: UserRef, channel: ChannelRef) -> ChannelMember | None:
     """The active membership of ``user`` in ``channel`` (archived or not), or None."""
-    return memberships_of(user).filter(channel=channel).first()
+    return memberships_of(user).filter(channel_id=_channel_pk(channel)).first()
 
 
 def is_open_channel_member(user_id: UserRef, channel_id: ChannelRef) -> bool:
     """Whether the user is an active member of the channel and the channel is not archived:
     whether the user's sockets belong in its room."""
-    return memberships_of(user_id).filter(channel=channel_id, channel__archived_at=None).exists()
+    return (
+        memberships_of(user_id)
+        .filter(channel_id=_channel_pk(channel_id), channel__archived_at=None)
+        .exists()
+    )
 
 
 def open_channel_ids(user_id: UserRef) -> list[str]:
@@ -86,7 +101,7 @@ def active_memberships(user_ids: Sequence[str]) -> list[tuple[str, str, datetime
         return []
     col = sqlrows.column
     member_user, member_channel = col(ChannelMember, "user"), col(ChannelMember, "channel")
-    fields = [
+    fields: list[Field] = [
         ChannelMember._meta.get_field("user"),
         ChannelMember._meta.get_field("channel"),
         User._meta.get_field("last_active_at"),
@@ -113,7 +128,7 @@ def active_memberships(user_ids: Sequence[str]) -> list[tuple[str, str, datetime
 
 def memberships_in(channel: ChannelRef) -> QuerySet[ChannelMember]:
     """The active memberships of ``channel``."""
-    return ChannelMember.objects.filter(channel=channel, is_active=True)
+    return ChannelMember.objects.filter(channel_id=_channel_pk(channel), is_active=True)
 
 
 def member_ids(channel: ChannelRef) -> list[uuid.UUID]:
@@ -124,5 +139,5 @@ def member_ids(channel: ChannelRef) -> list[uuid.UUID]:
 def members(channel: ChannelRef) -> QuerySet[User]:
     """The users with an active membership of ``channel``."""
     return User.objects.filter(
-        channel_memberships__channel=channel, channel_memberships__is_active=True
+        channel_memberships__channel_id=_channel_pk(channel), channel_memberships__is_active=True
     )

@@ -43,7 +43,9 @@ def user_ref(user: User | None) -> dict | None:
 
 
 class IsoDateTimeField(serializers.DateTimeField):
-    def to_representation(self, value: datetime | None) -> str | None:
+    """Output only: ``config.formats.iso`` (DRF renders a null value as null without asking)."""
+
+    def to_representation(self, value: datetime) -> str:
         return iso(value)
 
 
@@ -221,7 +223,8 @@ class ChannelCreateSerializer(serializers.Serializer):
         max_length=5000, required=False, allow_blank=True, default=""
     )
     is_private = serializers.BooleanField(required=False, default=False)
-    data = JSONObjectField(required=False, default=dict)
+    # A declared field: DRF's metaclass takes it out of the class (Serializer.data stays).
+    data = JSONObjectField(required=False, default=dict)  # type: ignore[assignment]
     member_ids = serializers.ListField(
         child=serializers.UUIDField(), required=False, default=list, max_length=MAX_INITIAL_MEMBERS
     )
@@ -254,7 +257,8 @@ class ChannelUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True)
     is_private = serializers.BooleanField(required=False)
-    data = JSONObjectField(required=False)
+    # A declared field: DRF's metaclass takes it out of the class (Serializer.data stays).
+    data = JSONObjectField(required=False)  # type: ignore[assignment]
     archived = serializers.BooleanField(required=False)
 
     def validate(self, attrs: dict) -> dict:
@@ -309,7 +313,8 @@ class MessageCreateSerializer(serializers.Serializer):
         max_length=MAX_CONTENT_LENGTH, allow_blank=True, trim_whitespace=False, default=""
     )
     parent_id = serializers.UUIDField(required=False, allow_null=True, default=None)
-    data = JSONObjectField(required=False, default=dict)
+    # A declared field: DRF's metaclass takes it out of the class (Serializer.data stays).
+    data = JSONObjectField(required=False, default=dict)  # type: ignore[assignment]
 
     def validate(self, attrs: dict) -> dict:
         if not _has_body(attrs["content"], attrs["data"]):
@@ -340,7 +345,8 @@ class MessageUpdateSerializer(serializers.Serializer):
     content = serializers.CharField(
         max_length=MAX_CONTENT_LENGTH, allow_blank=True, trim_whitespace=False, required=False
     )
-    data = JSONObjectField(required=False)
+    # A declared field: DRF's metaclass takes it out of the class (Serializer.data stays).
+    data = JSONObjectField(required=False)  # type: ignore[assignment]
 
     def validate(self, attrs: dict) -> dict:
         if not attrs:

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import AuthenticatedRequest
 from accounts.models import User
+from config.formats import iso
 from realtime import push
 
 from . import services
@@ -25,7 +26,6 @@ from .serializers import (
     ChannelForViewerSerializer,
     ChannelListSerializer,
     ChannelUpdateSerializer,
-    IsoDateTimeField,
     MemberAddSerializer,
     MemberSerializer,
     MemberUpdateSerializer,
@@ -35,7 +35,6 @@ from .serializers import (
     MessageUpdateSerializer,
     OwnMembershipSerializer,
     ReactionSerializer,
-    user_ref,
 )
 
 
@@ -186,7 +185,7 @@ class ChannelReadView(APIView):
         return Response(
             {
                 "channel_id": str(channel_id),
-                "last_read_at": IsoDateTimeField().to_representation(membership.last_read_at),
+                "last_read_at": iso(membership.last_read_at),
             }
         )
 
@@ -204,11 +203,9 @@ class ChannelPresenceView(APIView):
                 "channel_id": str(channel.pk),
                 "online": [
                     {
-                        **user_ref(member),
+                        **member.ref(),
                         "sessions": online[str(member.pk)].sessions,
-                        "last_active_at": IsoDateTimeField().to_representation(
-                            member.last_active_at
-                        ),
+                        "last_active_at": iso(member.last_active_at),
                     }
                     for member in members
                     if str(member.pk) in online

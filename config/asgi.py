@@ -6,6 +6,7 @@ Run with ``daphne config.asgi:application`` (or uvicorn).
 import os
 
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
@@ -18,7 +19,7 @@ from realtime import transport  # noqa: E402
 from realtime.lifecycle import flush_documents, lifespan_app, start_hub  # noqa: E402
 from realtime.routing import http_application, websocket_application  # noqa: E402
 
-django_application = django_asgi_app
+django_application: ASGIHandler | BodyLimitMiddleware = django_asgi_app
 if settings.SERVE_STATIC:
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 

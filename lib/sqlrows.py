@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import Field, Model
+from django.db.models import Field, ForeignObjectRel, Model
 
 M = TypeVar("M", bound=Model)
 
@@ -37,7 +37,15 @@ def table(model: type[Model]) -> str:
 
 def column(model: type[Model], name: str) -> str:
     """The column of ``model``'s field ``name`` (``"user"`` gives ``user_id``), quoted."""
-    return connection.ops.quote_name(model._meta.get_field(name).column)
+    return connection.ops.quote_name(column_name(model._meta.get_field(name)))
+
+
+def column_name(field: Field | ForeignObjectRel) -> str:
+    """The column of a field, unquoted; ``ValueError`` for a field without one of its own (a
+    reverse relation)."""
+    if not isinstance(field, Field) or field.column is None:
+        raise ValueError(f"{field!r} has no column of its own")
+    return field.column
 
 
 #: Values per statement in an ``IN (…)`` list (well under SQLite's bound-parameter limit).
@@ -103,5 +111,6 @@ def load(model: type[M], where: str, params: Sequence[Any]) -> list[M]:
     fields = model._meta.concrete_fields
     names = [field.attname for field in fields]
     quote = connection.ops.quote_name
-    sql = f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {table(model)} WHERE {where}"
+    columns = ", ".join(quote(column_name(f)) for f in fields)
+    sql = f"SELECT {columns} FROM {table(model)} WHERE {where}"
     return [model.from_db(DEFAULT_DB_ALIAS, names, row) for row in select(sql, params, fields)]

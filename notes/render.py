@@ -31,7 +31,7 @@ import html
 import re
 from typing import Any
 
-from prosemirror.model import DOMSerializer, Node, Schema
+from prosemirror.model import DOMSerializer, Node, NodeSpec, Schema
 
 #: snake_case (ProseMirror basic schema) → Tiptap names.
 ALIASES = {
@@ -135,7 +135,10 @@ def clean(nodes: Any) -> list[dict]:
             if isinstance(node.get("text"), str) and node["text"]:
                 out.append({"type": "text", "text": node["text"], "marks": _clean_marks(node)})
         else:
-            cleaned = {"type": kind, "attrs": _attrs(NODE_ATTRS[kind], node.get("attrs"))}
+            cleaned: dict[str, Any] = {
+                "type": kind,
+                "attrs": _attrs(NODE_ATTRS[kind], node.get("attrs")),
+            }
             if kind == "orderedList" and "start" not in (node.get("attrs") or {}):
                 cleaned["attrs"]["start"] = (node.get("attrs") or {}).get("order", 1)
             cleaned["content"] = [] if kind in LEAVES else clean(node.get("content"))
@@ -144,8 +147,9 @@ def clean(nodes: Any) -> list[dict]:
 
 
 def _clean_marks(node: dict) -> list[dict]:
-    marks = []
-    for mark in node.get("marks") if isinstance(node.get("marks"), list) else []:
+    marks: list[dict[str, Any]] = []
+    given = node.get("marks")
+    for mark in given if isinstance(given, list) else []:
         if isinstance(mark, dict) and isinstance(mark.get("type"), str):
             kind = ALIASES.get(mark["type"], mark["type"])
             if kind in MARK_ATTRS and all(m["type"] != kind for m in marks):
@@ -196,10 +200,10 @@ def _link_dom(mark: Any, inline: bool) -> list:
     return ["a", attrs, 0]
 
 
-def _spec(to_dom: Any, content: str | None = "block*", inline: bool = False) -> dict:
+def _spec(to_dom: Any, content: str | None = "block*", inline: bool = False) -> NodeSpec:
     """A node spec. ``content`` is documentation only: nodes are built with ``create``,
     which does not check it, so a malformed document still renders (a leaf has None)."""
-    spec: dict[str, Any] = {"group": "inline" if inline else "block"}
+    spec: NodeSpec = {"group": "inline" if inline else "block"}
     if inline:
         spec["inline"] = True
     if content is not None:
@@ -209,7 +213,7 @@ def _spec(to_dom: Any, content: str | None = "block*", inline: bool = False) -> 
     return spec
 
 
-def _with_attrs(name: str, spec: dict) -> dict:
+def _with_attrs(name: str, spec: NodeSpec) -> NodeSpec:
     spec["attrs"] = {key: {"default": value} for key, value in NODE_ATTRS[name].items()}
     return spec
 

@@ -39,7 +39,9 @@ def user_ref(user: User | None) -> dict | None:
 
 
 class IsoDateTimeField(serializers.DateTimeField):
-    def to_representation(self, value: datetime | None) -> str | None:
+    """Output only: ``config.formats.iso`` (DRF renders a null value as null without asking)."""
+
+    def to_representation(self, value: datetime) -> str:
         return iso(value)
 
 
@@ -96,7 +98,8 @@ class GrantSerializer(serializers.ModelSerializer):
     def get_principal(self, grant: NoteGrant) -> dict | None:
         if grant.principal_type == PrincipalType.USER:
             return user_ref(grant.user)
-        if grant.principal_type == PrincipalType.GROUP:
+        # A group grant always has its group (the model's check constraint).
+        if grant.principal_type == PrincipalType.GROUP and grant.group is not None:
             return {"id": grant.group.pk, "name": grant.group.name}
         return None
 
@@ -154,14 +157,16 @@ class NoteDataField(serializers.JSONField):
 
 class NoteCreateSerializer(serializers.Serializer):
     title = StrictCharField(max_length=MAX_TITLE_LENGTH)
-    data = NoteDataField(required=False)
+    # A declared field: DRF's metaclass takes it out of the class (Serializer.data stays).
+    data = NoteDataField(required=False)  # type: ignore[assignment]
 
 
 class NoteUpdateSerializer(serializers.Serializer):
     """PATCH: ``title`` and/or ``data``; at least one of them."""
 
     title = StrictCharField(max_length=MAX_TITLE_LENGTH, required=False)
-    data = NoteDataField(required=False)
+    # A declared field: DRF's metaclass takes it out of the class (Serializer.data stays).
+    data = NoteDataField(required=False)  # type: ignore[assignment]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs:
@@ -180,6 +185,7 @@ class GrantCreateSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         kind, raw = attrs["principal_type"], attrs.get("principal_id")
+        principal: User | Group | None
         if kind == PrincipalType.EVERYONE:
             if raw is not None:
                 raise serializers.ValidationError(

@@ -43,7 +43,7 @@ from realtime import push
 from realtime.conf import realtime_settings
 
 from .content import check_content
-from .models import Note, NoteGrant, NoteUpdate, Permission, PrincipalType
+from .models import Note, NoteGrant, NoteUpdate, Permission
 from .yjs import (
     FRAGMENT,
     ContentError,
@@ -216,7 +216,11 @@ def _same_content(state: bytes | None, pm_json: dict) -> bool:
 
 
 def _stored_state(note_id: UUID | str) -> bytes:
-    return bytes(Note.objects.values_list("yjs_state", flat=True).get(pk=note_id))
+    """The note's stored Yjs state (``content_change_update`` has just written it)."""
+    state = Note.objects.values_list("yjs_state", flat=True).get(pk=note_id)
+    if state is None:
+        raise RuntimeError(f"Note {note_id} has no stored Yjs state")
+    return bytes(state)
 
 
 def document_is_open(note_id: UUID | str) -> bool:
@@ -308,21 +312,27 @@ def upsert_grant(
     """
     access.require_manage()
     note = access.note
-    if principal_type == PrincipalType.USER and principal.pk == note.owner_id:
+    # The principal is of its type (``GrantCreateSerializer``): a User, a Group, or None.
+    user = principal if isinstance(principal, User) else None
+    group = principal if isinstance(principal, Group) else None
+    if user is not None and user.pk == note.owner_id:
         raise exceptions.ValidationError(
             {"principal_id": ["The owner always has write access; no grant is needed."]}
         )
-    lookup = {
-        "principal_type": principal_type,
-        "user": principal if principal_type == PrincipalType.USER else None,
-        "group": principal if principal_type == PrincipalType.GROUP else None,
-    }
     with transaction.atomic():
         _lock(note.pk)  # one grant change per note at a time
-        grant = NoteGrant.objects.filter(note=note, **lookup).first()
+        grant = NoteGrant.objects.filter(
+            note=note, principal_type=principal_type, user=user, group=group
+        ).first()
         created = grant is None
-        if created:
-            grant = NoteGrant.objects.create(note=note, permission=permission, **lookup)
+        if grant is None:
+            grant = NoteGrant.objects.create(
+                note=note,
+                permission=permission,
+                principal_type=principal_type,
+                user=user,
+                group=group,
+            )
         elif grant.permission != permission:
             grant.permission = permission
             grant.save(update_fields=["permission", "updated_at"])

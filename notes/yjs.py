@@ -42,6 +42,8 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText, merge_updates
 
+from lib.sqlrows import column_name
+
 from .content import ContentError, check_prosemirror
 from .models import Note, NoteUpdate
 from .render import render_content
@@ -181,8 +183,8 @@ def fragment_to_prosemirror(fragment: XmlFragment) -> dict:
     return {"type": "doc", "content": convert(fragment.children)}
 
 
-def doc_from_state(state: bytes | None) -> Doc:
-    doc = Doc()
+def doc_from_state(state: bytes | None) -> Doc[XmlFragment]:
+    doc: Doc[XmlFragment] = Doc()
     if state:
         doc.apply_update(state)
     return doc
@@ -190,7 +192,7 @@ def doc_from_state(state: bytes | None) -> Doc:
 
 def seed_state(pm_json: dict) -> bytes:
     """A fresh Yjs state holding ``pm_json`` in the ``prosemirror`` fragment."""
-    doc = Doc()
+    doc: Doc[XmlFragment] = Doc()
     fill_fragment(doc.get(FRAGMENT, type=XmlFragment), pm_json)
     return doc.get_update()
 
@@ -304,7 +306,7 @@ def _insert_log_rows(rows: list[tuple[str, bytes]]) -> int:
     meta = NoteUpdate._meta
     fields = [meta.get_field("note"), meta.get_field("update"), meta.get_field("created_at")]
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
+    columns = ", ".join(quote(column_name(field)) for field in fields)
     now = fields[2].get_db_prep_value(timezone.now(), connection)
     params: list[Any] = []
     for note_id, update in rows:
@@ -317,7 +319,7 @@ def _insert_log_rows(rows: list[tuple[str, bytes]]) -> int:
     sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {values}"
     returning = connection.features.can_return_rows_from_bulk_insert
     if returning:
-        sql += f" RETURNING {quote(meta.pk.column)}"
+        sql += f" RETURNING {quote(column_name(meta.pk))}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return max(row[0] for row in cursor.fetchall()) if returning else 0
@@ -393,7 +395,8 @@ def save_state(note_id, state: bytes, known: str | None = None, upto: int = 0) -
         Note.objects.filter(pk=note_id).update(yjs_state=merged)
         if row_ids:
             NoteUpdate.objects.filter(pk__in=row_ids).delete()
-        return Saved(merged, state_digest(merged), merged=True)
+        # None only for an empty ``state`` with nothing stored: stored as NULL, given as b"".
+        return Saved(merged or b"", state_digest(merged), merged=True)
 
 
 def merge_save(note_id, state: bytes) -> bytes:

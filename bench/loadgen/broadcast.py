@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from bench.loadgen.clients import SioClient
 from bench.loadgen.wire import msg_id, now_ns
@@ -22,7 +23,7 @@ async def reset_recv(worker: Worker, msg: dict) -> dict:
 
 async def recv_report(worker: Worker, msg: dict) -> dict:
     """Totals of what the sockets received; with ``full`` the per-sequence records."""
-    report = {
+    report: dict[str, Any] = {
         "total": worker.recv_total,
         "dups": worker.recv_dups,
         "other_events": worker.other_events,
@@ -89,6 +90,8 @@ async def broadcast_send(worker: Worker, msg: dict) -> dict:
     paced: one every 1/rate s, acks collected in the background.
     """
     client = worker.sender
+    if client is None:
+        raise RuntimeError("no sender: connect_sender comes first")
     channel = msg["channel_id"]
     seq0, count = msg["seq0"], msg["count"]
     sends: dict[int, int] = {}

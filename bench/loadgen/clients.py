@@ -39,6 +39,12 @@ class Client:
         if not self.closing:
             self.worker.unexpected_closes += 1
 
+    def _socket(self) -> RawWebSocket:
+        """The socket: set as soon as its TCP connection exists (``RawWebSocket``), before
+        any frame arrives or may be sent."""
+        assert self.ws is not None, "not connected"
+        return self.ws
+
     async def close(self) -> None:
         self.closing = True
         if self.ws is not None:
@@ -67,6 +73,11 @@ class SioClient(Client):
         await RawWebSocket.connect(url, self)
         await self._opening
 
+    def _opened(self) -> asyncio.Future:
+        """The future ``open`` waits on (set before the socket connects)."""
+        assert self._opening is not None, "not opening"
+        return self._opening
+
     def _on_close(self) -> None:
         if self._opening is not None and not self._opening.done():
             self._opening.set_exception(ConnectionError("closed before CONNECT completed"))
@@ -91,9 +102,9 @@ class SioClient(Client):
             elif sub == "0" and self._state == "connect":
                 self.sid = json.loads(frame[2:]).get("sid", "")
                 self._state = "ready"
-                self._opening.set_result(None)
+                self._opened().set_result(None)
             elif sub == "4" and self._state == "connect":
-                self._opening.set_exception(RuntimeError(f"CONNECT refused: {frame[:200]}"))
+                self._opened().set_exception(RuntimeError(f"CONNECT refused: {frame[:200]}"))
                 self._state = "refused"
             elif sub == "1":
                 self.worker.errors.append("server sent DISCONNECT")
@@ -105,7 +116,7 @@ class SioClient(Client):
 
     def send_packet(self, packet: str) -> None:
         """Send one Engine.IO packet (here: one WebSocket text frame)."""
-        self.ws.send_text(packet)
+        self._socket().send_text(packet)
 
     def is_closed(self) -> bool:
         return self.ws is None or self.ws.closed
@@ -148,4 +159,4 @@ class YwsClient(Client):
             self.editor.on_bytes(frame)
 
     def send(self, data: bytes) -> None:
-        self.ws.send_bytes(data)
+        self._socket().send_bytes(data)

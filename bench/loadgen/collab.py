@@ -65,9 +65,9 @@ async def open_editor_client(
     """A connected client for one editor: y-websocket on the document's URL, or a Socket.IO
     socket that has joined the document (``ydoc:document:join``)."""
     if proto == "yws":
-        client = YwsClient(worker, spec)
-        await client.open(url.format(doc=group.document_id, token=spec["token"]))
-        return client
+        editor = YwsClient(worker, spec)
+        await editor.open(url.format(doc=group.document_id, token=spec["token"]))
+        return editor
     client = SioClient(worker, spec["token"], spec)
     await client.open(url)
     worker.sockets.append(client)

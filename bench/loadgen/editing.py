@@ -8,10 +8,10 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
+from bench.loadgen.clients import SioClient, YwsClient
 from bench.loadgen.wire import TAG_RE, now_ns, var_uint
 
 if TYPE_CHECKING:
-    from bench.loadgen.clients import SioClient, YwsClient
     from bench.loadgen.worker import Worker
 
 
@@ -38,7 +38,7 @@ class Editor:
         self.index = index
         self.client = client
         self.proto = proto
-        self.doc = Doc()
+        self.doc: Doc[Text] = Doc()
         self.text = self.doc.get("bench", type=Text)
         self.seq = 0
         self.seen: set[tuple[int, int]] = set()
@@ -58,8 +58,9 @@ class Editor:
         self.group.pending[(self.index, self.seq)] = self.group.others
         self.outstanding += 1
         self.worker.collab_sent += 1
-        if self.proto == "yws":
-            self.client.send(b"\x00\x02" + var_uint(len(update)) + update)
+        client = self.client
+        if isinstance(client, YwsClient):  # proto "yws"
+            client.send(b"\x00\x02" + var_uint(len(update)) + update)
             return
         body = json.dumps(
             [
@@ -69,9 +70,9 @@ class Editor:
             separators=(",", ":"),
         )
         if await_ack:
-            self.worker.check_ack(await self.client.call_frame(body))
+            self.worker.check_ack(await client.call_frame(body))
         else:
-            self.client.emit(body, self.worker.ack_cb)
+            client.emit(body, self.worker.ack_cb)
 
     def on_bytes(self, data: bytes) -> None:
         t = now_ns()

@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from bench.loadgen.clients import SioClient, YwsClient
+from bench.loadgen.clients import Client, SioClient, YwsClient
 from bench.loadgen.polling import PollingClient
 from bench.loadgen.wire import now_ns
 from bench.loadgen.worker import Worker
@@ -119,7 +119,7 @@ async def emit_one(client: SioClient, msg: dict, gate: asyncio.Semaphore, tally:
 
 async def close_all(worker: Worker, msg: dict) -> dict:
     """Close every socket, the sender and the y-websocket editors; forget them."""
-    clients = list(worker.sockets) + ([worker.sender] if worker.sender else [])
+    clients: list[Client] = [*worker.sockets, *([worker.sender] if worker.sender else [])]
     clients += [e.client for e in worker.editors if isinstance(e.client, YwsClient)]
     for client in clients:
         client.closing = True

@@ -42,9 +42,9 @@ class RawWebSocket(asyncio.Protocol):
         hostport, _, path = rest.partition("/")
         host, _, port = hostport.partition(":")
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_connection(lambda: cls(owner), host, int(port or 80))
+        transport, proto = await loop.create_connection(lambda: cls(owner), host, int(port or 80))
         key = base64.b64encode(os.urandom(16)).decode()
-        proto.transport.write(
+        transport.write(
             (
                 f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
@@ -63,6 +63,12 @@ class RawWebSocket(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
 
+    def _transport(self) -> asyncio.Transport:
+        """The connection's transport: set by ``connection_made``, before any frame arrives
+        or is sent."""
+        assert self.transport is not None, "not connected"
+        return self.transport
+
     def connection_lost(self, exc) -> None:
         was_closed, self.closed = self.closed, True
         if not self.handshake.done():
@@ -77,14 +83,14 @@ class RawWebSocket(asyncio.Protocol):
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 return
-            head = bytes(buf[:end])
+            response = bytes(buf[:end])
             del buf[: end + 4]
-            status = head.split(b"\r\n", 1)[0]
+            status = response.split(b"\r\n", 1)[0]
             if b" 101 " not in status + b" ":
                 self.handshake.set_exception(RuntimeError(f"upgrade refused: {status[:80]!r}"))
-                self.transport.close()
+                self._transport().close()
                 return
-            self.accept_header = head
+            self.accept_header = response
             self.upgraded = True
             self.handshake.set_result(None)
         pos, size = 0, len(buf)
@@ -137,7 +143,7 @@ class RawWebSocket(asyncio.Protocol):
         elif opcode == 8 and not self.closed:
             self._send(0x8, payload[:2])
             self.closed = True
-            self.transport.close()
+            self._transport().close()
             self.on_close()
 
     def _send(self, opcode: int, payload: bytes) -> None:
@@ -151,7 +157,7 @@ class RawWebSocket(asyncio.Protocol):
         else:
             header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
         key = randbytes(4)
-        self.transport.write(header + key + apply_mask(payload, key))
+        self._transport().write(header + key + apply_mask(payload, key))
 
     def send_text(self, text: str) -> None:
         self._send(0x1, text.encode())
@@ -163,7 +169,7 @@ class RawWebSocket(asyncio.Protocol):
         if not self.closed:
             self._send(0x8, (1000).to_bytes(2, "big"))
             self.closed = True
-            self.transport.close()
+            self._transport().close()
 
     def abort(self) -> None:
         self.closed = True

@@ -33,8 +33,8 @@ from pathlib import Path
 import socketio
 import uvicorn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Fixture, note_id_of
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the checkout
+from bench.peers.common import Fixture, note_id_of
 
 
 def build(fixture: Fixture, redis_url: str | None) -> socketio.ASGIApp:

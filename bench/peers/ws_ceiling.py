@@ -23,8 +23,8 @@ from pathlib import Path
 from websockets.asyncio.server import broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Fixture, note_id_of
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the checkout
+from bench.peers.common import Fixture, note_id_of
 
 OPEN = '0{"sid":"%s","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}'
 
@@ -89,7 +89,7 @@ class Ceiling:
                     if not members:
                         del self.rooms[room]
 
-    def handle(self, ws, sid, user, joined, join, name, data) -> dict:
+    def handle(self, ws, sid, user: dict, joined, join, name, data) -> dict:
         data = data if isinstance(data, dict) else {}
         if name == "heartbeat":
             self.last_active[user["id"]] = time.time()

@@ -38,9 +38,9 @@ def broadcast_stats(sends: dict[int, int], reports: list[dict], receivers: int) 
     expected = len(sends) * receivers
     completion_ms = []
     for seq, sent in sends.items():
-        entry = per_seq.get(seq)
-        if entry and entry[0] >= receivers:
-            completion_ms.append((entry[2] - sent) / 1e6)
+        received = per_seq.get(seq)
+        if received and received[0] >= receivers:
+            completion_ms.append((received[2] - sent) / 1e6)
     t_first = min(sends.values()) if sends else 0
     t_last = max((e[2] for e in per_seq.values()), default=t_first)
     span = (t_last - t_first) / 1e9

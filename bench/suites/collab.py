@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from bench.config import YWS_PATH, log
-from bench.measures import pct, row_key, writes_by_row
+from bench.measures import WriteLog, pct, row_key, writes_by_row
 from bench.suites.context import Context, measured, warm_up
 from bench.workers import split
 
@@ -74,7 +74,7 @@ async def suite_collab(ctx: Context, proto: str) -> None:
     wall1 = time.time()
     if ctx.writes is not None:
         await asyncio.sleep(ctx.cfg.settle_s)
-        out.update(document_writes(ctx, metric, docs, wall0, wall1))
+        out.update(document_writes(ctx, ctx.writes, metric, docs, wall0, wall1))
     ctx.result[metric] = out
 
 
@@ -136,11 +136,12 @@ async def edit_phase(ctx: Context, metric: str, mode: str, duration: float) -> d
 
 
 def document_writes(
-    ctx: Context, metric: str, docs: list[dict], wall0: float, wall1: float
+    ctx: Context, writes: WriteLog, metric: str, docs: list[dict], wall0: float, wall1: float
 ) -> dict:
-    """Note saves and update-log rows of the edited documents between ``wall0`` and ``wall1``."""
+    """Note saves and update-log rows of the edited documents between ``wall0`` and ``wall1``
+    (``writes``: the context's write log)."""
     note_ids = {row_key(d["note_id"]) for d in docs}
-    rows = [r for r in ctx.writes.rows("notes_note", wall0, wall1) if row_key(r[0]) in note_ids]
+    rows = [r for r in writes.rows("notes_note", wall0, wall1) if row_key(r[0]) in note_ids]
     by_doc = writes_by_row(rows)
     minutes = (wall1 - wall0) / 60
     gaps = [b - a for t in by_doc.values() for a, b in itertools.pairwise(t)]
@@ -159,9 +160,7 @@ def document_writes(
         "save_max_wait_s": ctx.cfg.doc_save_max_wait,
     }
     log_rows = [
-        r
-        for r in ctx.writes.rows("notes_noteupdate", wall0, wall1, "val")
-        if row_key(r[0]) in note_ids
+        r for r in writes.rows("notes_noteupdate", wall0, wall1, "val") if row_key(r[0]) in note_ids
     ]
     out["db_log_rows_per_doc_per_min"] = len(log_rows) / len(docs) / minutes
     commits = {val for _, val in log_rows if val is not None}  # PostgreSQL only

@@ -9,7 +9,7 @@ import itertools
 import time
 
 from bench.config import log
-from bench.measures import max_in_window, pct, writes_by_row
+from bench.measures import WriteLog, max_in_window, pct, writes_by_row
 from bench.suites.context import Context, measured
 
 
@@ -51,7 +51,7 @@ async def heartbeat_phase(ctx: Context, n: int) -> None:
         )
     if ctx.writes is not None:
         await asyncio.sleep(ctx.cfg.settle_s)
-        hb.update(last_active_writes(ctx, wall0, wall1))
+        hb.update(last_active_writes(ctx, ctx.writes, wall0, wall1))
     ctx.result["heartbeat"] = hb
     log(
         f"  heartbeat: {count} in {span:.1f}s = {hb['per_s']:.0f}/s, p99 {hb['p99_ms']} ms; "
@@ -60,12 +60,13 @@ async def heartbeat_phase(ctx: Context, n: int) -> None:
     )
 
 
-def last_active_writes(ctx: Context, wall0: float, wall1: float) -> dict:
-    """The user-row writes between ``wall0`` and ``wall1`` (+1 s), per user and interval."""
-    rows = ctx.writes.rows("accounts_user", wall0, wall1 + 1.0)
+def last_active_writes(ctx: Context, writes: WriteLog, wall0: float, wall1: float) -> dict:
+    """The user-row writes between ``wall0`` and ``wall1`` (+1 s), per user and interval
+    (``writes``: the context's write log)."""
+    rows = writes.rows("accounts_user", wall0, wall1 + 1.0)
     # The throttle decides on the application's clock: judge it on the stored
     # last_active_at values (the DB's own write time lags them by a few ms of jitter)
-    by_user = writes_by_row(ctx.writes.rows("accounts_user", wall0, wall1 + 1.0, "val"))
+    by_user = writes_by_row(writes.rows("accounts_user", wall0, wall1 + 1.0, "val"))
     by_commit = writes_by_row(rows)
     interval = ctx.cfg.last_active_interval
     return {

@@ -203,18 +203,19 @@ class LeanConsumer(AsyncWebsocketConsumer):
     # --- the way out ------------------------------------------------------------------------
 
     async def send_frame(self, frame: str) -> None:
-        """Send a text frame (never waits for the client; dropped once the socket closes)."""
-        if not self.closed:
+        """Send a text frame (never waits for the client; dropped before the WebSocket connect
+        and once the socket closes)."""
+        if not self.closed and self.out is not None:
             self.out.text(frame)
 
     async def send_bytes(self, data: bytes) -> None:
         """Send a binary frame (as ``send_frame``)."""
-        if not self.closed:
+        if not self.closed and self.out is not None:
             self.out.binary(data)
 
     def deliver(self, shared: SharedFrame) -> None:
         """The broadcast path: a text frame built once for many sockets."""
-        if not self.closed:
+        if not self.closed and self.out is not None:
             self.out.shared(shared)
 
     async def close(self, code=None, reason=None) -> None:
@@ -232,7 +233,8 @@ class LeanConsumer(AsyncWebsocketConsumer):
         self.closed = True
         if self._gate is not None:
             self._gate.release()
-        self.out.close(code, reason)
+        if self.out is not None:
+            self.out.close(code, reason)
 
     def check_stalled(self, now: float) -> None:
         """Close (4413) a socket whose client has taken none of the bytes waiting for it for
@@ -282,7 +284,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
 
     def announce_online(self) -> None:
         """Queue the presence announcement if this is the user's first session anywhere."""
-        if self._first_session:
+        if self._first_session and self.user is not None:
             get_hub().presence.add([Change(str(self.user.pk), True, self.session_record())])
 
     async def close_session(self) -> None:

@@ -230,6 +230,7 @@ class SocketIOConsumer(LeanConsumer):
         and then the switch ("5"); anything else closes it (4400), the session untouched."""
         session = self._carried
         assert session is not None
+        assert self.out is not None  # from the WebSocket connect on
         if text == engineio.PING_FRAME + "probe" and session.upgradable():
             self.out.text(engineio.PONG_FRAME + "probe")
             session.begin_upgrade()
@@ -498,6 +499,8 @@ class SocketIOConsumer(LeanConsumer):
                 return False
             if parsed > (recovery.parse_offset(begin) or (0, 0)):
                 begin = str(client_offset)  # an older one is from before this session
+        if self.user is None:  # never: resumed once the session is open
+            return False
         own = rooms.user_room(self.user.pk)
         member = await self._still_allowed({own, *session.rooms})
         for room in member - self.rooms:
@@ -563,16 +566,19 @@ class SocketIOConsumer(LeanConsumer):
     async def _still_allowed(self, wanted: set[str]) -> set[str]:
         """The rooms of ``wanted`` this user may be in now: its own user room, the channels it
         is an active member of, the notes it can read."""
-        allowed = {rooms.user_room(self.user.pk)} & wanted
+        user = self.user
+        if user is None:  # never: asked once the session is open
+            return set()
+        allowed = {rooms.user_room(user.pk)} & wanted
         channels = {r for r in wanted if r.startswith(rooms.CHANNEL_ROOMS)}
         if channels:
-            ids = await access.channel_ids_of(self.user.pk)
+            ids = await access.channel_ids_of(user.pk)
             allowed |= channels & {rooms.channel_room(i) for i in ids}
         notes = [r for r in wanted if r.startswith(rooms.NOTE_ROOMS)]
         if notes:
             get_hub().on_message("chorus.note_access", recheck_note_room)
         for room in notes:
-            if await access.note_access(self.user, room.removeprefix(rooms.NOTE_ROOMS)) is not None:
+            if await access.note_access(user, room.removeprefix(rooms.NOTE_ROOMS)) is not None:
                 allowed.add(room)
         return allowed
 
@@ -595,19 +601,20 @@ class SocketIOConsumer(LeanConsumer):
     def _release(self, frames: list[str], seen: set[str], held: list) -> None:
         """Send the missed ``frames``, then what arrived live meanwhile that was not among the
         entries read (``seen``)."""
-        if self.closed:
+        out = self.out
+        if self.closed or out is None:
             return
         for frame in frames:
-            self.out.text(frame)
+            out.text(frame)
         for item in held:
             text = item if isinstance(item, str) else item.text
             offset = socketio.trailing_offset(text)
             if offset is not None and offset in seen:
                 continue
             if isinstance(item, str):
-                self.out.text(item)
+                out.text(item)
             else:
-                self.out.shared(item)
+                out.shared(item)
 
     # --- events -----------------------------------------------------------------------------
 
@@ -631,7 +638,8 @@ class SocketIOConsumer(LeanConsumer):
                 result = events.EventError("internal_error", "The server failed.").as_ack()
         if packet.id is not None and not self.closed:
             await self.send_frame(engineio.encode_message(socketio.encode_ack(packet.id, [result])))
-        self.out.end_reply()  # a document state's reply ends with its ack (if any)
+        if self.out is not None:
+            self.out.end_reply()  # a document state's reply ends with its ack (if any)
 
     # --- what the hub and handlers use ------------------------------------------------------
 

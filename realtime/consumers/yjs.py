@@ -127,8 +127,8 @@ class YjsConsumer(LeanConsumer):
         self.client = DocClient(
             key=self.sid,
             kind=YWS,
-            user_id=str(self.user.pk),
-            user_name=self.user.display_name,
+            user_id=str(validated.user.pk),  # self.user, from open_session
+            user_name=validated.user.display_name,
             writable=access == "write",
             deliver=self._deliver_document_frame,
             revoke=self._revoked,
@@ -190,22 +190,22 @@ class YjsConsumer(LeanConsumer):
             self._bucket.take()
 
     async def _on_message(self, message: yprotocol.YMessage) -> None:
-        room, client = self.room, self.client
-        if room is None or client is None:  # never: ``receive`` checked the socket is open
+        room, client, out = self.room, self.client, self.out
+        if room is None or client is None or out is None:  # never: ``receive`` checked them
             return
         if message.kind == yprotocol.MESSAGE_SYNC:
             if message.subtype == yprotocol.SYNC_STEP1:
-                if self.out.reply_pending():
+                if out.reply_pending():
                     return  # the step 2 still on its way (and later updates) answer it
                 yprotocol.decode_state_vector(message.payload)  # before pycrdt sees it
                 state = await room.durable_state()  # acknowledged edits only, all of them
                 if self.closed:
                     return
-                self.out.begin_reply()
+                out.begin_reply()
                 await self.send_bytes(
                     yprotocol.encode_sync_step2(get_update(state, message.payload))
                 )
-                self.out.end_reply()
+                out.end_reply()
             else:  # step 2 or update; a read-only client's is dropped
                 step2 = message.subtype == yprotocol.SYNC_STEP2
                 if client.writable:
@@ -233,7 +233,7 @@ class YjsConsumer(LeanConsumer):
 
     def _deliver_document_frame(self, frame: SharedFrame) -> None:
         """The document room's fan-out: a binary frame framed once for its editors."""
-        if not self.closed:
+        if not self.closed and self.out is not None:
             self.out.shared(frame)
 
     # --- what the hub uses (logout / revoke-all kicks) --------------------------------------

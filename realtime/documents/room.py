@@ -136,7 +136,7 @@ class DocumentRoom:
         self.note_id = note_id
         self.document_id = f"note:{note_id}"
         self.group = rooms.doc_room(note_id)
-        self.doc = Doc()
+        self.doc: Doc[XmlFragment] = Doc()
         self.doc.apply_update(state)
         #: What ``apply`` changed in the Doc (pycrdt's per-transaction updates, captured only
         #: while ``apply`` applies): the update log gets exactly what the Doc integrated.
@@ -413,7 +413,7 @@ class DocumentRoom:
             self.note_id,
             len(self.pending),
         )
-        rebuilt = Doc()
+        rebuilt: Doc[XmlFragment] = Doc()
         rebuilt.apply_update(self.doc.get_update())
         self._transactions = rebuilt.observe(self._on_transaction)
         self.doc = rebuilt

@@ -33,6 +33,7 @@ import functools
 import logging
 import pprint
 import sys
+from collections.abc import Iterable
 
 from realtime.conf import largest_client_message, realtime_settings
 
@@ -45,7 +46,8 @@ def protocol_of(send):
     if not isinstance(send, functools.partial):
         return None
     protocol = send.args[0] if send.args else None
-    return protocol if _websocket_protocol_class(type(protocol)) else None
+    cls: type = type(protocol)  # as ``type`` (mypy takes a ``type[X]`` for unhashable)
+    return protocol if _websocket_protocol_class(cls) else None
 
 
 @functools.cache
@@ -60,7 +62,8 @@ def plain_tcp(transport) -> bool:
     connection beneath: bytes sent there would bypass the encryption. A TCP connection
     switched to TLS later (``startTLS``) gets ``TLS = True`` and provides ``ISSLTransport``
     on the instance; both are checked."""
-    ssl_interface = _plain_tcp_class(type(transport))
+    cls: type = type(transport)  # as in ``protocol_of``
+    ssl_interface = _plain_tcp_class(cls)
     if ssl_interface is None or getattr(transport, "TLS", False):
         return False
     return not ssl_interface.providedBy(transport)
@@ -153,9 +156,10 @@ def defer_autobahn_config_log() -> None:
     except ImportError:  # not running under daphne
         return
     if getattr(protocol, "pformat", None) is pprint.pformat:
-        protocol.pformat = _Pformat
-        # The module's one other pformat user that must return a str (with trackTimings on).
-        protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)
+        # Patches of autobahn's module: a lazy stand-in for the function it imported, and
+        # the module's one other pformat user that must return a str (with trackTimings on).
+        protocol.pformat = _Pformat  # type: ignore[assignment]
+        protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)  # type: ignore[method-assign]
 
 
 def limit_messages(protocol, frame_size: int, message_size: int | None = None) -> None:
@@ -218,10 +222,9 @@ class InboundGate:
             self.transport.resumeProducing()
 
     def _bytes(self) -> int:
-        return sum(
-            len(message.get("bytes") or message.get("text") or "")
-            for message in self.queue._queue  # asyncio.Queue's deque
-        )
+        # asyncio.Queue's deque: private, absent from its stubs.
+        waiting: Iterable[dict] = self.queue._queue  # type: ignore[attr-defined]
+        return sum(len(message.get("bytes") or message.get("text") or "") for message in waiting)
 
 
 def inbound_gate(send, receive) -> InboundGate | None:
@@ -317,7 +320,7 @@ def install() -> None:
         if gate is not None:
             gate.queued()
 
-    setProtocolOptions.chorus_options = True
+    setProtocolOptions.chorus_options = True  # type: ignore[attr-defined]  # the patch's mark
     WebSocketFactory.setProtocolOptions = setProtocolOptions
     WebSocketProtocol._fail_connection = _fail_connection
     WebSocketProtocol.dropConnection = dropConnection

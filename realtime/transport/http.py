@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import cast
 
 from django.conf import settings
 
@@ -58,6 +59,7 @@ def _discard(data: bytes) -> None:
 def _refuse(request, limit: int) -> None:
     """Answer ``request`` with the JSON 413 and wind its connection down (see module doc)."""
     from twisted.internet import reactor
+    from twisted.internet.base import ReactorBase
     from twisted.internet.interfaces import ISSLTransport
 
     request._chorus_refused = True
@@ -81,7 +83,9 @@ def _refuse(request, limit: int) -> None:
     transport.write(response_bytes(limit))
     if ISSLTransport(transport, None) is None and hasattr(transport, "loseWriteConnection"):
         transport.loseWriteConnection()
-        reactor.callLater(LINGER, transport.abortConnection)
+        # Every installed reactor is a ``ReactorBase`` (see ``shutdown``: Twisted's interfaces
+        # read without zope's mypy plugin).
+        cast(ReactorBase, reactor).callLater(LINGER, transport.abortConnection)
     else:  # TLS has no half-close of its own: close (the peer may see a reset)
         transport.loseConnection()
 
@@ -139,7 +143,7 @@ def _install_websocket_scheme() -> None:
             scope["scheme"] = "wss" if secure else "ws"
         return create(self, protocol, scope)
 
-    create_application.chorus_scheme = True
+    create_application.chorus_scheme = True  # type: ignore[attr-defined]  # the patch's mark
     Server.create_application = create_application
 
 

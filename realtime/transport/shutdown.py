@@ -8,6 +8,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 logger = logging.getLogger("chorus.realtime.transport")
 
@@ -37,7 +38,7 @@ def tolerate_upgraded_connections() -> None:
         waiting.addErrback(lambda failure: None)
         return waiting
 
-    kill_all_applications.chorus_tolerant = True
+    kill_all_applications.chorus_tolerant = True  # type: ignore[attr-defined]  # the patch's mark
     Server.kill_all_applications = kill_all_applications
 
 
@@ -49,6 +50,7 @@ def install_twisted_triggers(
     if "twisted.internet.reactor" not in sys.modules:
         return
     from twisted.internet import defer, reactor
+    from twisted.internet.base import ReactorBase
 
     def before_shutdown():
         logger.info("Shutting down: running the stop hook")
@@ -58,5 +60,8 @@ def install_twisted_triggers(
         # Startup triggers fire before the asyncio loop runs: start the hub from inside it.
         asyncio.get_event_loop().call_soon(lambda: asyncio.ensure_future(start()))
 
-    reactor.addSystemEventTrigger("after", "startup", after_startup)
-    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    # Twisted types ``reactor`` as its interfaces, whose methods mypy reads without ``self``
+    # (it has no zope plugin here); every installed reactor is a ``ReactorBase``.
+    core = cast(ReactorBase, reactor)
+    core.addSystemEventTrigger("after", "startup", after_startup)
+    core.addSystemEventTrigger("before", "shutdown", before_shutdown)

@@ -129,5 +129,5 @@ def install() -> None:
         )
         return channel_protocol
 
-    buildProtocol.chorus_fast_upgrade = True
+    buildProtocol.chorus_fast_upgrade = True  # type: ignore[attr-defined]  # the patch's mark
     HTTPFactory.buildProtocol = buildProtocol
