@@ -27,8 +27,8 @@ WebSocket's consumer *carries* the session (``SocketIOConsumer._carry``): "2prob
 "3probe" (and the waiting GET is answered at once, so the client can pause polling), then
 "5" → ``switch_to``: what waited for a GET goes out on the WebSocket first, in order, then
 everything else; nothing is lost or sent twice. A WebSocket reaching another instance is
-relayed to this one (``realtime.consumers.relay``; the requests ``PROBE`` and ``SWITCH`` of
-``answer``).
+relayed to this one (``realtime.consumers.relay``; the requests ``PROBE``, ``SWITCH`` and
+``ABANDON`` of ``answer``).
 Module map: docs/realtime.md.
 """
 
@@ -287,6 +287,9 @@ async def answer(method: str, sid: str, body: bytes) -> tuple[int, bytes, bytes]
         if not session.upgradable():
             return 400, _JSON, engineio.error_body(engineio.BAD_REQUEST, "not upgradable")
         session.begin_upgrade()
+        return 200, _TEXT, b"ok"
+    if method == "ABANDON":  # … or its WebSocket ended before the switch
+        session.upgrade_abandoned()
         return 200, _TEXT, b"ok"
     if method == "SWITCH":  # … and switches: body = its hub channel, "\n", its relay key
         carrier_hub, _, key = body.decode().partition("\n")

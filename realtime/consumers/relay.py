@@ -2,7 +2,8 @@
 (no sticky sessions, ``realtime.consumers.forwarding``): the WebSocket is relayed.
 
 The instance holding the WebSocket (the *carrier*) asks the home to ``PROBE`` and then to
-``SWITCH`` (forwarded requests, answered by ``realtime.consumers.polling.answer``). From the
+``SWITCH`` (forwarded requests, answered by ``realtime.consumers.polling.answer``; a WebSocket
+that ends between the two sends ``ABANDON``: the session goes on polling as before). From the
 switch on:
 
 - frames the client sends go to the home's hub as ``chorus.eio.in`` {sid, text | bytes}, in
@@ -120,6 +121,7 @@ class RemoteCarry:
         self.home = home
         self.sid = sid
         self.key = uuid.uuid4().hex
+        self.probed = False
         self.switched = False
 
     async def receive(self, text: str | None, data: bytes | None) -> None:
@@ -136,6 +138,7 @@ class RemoteCarry:
         if text == engineio.PING_FRAME + "probe":
             answered = await forwarding.forward(self.home, "PROBE", self.sid, b"", 0.0, never)
             if answered is not None and answered[0] == 200:
+                self.probed = True
                 self.carrier.out.text(engineio.PONG_FRAME + "probe")
                 return
         elif text == str(engineio.UPGRADE):
@@ -155,6 +158,9 @@ class RemoteCarry:
             await get_hub().reply(
                 self.home, {"type": "chorus.eio.in", "sid": self.sid, "lost": code or 1006}
             )
+        elif self.probed:  # the session goes on polling: its GETs may be held again
+            never = asyncio.get_running_loop().create_future()
+            await forwarding.forward(self.home, "ABANDON", self.sid, b"", 0.0, never)
 
 
 async def carrier_frames(message: dict) -> None:

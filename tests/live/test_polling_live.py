@@ -22,6 +22,7 @@ from notes.models import Note, NoteGrant, Permission, PrincipalType
 from tests.live.harness import (
     SOCKETIO_PATH,
     Beacon,
+    RawPolling,
     access,
     eventually,
     typing_event,
@@ -389,3 +390,32 @@ async def test_a_ticket_opens_one_polling_session(server, polls, alice):
     assert (await again.post("40"))[0] == 200
     refused = [p for p in await again.get() if isinstance(p, str) and p.startswith("44")]
     assert refused and json.loads(refused[0][2:])["data"] == {"code": "ticket_invalid"}
+
+
+async def held_again(raw: RawPolling, via=None) -> None:
+    """After an abandoned upgrade, GETs are held again: a GET sent before an event's POST
+    answers with that event's ack (while a probe is under way a GET is answered at once with
+    a NOOP). Repeated until seen, for the abandonment to arrive first."""
+    for n in range(1, 40):
+        waiting = asyncio.ensure_future(raw.get(via))
+        await asyncio.sleep(0.05)  # lets the GET reach the server before the POST below
+        assert (await raw.post(f'42{n}["heartbeat",{{}}]', via=via))[0] == 200
+        packets = await waiting
+        if any(isinstance(p, str) and p.startswith(f"43{n}[") for p in packets):
+            return
+        while not any(isinstance(p, str) and p.startswith(f"43{n}[") for p in packets):
+            packets = await raw.get(via)  # (collect the ack before the next round)
+    raise AssertionError("GETs are still answered at once after the probe was abandoned")
+
+
+async def test_an_abandoned_probe_leaves_the_session_polling_as_before(server, polls, alice):
+    raw = polls(server)
+    await raw.connect(await access(alice))
+    ws = await ws_connect(
+        f"ws://127.0.0.1:{server.port}{SOCKETIO_PATH}/?EIO=4&transport=websocket&sid={raw.sid}",
+        ping_interval=None,
+    )
+    await ws.send("2probe")
+    assert await asyncio.wait_for(ws.recv(), 5) == "3probe"
+    await ws.close()  # no "5": the client gave the upgrade up
+    await held_again(raw)

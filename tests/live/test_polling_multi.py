@@ -23,6 +23,7 @@ from tests.live.harness import (
     typing_event,
 )
 from tests.live.tcpproxy import TcpProxy
+from tests.live.test_polling_live import held_again
 
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -192,3 +193,16 @@ async def test_stock_client_behind_a_balancer_without_affinity(
         await alice_client.disconnect()
         await bob_client.disconnect()
         await proxy.close()
+
+
+async def test_an_abandoned_relayed_probe_leaves_the_session_polling(instances, polls, alice):
+    """A probe through B that never switches: the home stops answering GETs at once."""
+    a, b = instances()
+    raw = polls(a)
+    await raw.connect(await access(alice), via=a)
+    upgrade = f"ws://127.0.0.1:{b.port}{SOCKETIO_PATH}/?EIO=4&transport=websocket&sid={raw.sid}"
+    ws = await ws_connect(upgrade, ping_interval=None)
+    await ws.send("2probe")
+    assert await asyncio.wait_for(ws.recv(), 5) == "3probe"
+    await ws.close()
+    await held_again(raw, a)
