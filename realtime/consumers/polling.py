@@ -92,12 +92,16 @@ class PollingSession(SocketIOConsumer):
         return True
 
     def _transport_closed(self, code: int) -> None:
-        """The session closed: run its disconnect now; forget it once a GET has taken what
+        """The session closed: run its disconnect now; forget it at once when nothing waits
+        for a GET (an unknown sid gets the same answer), else once a GET has taken what
         waited, or after a ping interval and timeout (a client that never polls again)."""
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._disconnect_once(code))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        if isinstance(self.out, PollingOutbound) and self.out.finished.is_set():
+            self.forget()
+            return
         grace = realtime_settings.WEBSOCKET_PING_INTERVAL + realtime_settings.WEBSOCKET_PING_TIMEOUT
         loop.call_later(grace, self.forget)
 

@@ -339,6 +339,11 @@ def assert_public(payload: object, user: User) -> None:
         assert user.bio not in text, f"private bio leaked: {text}"
 
 
+def typing_payload(channel_id: object, on: bool = True) -> dict:
+    """An ``events:channel`` typing payload for ``channel_id`` (start, or stop)."""
+    return {"channel_id": str(channel_id), "data": {"type": "typing", "data": {"typing": on}}}
+
+
 def typing_event(channel_id: object, user_id: object) -> Predicate:
     """Predicate: an ``events:channel`` typing event in ``channel_id`` stamped ``user_id``."""
 

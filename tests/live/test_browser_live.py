@@ -23,6 +23,7 @@ from tests.live.harness import (
     access,
     eventually,
     typing_event,
+    typing_payload,
 )
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -38,10 +39,6 @@ OTHER_ORIGIN = "http://127.0.0.3:8123"
 #: to another origin). A page served by the daphne itself would not be asked; the test grants
 #: the permission, as a user would, so that what is left to pass is CORS.
 PERMISSIONS = ("local-network-access",)
-
-
-def typing(channel_id: object, on: bool) -> dict:
-    return {"channel_id": str(channel_id), "data": {"type": "typing", "data": {"typing": on}}}
 
 
 @pytest.fixture
@@ -61,9 +58,9 @@ def stock_page(pages):
 async def events_both_ways(page: BrowserPage, alice, channel, peer: Client, bob) -> None:
     """In ``channel``, the page's (alice's) typing reaches ``peer`` (bob's python-socketio
     client), and the peer's reaches the page."""
-    assert await page.call("emitWithAck", "events:channel", typing(channel.id, True)) == {}
+    assert await page.call("emitWithAck", "events:channel", typing_payload(channel.id, True)) == {}
     await peer.wait_for("events:channel", typing_event(channel.id, alice.id))
-    assert await peer.call("events:channel", typing(channel.id, True)) == {}
+    assert await peer.call("events:channel", typing_payload(channel.id, True)) == {}
     from_bob = typing_event(channel.id, bob.id)
     await eventually(
         lambda: [e for e in page.found("event", name="events:channel") if from_bob(e["args"][0])]

@@ -26,6 +26,7 @@ from tests.live.harness import (
     access,
     eventually,
     typing_event,
+    typing_payload,
 )
 from tests.live.nodeproc import NodeProcess
 
@@ -33,10 +34,6 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 DEFAULT = None  # python-socketio's default transports: polling, then the upgrade
 POLLING = ("polling",)
-
-
-def typing(channel_id, on: bool) -> dict:
-    return {"channel_id": str(channel_id), "data": {"type": "typing", "data": {"typing": on}}}
 
 
 @database_sync_to_async
@@ -61,9 +58,9 @@ async def test_default_transports_connect_upgrade_and_keep_events(
     assert (await a.join())["id"] == str(alice.id)
     await b.join()
     await eventually(lambda: a.sio.transport() == "websocket")
-    assert await a.call("events:channel", typing(channel.id, True)) == {}
+    assert await a.call("events:channel", typing_payload(channel.id, True)) == {}
     await b.wait_for("events:channel", typing_event(channel.id, alice.id))
-    assert await b.call("events:channel", typing(channel.id, True)) == {}
+    assert await b.call("events:channel", typing_payload(channel.id, True)) == {}
     await a.wait_for("events:channel", typing_event(channel.id, bob.id))
 
 
@@ -78,9 +75,9 @@ async def test_polling_alone_carries_events_acks_rooms_binary_and_kicks(
     await b.join()
     assert a.sio.transport() == "polling"
     # both ways through a room
-    assert await a.call("events:channel", typing(channel.id, True)) == {}
+    assert await a.call("events:channel", typing_payload(channel.id, True)) == {}
     await b.wait_for("events:channel", typing_event(channel.id, alice.id))
-    assert await b.call("events:channel", typing(channel.id, True)) == {}
+    assert await b.call("events:channel", typing_payload(channel.id, True)) == {}
     await a.wait_for("events:channel", typing_event(channel.id, bob.id))
     # a binary attachment (a Yjs update as bytes) reaches the server whole and is relayed
     note_id = await shared_note(bob, alice)
@@ -141,10 +138,10 @@ async def test_stock_node_client_defaults_and_polling_alone(
     assert joined["args"][0]["id"] == str(alice.id)
     if transports is DEFAULT:
         await a.wait_for("upgrade", transport="websocket")
-    a.send({"n": 2, "emit": "events:channel", "args": [typing(channel.id, True)]})
+    a.send({"n": 2, "emit": "events:channel", "args": [typing_payload(channel.id, True)]})
     assert (await a.wait_for("ack", n=2))[0]["args"] == [{}]
     await b.wait_for("events:channel", typing_event(channel.id, alice.id))
-    assert await b.call("events:channel", typing(channel.id, True)) == {}
+    assert await b.call("events:channel", typing_payload(channel.id, True)) == {}
     await a.wait_for("event", name="events:channel")
     assert not a.found("disconnect") and not a.found("connect_error")
     if transports is not DEFAULT:

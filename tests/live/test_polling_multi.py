@@ -21,6 +21,7 @@ from tests.live.harness import (
     access,
     eventually,
     typing_event,
+    typing_payload,
 )
 from tests.live.tcpproxy import TcpProxy
 from tests.live.test_polling_live import held_again
@@ -36,10 +37,6 @@ def instances(servers, clean_redis):
         return servers.many(["instance-A", "instance-B"], clean_redis, **knobs)
 
     return start
-
-
-def typing(channel_id, on: bool = True) -> dict:
-    return {"channel_id": str(channel_id), "data": {"type": "typing", "data": {"typing": on}}}
 
 
 def events_named(packets, name: str) -> list:
@@ -72,7 +69,7 @@ async def test_requests_alternating_between_instances_work_as_on_one(
     # an event from a WebSocket client on B reaches the polling session (on A) polled via B
     bob_ws = await clients(b, "bob@B").connect(await access(bob))
     await bob_ws.join()
-    assert await bob_ws.call("events:channel", typing(channel.id)) == {}
+    assert await bob_ws.call("events:channel", typing_payload(channel.id)) == {}
     bob_typing = typing_event(channel.id, bob.id)
     seen: list = []
     for via in itertools.islice(itertools.cycle((b, a)), 6):  # (presence may come first)
@@ -81,7 +78,7 @@ async def test_requests_alternating_between_instances_work_as_on_one(
             break
     assert seen
     # and the polling session's event, posted via B, reaches bob
-    event = "422" + json.dumps(["events:channel", typing(channel.id)])
+    event = "422" + json.dumps(["events:channel", typing_payload(channel.id)])
     assert (await raw.post(event, via=b))[0] == 200
     await bob_ws.wait_for("events:channel", typing_event(channel.id, alice.id))
     # a sid with a home nobody answers for: Session ID unknown (after the forward's wait)
@@ -114,7 +111,7 @@ async def test_upgrade_on_another_instance_is_relayed_to_the_home(
     await ws.send('427["heartbeat",{}]')
     bob_ws = await clients(b, "bob@B").connect(await access(bob))
     await bob_ws.join()
-    assert await bob_ws.call("events:channel", typing(channel.id)) == {}
+    assert await bob_ws.call("events:channel", typing_payload(channel.id)) == {}
     got_ack = got_typing = False
     bob_typing = typing_event(channel.id, bob.id)
     while not (got_ack and got_typing):
@@ -125,7 +122,7 @@ async def test_upgrade_on_another_instance_is_relayed_to_the_home(
             got_ack = True
         elif isinstance(frame, str) and frame.startswith('42["events:channel"'):
             got_typing = got_typing or bob_typing(json.loads(frame[2:])[1])
-    await ws.send("42" + json.dumps(["events:channel", typing(channel.id)]))
+    await ws.send("42" + json.dumps(["events:channel", typing_payload(channel.id)]))
     await bob_ws.wait_for("events:channel", typing_event(channel.id, alice.id))
     status, _, body = await raw.request("GET", raw.url(raw.sid, via=a))
     assert status == 400 and json.loads(body)["code"] == 3  # polling is over
@@ -152,7 +149,7 @@ async def test_a_client_leaving_a_forwarded_poll_loses_nothing(
     cut.cancel()  # the client goes away mid-poll
     bob_ws = await clients(b, "bob@B").connect(await access(bob))
     await bob_ws.join()
-    assert await bob_ws.call("events:channel", typing(channel.id)) == {}
+    assert await bob_ws.call("events:channel", typing_payload(channel.id)) == {}
     bob_typing = typing_event(channel.id, bob.id)
     for _ in range(6):  # (presence may come first)
         events = events_named(await raw.get(via=a), "events:channel")
@@ -181,10 +178,12 @@ async def test_stock_client_behind_a_balancer_without_affinity(
         assert (await alice_client.join())["id"] == str(alice.id)
         await bob_client.join()
         for _ in range(3):  # several round trips, each over whichever connections
-            assert await alice_client.call("events:channel", typing(channel.id, True)) == {}
-            assert await alice_client.call("events:channel", typing(channel.id, False)) == {}
+            assert await alice_client.call("events:channel", typing_payload(channel.id, True)) == {}
+            assert (
+                await alice_client.call("events:channel", typing_payload(channel.id, False)) == {}
+            )
         await bob_client.wait_for("events:channel", typing_event(channel.id, alice.id))
-        assert await bob_client.call("events:channel", typing(channel.id)) == {}
+        assert await bob_client.call("events:channel", typing_payload(channel.id)) == {}
         await alice_client.wait_for("events:channel", typing_event(channel.id, bob.id))
         if transports:  # (with the defaults, aiohttp may reuse one connection for everything)
             assert {a.port, b.port} <= set(proxy.picked)  # both served it

@@ -28,6 +28,7 @@ from tests.live.harness import (
     presence_event,
     short_lived,
     typing_event,
+    typing_payload,
 )
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -290,21 +291,15 @@ async def test_reconnect_and_user_join_restores_channel_rooms(
     a = await clients(server, "alice").connect(alice_token)
     await a.join(alice_token)
 
-    def typing(state: bool) -> dict:
-        return {
-            "channel_id": str(channel.id),
-            "data": {"type": "typing", "data": {"typing": state}},
-        }
-
     first = await clients(server, "bob-1").connect(await access(bob))
     await first.join()
-    assert await a.call("events:channel", typing(True)) == {}
+    assert await a.call("events:channel", typing_payload(channel.id, True)) == {}
     await first.wait_for("events:channel", typing_event(channel.id, alice.id))
     await first.disconnect()
 
     second = await clients(server, "bob-2").connect(await access(bob))
     await second.join()
-    assert await a.call("events:channel", typing(False)) == {}
+    assert await a.call("events:channel", typing_payload(channel.id, False)) == {}
     relayed = await second.wait_for("events:channel", typing_event(channel.id, alice.id))
     assert relayed["data"]["data"] == {"typing": False}
 
@@ -323,11 +318,6 @@ async def test_without_user_join_no_channel_events(server, clients, alice, bob, 
     # room, b's too if b were in it; the flash follows
     await witness.wait_for("events:channel", typing_event(channel.id, alice.id))
     await b.assert_no_event_before("events:channel", await beacon.flash(server))
-
-
-def typing_payload(channel_id: object, typing: bool) -> dict:
-    """An ``events:channel`` typing request for ``channel_id``."""
-    return {"channel_id": str(channel_id), "data": {"type": "typing", "data": {"typing": typing}}}
 
 
 # --- 10. join-note -------------------------------------------------------------------------------
