@@ -416,3 +416,26 @@ async def test_an_abandoned_probe_leaves_the_session_polling_as_before(server, p
     assert await asyncio.wait_for(ws.recv(), 5) == "3probe"
     await ws.close()  # no "5": the client gave the upgrade up
     await held_again(raw)
+
+
+async def test_a_polling_client_that_stops_polling_is_ended_by_the_stall_rule(
+    servers, polls, clients, alice, bob, group_channel
+):
+    """A polling client that keeps its session (it answers nothing, polls nothing) while the
+    server has data for it: after SEND_STALL_TIMEOUT with none taken the session ends, as a
+    WebSocket that stopped reading would (docs/protocol.md §2)."""
+    server = servers(SEND_STALL_TIMEOUT=1, SESSION_SWEEP_INTERVAL=0.3)
+    channel = await group_channel(alice, bob)
+    raw = polls(server)
+    await raw.connect(await access(alice))
+    await raw.join()
+    watcher = await clients(server, "bob").connect(await access(bob))
+    await watcher.join()
+    assert str(alice.id) in await server.online_ids(channel.id, await access(bob))
+    assert await watcher.call("events:channel", typing_payload(channel.id)) == {}  # waits for alice
+
+    async def alice_offline() -> bool:
+        return str(alice.id) not in await server.online_ids(channel.id, await access(bob))
+
+    await eventually(alice_offline, timeout=15)
+    assert "took nothing" in server.log_tail(200)
