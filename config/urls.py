@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/", include("accounts.urls")),
     path("api/", include("channels_app.urls")),
     path("api/", include("notes.urls")),
+    path("api/server/", include("serverapi.urls")),
 ]
 
 handler400 = "config.api_errors.bad_request"
