@@ -73,6 +73,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not api_key.active:
             logger.info("server API: revoked key %s refused", api_key.prefix)
             raise exceptions.AuthenticationFailed("The API key is revoked.", code="key_revoked")
+        logger.debug("server API: key %s, %s %s", api_key.prefix, request.method, request.path)
         _note_use(api_key)
         return AnonymousUser(), api_key
 

@@ -16,10 +16,19 @@ MAX_EVENT_NAME = 200
 DEFAULT_CALL_TIMEOUT = 30.0
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string (DRF's ``CharField`` turns numbers into strings)."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class EventSerializer(serializers.Serializer):
     """An event for sockets: ``event`` (its name) and ``data`` (any JSON, default null)."""
 
-    event = serializers.CharField(max_length=MAX_EVENT_NAME)
+    event = StrictCharField(max_length=MAX_EVENT_NAME)
     # DRF's stubs type a field named ``data`` as the serializer's own ``data`` property.
     data = serializers.JSONField(required=False, default=None)  # type: ignore[assignment]
 
@@ -52,7 +61,7 @@ class DisconnectSerializer(serializers.Serializer):
     """Why: ``code`` (sent to the client in the disconnect) and a human ``message``."""
 
     code = serializers.RegexField(r"^[a-z][a-z0-9_]{0,63}$", required=False, default="disconnected")
-    message = serializers.CharField(
+    message = StrictCharField(
         max_length=200, required=False, default="Disconnected by the server."
     )
 
