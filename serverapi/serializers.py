@@ -61,9 +61,7 @@ class DisconnectSerializer(serializers.Serializer):
     """Why: ``code`` (sent to the client in the disconnect) and a human ``message``."""
 
     code = serializers.RegexField(r"^[a-z][a-z0-9_]{0,63}$", required=False, default="disconnected")
-    message = StrictCharField(
-        max_length=200, required=False, default="Disconnected by the server."
-    )
+    message = StrictCharField(max_length=200, required=False, default="Disconnected by the server.")
 
 
 class MemberSerializer(serializers.Serializer):

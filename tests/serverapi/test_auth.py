@@ -163,3 +163,17 @@ async def test_only_the_hash_is_stored(make_key):
     assert not any(key in str(value) for value in stored.values())
     secret = key.split("_", 2)[2]
     assert not any(secret in str(value) for value in stored.values())
+
+
+async def test_a_body_over_the_limit_is_413(server_api, alice, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = settings.MAX_REQUEST_BODY_BYTES = 100
+    answer = await (await server_api()).post(path_for(alice), {"event": "x", "data": "y" * 200})
+    assert (answer.status, answer.code) == (413, "too_large")
+
+
+async def test_the_rate_limit_can_be_turned_off(server_api, alice, settings, monkeypatch):
+    settings.SERVER_API_RATE_LIMIT = 0
+    monkeypatch.setattr(throttling, "now", lambda: 1_000_000.5)
+    api = await server_api()
+    for _ in range(5):
+        assert (await api.post(path_for(alice), EVENT)).status == 200
