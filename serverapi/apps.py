@@ -6,4 +6,4 @@ class ServerApiConfig(AppConfig):
     verbose_name = "Server API"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, schema  # noqa: F401  (registers the checks, the schema extension)

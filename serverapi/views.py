@@ -54,19 +54,19 @@ _ERRORS = {
     429: OpenApiResponse(ErrorSerializer, description="rate_limited (Retry-After)"),
 }
 _NOT_FOUND = OpenApiResponse(ErrorSerializer, description="user_not_found / session_not_found")
-
-
-def _responses(ok: Any, *extra: int) -> dict:
-    answers = {200: ok, **_ERRORS}
-    for status in extra:
-        answers[status] = _NOT_FOUND if status == 404 else _EXTRA[status]
-    return answers
-
-
 _EXTRA = {
     502: OpenApiResponse(ErrorSerializer, description="the call failed (the code says why)"),
     504: OpenApiResponse(ErrorSerializer, description="call_timeout"),
 }
+
+
+def _responses(ok: Any, *extra: int) -> dict:
+    """The schema's answers of an endpoint: ``ok`` (200), the refusals every endpoint may
+    give, and ``extra`` statuses (404, 502, 504)."""
+    answers = {200: ok, **_ERRORS}
+    for status in extra:
+        answers[status] = _NOT_FOUND if status == 404 else _EXTRA[status]
+    return answers
 
 
 class CallTimedOut(exceptions.APIException):
