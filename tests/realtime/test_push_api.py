@@ -232,4 +232,3 @@ async def test_a_client_ack_for_nothing_asked_changes_nothing(sio, alice):
     socket, _ = await connected(sio, alice)
     await socket.send('43999["unasked"]')
     assert await socket.call("heartbeat") == {}
-
