@@ -24,6 +24,9 @@ class MeSerializer(serializers.ModelSerializer):
     """The caller's own account: the one place private profile fields are shown."""
 
     name = serializers.CharField(source="display_name", read_only=True)
+    # Both may be empty (blank in the model): not an "email" / "uri" string then.
+    email = serializers.CharField(read_only=True, help_text="An e-mail address, or empty.")
+    profile_image_url = serializers.CharField(read_only=True, help_text="A URL, or empty.")
 
     class Meta:
         model = User

@@ -51,6 +51,7 @@ class IsoDateTimeField(serializers.DateTimeField):
         return iso(value)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
 class JSONObjectField(serializers.JSONField):
     """A JSON object (dict); any other JSON value is refused."""
 
@@ -84,8 +85,8 @@ class MessageSerializer(serializers.ModelSerializer):
     parent_id = serializers.UUIDField(read_only=True, allow_null=True)
     author = serializers.SerializerMethodField()
     created_at = IsoDateTimeField(read_only=True)
-    edited_at = IsoDateTimeField(read_only=True)
-    deleted_at = IsoDateTimeField(read_only=True)
+    edited_at = IsoDateTimeField(read_only=True, allow_null=True)
+    deleted_at = IsoDateTimeField(read_only=True, allow_null=True)
     reactions = serializers.SerializerMethodField()
     reply_count = serializers.SerializerMethodField()
 
@@ -132,7 +133,7 @@ class ChannelSerializer(serializers.ModelSerializer):
     ``member_count`` annotated (``services.channel_queryset``)."""
 
     owner = serializers.SerializerMethodField()
-    archived_at = IsoDateTimeField(read_only=True)
+    archived_at = IsoDateTimeField(read_only=True, allow_null=True)
     created_at = IsoDateTimeField(read_only=True)
     updated_at = IsoDateTimeField(read_only=True)
     member_count = serializers.SerializerMethodField()
@@ -167,7 +168,7 @@ class ChannelSerializer(serializers.ModelSerializer):
 class OwnMembershipSerializer(serializers.ModelSerializer):
     """The caller's own membership: role and private flags."""
 
-    last_read_at = IsoDateTimeField(read_only=True)
+    last_read_at = IsoDateTimeField(read_only=True, allow_null=True)
     joined_at = IsoDateTimeField(read_only=True)
 
     class Meta:

@@ -147,6 +147,7 @@ class NoteContentSerializer(serializers.Serializer):
         return value
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
 class NoteDataField(serializers.JSONField):
     """``data``: a JSON object whose ``content``, when present, is a valid content object."""
 
