@@ -6,8 +6,8 @@ Every operation the schema lists is run, so an endpoint added later is covered w
 this module. Path parameters are drawn both from what the schema allows (random ids: 404) and
 from real objects: the caller's own (alice) and another user's (bob) that the caller may not
 see or change (object-level access). The credential is chosen by path prefix (``CREDENTIALS``):
-an operation under a prefix with no entry fails the test, so a new family of endpoints (the
-server API under ``/api/server/``, authenticated by API keys) must say how it authenticates.
+a user's JWT under ``/api/``, an API key with every scope under ``/api/server/`` (the server
+API); an operation outside every prefix fails the test.
 
 Bounded: ``POSITIVE_EXAMPLES`` valid and ``NEGATIVE_EXAMPLES`` invalid requests per operation,
 derandomized (the same cases on every run), one daphne for the whole module's test.
@@ -15,6 +15,7 @@ derandomized (the same cases on every run), one daphne for the whole module's te
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+from django.core.management import call_command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -66,10 +68,26 @@ def user_bearer(user: User) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token_pair(user)['access']}"}
 
 
-#: Path prefix -> the headers that authenticate a request there (first match wins). The server
-#: API's keys (``manage.py create_api_key --name N --scope publish --scope call --scope
-#: presence --scope disconnect``) go here as ``"/api/server/": <its headers>`` when it lands.
+#: The server API's scopes: its key in this test holds them all.
+SERVER_SCOPES = ("publish", "call", "presence", "disconnect")
+
+
+def server_api_key(user: User) -> dict[str, str]:
+    """A new server-API key with every scope (``manage.py create_api_key``, which prints the
+    key alone on stdout), for each request: no case meets another's per-key rate limit."""
+    out = io.StringIO()
+    scopes = [arg for scope in SERVER_SCOPES for arg in ("--scope", scope)]
+    call_command(
+        "create_api_key", "--name", "schemathesis", *scopes, stdout=out, stderr=io.StringIO()
+    )
+    return {"Authorization": f"Bearer {out.getvalue().strip()}"}
+
+
+#: Path prefix -> the headers that authenticate a request there (first match wins): the server
+#: API (docs/server-api.md) by API key, the rest of /api/ as a user. A family of endpoints with
+#: another kind of credential gets its entry here.
 CREDENTIALS: list[tuple[str, Callable[[User], dict[str, str]]]] = [
+    ("/api/server/", server_api_key),
     ("/api/", user_bearer),
 ]
 
