@@ -248,7 +248,7 @@ class OnlineMemberSerializer(UserRefSerializer):
     last_active_at = serializers.DateTimeField(allow_null=True)
 
 
-class PresenceSerializer(serializers.Serializer):
+class ChannelPresenceSerializer(serializers.Serializer):
     """Schema only: ``GET .../presence/``'s answer."""
 
     channel_id = serializers.UUIDField()

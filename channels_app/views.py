@@ -27,6 +27,7 @@ from .serializers import (
     ChannelCreateSerializer,
     ChannelForViewerSerializer,
     ChannelListSerializer,
+    ChannelPresenceSerializer,
     ChannelUpdateSerializer,
     MemberAddSerializer,
     MemberForViewerSerializer,
@@ -38,7 +39,6 @@ from .serializers import (
     MessageSerializer,
     MessageUpdateSerializer,
     OwnMembershipSerializer,
-    PresenceSerializer,
     ReactionSerializer,
     ReadMarkSerializer,
 )
@@ -246,7 +246,7 @@ class ChannelPresenceView(APIView):
     """GET: the channel's members that are online now: ``{"id", "name", "sessions",
     "last_active_at"}`` each (docs/channels.md; no role, no private field)."""
 
-    @extend_schema(responses={200: PresenceSerializer})
+    @extend_schema(responses={200: ChannelPresenceSerializer})
     def get(self, request: AuthenticatedRequest, channel_id) -> Response:
         channel = channel_access(request.user, channel_id).channel
         members = list(channel_members(channel).only("id", "name", "username", "last_active_at"))

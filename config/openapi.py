@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
 
-#: Every ``code`` an error body may carry, by HTTP status, as docs/protocol.md §10 lists them.
+#: The ``code``s of the error bodies of the user API, by HTTP status, as docs/protocol.md §10
+#: lists them (each response's description names its own; other APIs add theirs).
 ERROR_CODES: dict[int, tuple[str, ...]] = {
     400: ("bad_request",),
     401: (
@@ -65,7 +66,7 @@ _ERROR_SCHEMA: dict[str, Any] = {
             "properties": {
                 "code": {
                     "type": "string",
-                    "enum": sorted({code for codes in ERROR_CODES.values() for code in codes}),
+                    "description": "What went wrong; each response lists its codes.",
                 },
                 "message": {"type": "string"},
                 "fields": {
@@ -93,17 +94,11 @@ def _error_response(status: int) -> dict[str, Any]:
     }
 
 
-#: The error body as a serializer, for ``errors`` (resolved to the ``Error`` component).
-ErrorSerializer = inline_serializer(
-    name=ERROR_SCHEMA_NAME,
-    fields={"error": serializers.DictField()},
-)
-
-
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """Error responses a view declares beyond the hook's (``extend_schema(responses=…)``)."""
+    """Error responses a view declares beyond the hook's (``extend_schema(responses=…)``);
+    the hook points their body at the ``Error`` component."""
     return {
-        status: OpenApiResponse(ErrorSerializer, description=_description(status))
+        status: OpenApiResponse(OpenApiTypes.OBJECT, description=_description(status))
         for status in statuses
     }
 
@@ -115,6 +110,8 @@ def add_error_responses(result: dict, generator: Any, request: Any, public: bool
     """Postprocessing hook: the ``Error`` component and the framework's errors of every
     operation (module doc)."""
     result.setdefault("components", {}).setdefault("schemas", {})[ERROR_SCHEMA_NAME] = _ERROR_SCHEMA
+    # Every error body is this one component: a view's own (``errors``, or a serializer of the
+    # same shape) is pointed at it.
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():
             if method not in _BODY_METHODS | {"get", "head", "options"}:
@@ -134,7 +131,6 @@ def add_error_responses(result: dict, generator: Any, request: Any, public: bool
                 responses.setdefault(str(status), _error_response(status))
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
-                    # a view's ``errors(...)`` is the same Error component
                     response["content"] = {"application/json": {"schema": _ERROR_REF}}
             operation["responses"] = dict(sorted(responses.items()))
     return result
