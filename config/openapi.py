@@ -12,8 +12,10 @@ errors without anyone listing them. The body is ``config.api_errors``' shape:
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, ClassVar
 
+from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 
@@ -101,6 +103,22 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
         status: OpenApiResponse(OpenApiTypes.OBJECT, description=_description(status))
         for status in statuses
     }
+
+
+class ServedSchemaGenerator(SchemaGenerator):
+    """The generator of ``/api/schema/``: the schema depends on the code alone, so it is made
+    on the first request of a process and then served as it is (an anonymous request costs no
+    generation). ``manage.py spectacular`` uses drf-spectacular's own generator."""
+
+    _made: ClassVar[dict[tuple[bool, str | None], dict]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def get_schema(self, request: Any = None, public: bool = False) -> dict:
+        key = (public, self.api_version)
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = super().get_schema(request, public)
+            return self._made[key]
 
 
 _BODY_METHODS = {"post", "put", "patch", "delete"}
