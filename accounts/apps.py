@@ -6,4 +6,5 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and tokens"
 
     def ready(self) -> None:
-        from . import checks, receivers  # noqa: F401  (registers the checks, connects receivers)
+        # registers the checks, connects receivers, describes the auth in the OpenAPI schema
+        from . import checks, receivers, schema  # noqa: F401

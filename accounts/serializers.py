@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import User
+from .models import Role, User
 
 
 class LoginSerializer(serializers.Serializer):
@@ -24,6 +24,9 @@ class MeSerializer(serializers.ModelSerializer):
     """The caller's own account: the one place private profile fields are shown."""
 
     name = serializers.CharField(source="display_name", read_only=True)
+    # Both may be empty (blank in the model): not an "email" / "uri" string then.
+    email = serializers.CharField(read_only=True, help_text="An e-mail address, or empty.")
+    profile_image_url = serializers.CharField(read_only=True, help_text="A URL, or empty.")
 
     class Meta:
         model = User
@@ -42,3 +45,39 @@ class MeSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+
+# --- output shapes named in the OpenAPI schema (the views build these dicts themselves) -------
+
+
+class UserRefSerializer(serializers.Serializer):
+    """How payloads name a user (``User.ref``): public, never a private profile field."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+
+
+class PublicProfileSerializer(UserRefSerializer):
+    """``User.public_profile``: the reference and the role."""
+
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class TokenPairSerializer(serializers.Serializer):
+    """``accounts.tokens.issue_token_pair``: login and refresh answer this."""
+
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+    expires_at = serializers.DateTimeField(help_text="When the access token expires.")
+    user = PublicProfileSerializer()
+
+
+class RevokedSerializer(serializers.Serializer):
+    revoked = serializers.BooleanField()
+
+
+class TicketSerializer(serializers.Serializer):
+    """``accounts.tickets.issue``: a single-use WebSocket connection ticket."""
+
+    ticket = serializers.CharField()
+    expires_in = serializers.FloatField(help_text="Seconds the ticket stays good.")

@@ -6,17 +6,27 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import transaction
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from config.openapi import errors
 from config.proxies import request_client_address
 
 from . import tickets
 from .models import Role
-from .serializers import LoginSerializer, LogoutSerializer, MeSerializer, RefreshSerializer
+from .serializers import (
+    LoginSerializer,
+    LogoutSerializer,
+    MeSerializer,
+    RefreshSerializer,
+    RevokedSerializer,
+    TicketSerializer,
+    TokenPairSerializer,
+)
 from .tokens import (
     TokenRejected,
     issue_token_pair,
@@ -67,6 +77,10 @@ class TokenView(PublicAuthView):
 
     throttle_classes = [LoginThrottle]
 
+    @extend_schema(
+        request=LoginSerializer,
+        responses={200: TokenPairSerializer, **errors(401, 403, 429)},
+    )
     def post(self, request):
         body = LoginSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -87,6 +101,9 @@ class TokenView(PublicAuthView):
 class TokenRefreshView(PublicAuthView):
     """POST {refresh} → a new pair; the presented refresh token is blacklisted."""
 
+    @extend_schema(
+        request=RefreshSerializer, responses={200: TokenPairSerializer, **errors(401, 403)}
+    )
     def post(self, request):
         body = RefreshSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -99,6 +116,7 @@ class TokenRefreshView(PublicAuthView):
 class LogoutView(APIView):
     """POST {refresh?}: revoke the presented access token (and refresh token); kick its sockets."""
 
+    @extend_schema(request=LogoutSerializer, responses={200: RevokedSerializer})
     def post(self, request):
         body = LogoutSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -119,6 +137,7 @@ class LogoutView(APIView):
 class RevokeAllView(APIView):
     """POST: void every token of the caller and kick all their sockets on every instance."""
 
+    @extend_schema(request=None, responses={200: RevokedSerializer})
     def post(self, request):
         with transaction.atomic():
             revoke_all_tokens(request.user)
@@ -129,6 +148,7 @@ class WsTicketView(APIView):
     """POST → {ticket, expires_in}: a single-use WebSocket connection ticket for the caller's
     access token (``accounts.tickets``; docs/protocol.md §4.2). Never cached by anyone."""
 
+    @extend_schema(request=None, responses={200: TicketSerializer})
     def post(self, request):
         response = Response(tickets.issue(request.auth))
         response["Cache-Control"] = "no-store"
@@ -136,5 +156,8 @@ class WsTicketView(APIView):
 
 
 class MeView(APIView):
+    """GET: the caller's own account, private fields included."""
+
+    @extend_schema(responses={200: MeSerializer})
     def get(self, request):
         return Response(MeSerializer(request.user).data)

@@ -19,9 +19,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import Role, User
+from accounts.serializers import UserRefSerializer
 from config.formats import iso
 
 from .access import memberships_in
@@ -49,6 +51,7 @@ class IsoDateTimeField(serializers.DateTimeField):
         return iso(value)
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
 class JSONObjectField(serializers.JSONField):
     """A JSON object (dict); any other JSON value is refused."""
 
@@ -66,6 +69,14 @@ def _may_sign_in(user: User) -> bool:
 # --- output -----------------------------------------------------------------------------------
 
 
+class ReactionSummarySerializer(serializers.Serializer):
+    """Schema only: one reaction name on a message and who used it."""
+
+    name = serializers.CharField()
+    count = serializers.IntegerField()
+    user_ids = serializers.ListField(child=serializers.UUIDField())
+
+
 class MessageSerializer(serializers.ModelSerializer):
     """A message. Expects ``reply_count`` annotated and ``reactions`` prefetched in order
     (``services.message_queryset``); falls back to queries otherwise."""
@@ -74,8 +85,8 @@ class MessageSerializer(serializers.ModelSerializer):
     parent_id = serializers.UUIDField(read_only=True, allow_null=True)
     author = serializers.SerializerMethodField()
     created_at = IsoDateTimeField(read_only=True)
-    edited_at = IsoDateTimeField(read_only=True)
-    deleted_at = IsoDateTimeField(read_only=True)
+    edited_at = IsoDateTimeField(read_only=True, allow_null=True)
+    deleted_at = IsoDateTimeField(read_only=True, allow_null=True)
     reactions = serializers.SerializerMethodField()
     reply_count = serializers.SerializerMethodField()
 
@@ -95,9 +106,11 @@ class MessageSerializer(serializers.ModelSerializer):
             "reply_count",
         ]
 
+    @extend_schema_field(UserRefSerializer(allow_null=True))
     def get_author(self, message: Message) -> dict | None:
         return user_ref(message.author)
 
+    @extend_schema_field(ReactionSummarySerializer(many=True))
     def get_reactions(self, message: Message) -> list[dict]:
         """``[{name, count, user_ids}]`` in the order each name was first used."""
         grouped: dict[str, list[str]] = {}
@@ -120,7 +133,7 @@ class ChannelSerializer(serializers.ModelSerializer):
     ``member_count`` annotated (``services.channel_queryset``)."""
 
     owner = serializers.SerializerMethodField()
-    archived_at = IsoDateTimeField(read_only=True)
+    archived_at = IsoDateTimeField(read_only=True, allow_null=True)
     created_at = IsoDateTimeField(read_only=True)
     updated_at = IsoDateTimeField(read_only=True)
     member_count = serializers.SerializerMethodField()
@@ -141,6 +154,7 @@ class ChannelSerializer(serializers.ModelSerializer):
             "member_count",
         ]
 
+    @extend_schema_field(UserRefSerializer(allow_null=True))
     def get_owner(self, channel: Channel) -> dict | None:
         return user_ref(channel.owner)
 
@@ -154,7 +168,7 @@ class ChannelSerializer(serializers.ModelSerializer):
 class OwnMembershipSerializer(serializers.ModelSerializer):
     """The caller's own membership: role and private flags."""
 
-    last_read_at = IsoDateTimeField(read_only=True)
+    last_read_at = IsoDateTimeField(read_only=True, allow_null=True)
     joined_at = IsoDateTimeField(read_only=True)
 
     class Meta:
@@ -177,6 +191,7 @@ class ChannelForViewerSerializer(ChannelSerializer):
         memberships = getattr(channel, "viewer_memberships", None)
         return memberships[0] if memberships else None
 
+    @extend_schema_field(OwnMembershipSerializer(allow_null=True))
     def get_membership(self, channel: Channel) -> dict | None:
         membership = self._membership(channel)
         return OwnMembershipSerializer(membership).data if membership else None
@@ -197,8 +212,47 @@ class MemberSerializer(serializers.ModelSerializer):
         model = ChannelMember
         fields = ["user", "role", "joined_at"]
 
+    @extend_schema_field(UserRefSerializer(allow_null=True))
     def get_user(self, membership: ChannelMember) -> dict | None:
         return user_ref(membership.user)
+
+
+class MemberForViewerSerializer(MemberSerializer):
+    """Schema only: a member as the member endpoints answer it; the caller's own membership
+    also has its private flags (``views._member_response``)."""
+
+    is_muted = serializers.BooleanField(required=False)
+    is_pinned = serializers.BooleanField(required=False)
+    last_read_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    class Meta(MemberSerializer.Meta):
+        fields = [*MemberSerializer.Meta.fields, "is_muted", "is_pinned", "last_read_at"]
+
+
+class MessageListSerializer(serializers.Serializer):
+    """Schema only: a page of ``GET .../messages/``."""
+
+    messages = MessageSerializer(many=True)
+    has_more = serializers.BooleanField()
+
+
+class ReadMarkSerializer(serializers.Serializer):
+    """Schema only: ``POST .../read/``'s answer."""
+
+    channel_id = serializers.UUIDField()
+    last_read_at = serializers.DateTimeField(allow_null=True)
+
+
+class OnlineMemberSerializer(UserRefSerializer):
+    sessions = serializers.IntegerField(help_text="Open sessions of the user, all instances.")
+    last_active_at = serializers.DateTimeField(allow_null=True)
+
+
+class ChannelPresenceSerializer(serializers.Serializer):
+    """Schema only: ``GET .../presence/``'s answer."""
+
+    channel_id = serializers.UUIDField()
+    online = OnlineMemberSerializer(many=True)
 
 
 # --- input ------------------------------------------------------------------------------------

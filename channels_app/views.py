@@ -8,6 +8,7 @@ every endpoint.
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +16,7 @@ from rest_framework.views import APIView
 from accounts.authentication import AuthenticatedRequest
 from accounts.models import User
 from config.formats import iso
+from config.openapi import errors
 from realtime import push
 
 from . import services
@@ -25,17 +27,24 @@ from .serializers import (
     ChannelCreateSerializer,
     ChannelForViewerSerializer,
     ChannelListSerializer,
+    ChannelPresenceSerializer,
     ChannelUpdateSerializer,
     MemberAddSerializer,
+    MemberForViewerSerializer,
     MemberSerializer,
     MemberUpdateSerializer,
     MessageCreateSerializer,
+    MessageListSerializer,
     MessagePageSerializer,
     MessageSerializer,
     MessageUpdateSerializer,
     OwnMembershipSerializer,
     ReactionSerializer,
+    ReadMarkSerializer,
 )
+
+#: Refusals of a change to a channel by its state (archived, a dm, a deleted message).
+CONFLICT = errors(409)
 
 
 def _valid(serializer_class, data, **context) -> dict:
@@ -60,11 +69,20 @@ def _member_response(membership: ChannelMember, viewer: User, code: int) -> Resp
 class ChannelListView(APIView):
     """GET: my channels (``?joined=true``: only those I am a member of). POST: create."""
 
+    @extend_schema(
+        operation_id="channels_list",
+        parameters=[ChannelListSerializer],
+        responses={200: ChannelForViewerSerializer(many=True)},
+    )
     def get(self, request: AuthenticatedRequest) -> Response:
         query = _valid(ChannelListSerializer, request.query_params)
         channels = services.list_channels(request.user, joined_only=query["joined"])
         return Response(ChannelForViewerSerializer(channels, many=True).data)
 
+    @extend_schema(
+        request=ChannelCreateSerializer,
+        responses={201: ChannelForViewerSerializer, 200: ChannelForViewerSerializer},
+    )
     def post(self, request: AuthenticatedRequest) -> Response:
         fields = _valid(ChannelCreateSerializer, request.data, request=request)
         channel, created = services.create_channel(request.user, **fields)
@@ -75,15 +93,20 @@ class ChannelListView(APIView):
 class ChannelDetailView(APIView):
     """GET one channel; PATCH (managers) update / archive; DELETE (owner)."""
 
+    @extend_schema(responses={200: ChannelForViewerSerializer})
     def get(self, request: AuthenticatedRequest, channel_id) -> Response:
         return _channel_response(channel_access(request.user, channel_id))
 
+    @extend_schema(
+        request=ChannelUpdateSerializer, responses={200: ChannelForViewerSerializer, **CONFLICT}
+    )
     def patch(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         changes = _valid(ChannelUpdateSerializer, request.data, channel=access.channel)
         services.update_channel(access, changes)
         return _channel_response(channel_access(request.user, channel_id))
 
+    @extend_schema(responses={204: None, **CONFLICT})
     def delete(self, request: AuthenticatedRequest, channel_id) -> Response:
         services.delete_channel(channel_access(request.user, channel_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -92,10 +115,14 @@ class ChannelDetailView(APIView):
 class ChannelMembersView(APIView):
     """GET the active members; POST {user_id, role?} adds one (or joins a public channel)."""
 
+    @extend_schema(responses={200: MemberSerializer(many=True)})
     def get(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         return Response(MemberSerializer(services.active_members(access), many=True).data)
 
+    @extend_schema(
+        request=MemberAddSerializer, responses={201: MemberForViewerSerializer, **CONFLICT}
+    )
     def post(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         fields = _valid(MemberAddSerializer, request.data)
@@ -106,12 +133,16 @@ class ChannelMembersView(APIView):
 class ChannelMemberView(APIView):
     """PATCH {role?, is_muted?, is_pinned?} one member; DELETE removes (or leaves)."""
 
+    @extend_schema(
+        request=MemberUpdateSerializer, responses={200: MemberForViewerSerializer, **CONFLICT}
+    )
     def patch(self, request: AuthenticatedRequest, channel_id, user_id) -> Response:
         access = channel_access(request.user, channel_id)
         changes = _valid(MemberUpdateSerializer, request.data)
         membership = services.update_member(access, user_id, changes)
         return _member_response(membership, request.user, status.HTTP_200_OK)
 
+    @extend_schema(responses={204: None, **CONFLICT})
     def delete(self, request: AuthenticatedRequest, channel_id, user_id) -> Response:
         services.remove_member(channel_access(request.user, channel_id), user_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -120,6 +151,11 @@ class ChannelMemberView(APIView):
 class ChannelMessagesView(APIView):
     """GET a page (``?after=&before=&limit=&parent_id=``); POST {content, parent_id?, data?}."""
 
+    @extend_schema(
+        operation_id="channels_messages_list",
+        parameters=[MessagePageSerializer],
+        responses={200: MessageListSerializer},
+    )
     def get(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         query = _valid(MessagePageSerializer, request.query_params, channel=access.channel)
@@ -131,6 +167,7 @@ class ChannelMessagesView(APIView):
             }
         )
 
+    @extend_schema(request=MessageCreateSerializer, responses={201: MessageSerializer, **CONFLICT})
     def post(self, request: AuthenticatedRequest, channel_id) -> Response:
         access = channel_access(request.user, channel_id)
         fields = _valid(MessageCreateSerializer, request.data, channel=access.channel)
@@ -141,10 +178,12 @@ class ChannelMessagesView(APIView):
 class ChannelMessageView(APIView):
     """GET one message; PATCH {content?, data?} (author); DELETE (author or manager)."""
 
+    @extend_schema(responses={200: MessageSerializer})
     def get(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         return Response(MessageSerializer(services.channel_message(access, message_id)).data)
 
+    @extend_schema(request=MessageUpdateSerializer, responses={200: MessageSerializer, **CONFLICT})
     def patch(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         current = services.channel_message(access, message_id)
@@ -152,6 +191,7 @@ class ChannelMessageView(APIView):
         message = services.edit_message(access, message_id, changes)
         return Response(MessageSerializer(message).data)
 
+    @extend_schema(responses={200: MessageSerializer, **CONFLICT})
     def delete(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         message = services.delete_message(access, message_id)
@@ -162,6 +202,10 @@ class MessageReactionsView(APIView):
     """POST {name} adds my reaction (201, or 200 if already there); DELETE {name} (or
     ``?name=``) removes it (200 either way). Both answer with the message."""
 
+    @extend_schema(
+        request=ReactionSerializer,
+        responses={201: MessageSerializer, 200: MessageSerializer, **CONFLICT},
+    )
     def post(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         name = _valid(ReactionSerializer, request.data)["name"]
@@ -169,6 +213,13 @@ class MessageReactionsView(APIView):
         code = status.HTTP_201_CREATED if added else status.HTTP_200_OK
         return Response(MessageSerializer(message).data, status=code)
 
+    @extend_schema(
+        request=ReactionSerializer,
+        parameters=[
+            OpenApiParameter("name", str, description="The reaction, when the request has no body.")
+        ],
+        responses={200: MessageSerializer, **CONFLICT},
+    )
     def delete(self, request: AuthenticatedRequest, channel_id, message_id) -> Response:
         access = channel_access(request.user, channel_id)
         data = request.data if request.data else request.query_params
@@ -180,6 +231,7 @@ class MessageReactionsView(APIView):
 class ChannelReadView(APIView):
     """POST: sets my ``last_read_at`` to now (members only)."""
 
+    @extend_schema(request=None, responses={200: ReadMarkSerializer})
     def post(self, request: AuthenticatedRequest, channel_id) -> Response:
         membership = services.mark_read(channel_access(request.user, channel_id))
         return Response(
@@ -194,6 +246,7 @@ class ChannelPresenceView(APIView):
     """GET: the channel's members that are online now: ``{"id", "name", "sessions",
     "last_active_at"}`` each (docs/channels.md; no role, no private field)."""
 
+    @extend_schema(responses={200: ChannelPresenceSerializer})
     def get(self, request: AuthenticatedRequest, channel_id) -> Response:
         channel = channel_access(request.user, channel_id).channel
         members = list(channel_members(channel).only("id", "name", "username", "last_active_at"))

@@ -21,6 +21,7 @@ import environ
 
 from config.proxies import parse_networks
 from realtime.conf import DEFAULTS as REALTIME_DEFAULTS
+from realtime.origins import normalised_origins
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("CHORUS_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -47,8 +48,10 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
-# Browser origins (scheme://host[:port]) allowed to open WebSockets besides ALLOWED_HOSTS.
-CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+# Browser origins (scheme://host[:port]) allowed to open WebSockets besides ALLOWED_HOSTS, and
+# to call /api/ (django-cors-headers). Stored normalised (realtime/origins.py) so that both
+# checks agree on every entry: case, default ports, IPv6 form; a malformed entry is dropped.
+CORS_ALLOWED_ORIGINS = normalised_origins(env.list("CORS_ALLOWED_ORIGINS", default=[]))
 # Serve /static/ from the app (embedded default). Behind a proxy: false + collectstatic.
 SERVE_STATIC = env.bool("SERVE_STATIC", default=True)
 
@@ -60,8 +63,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "adrf",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "rest_framework_simplejwt.token_blacklist",
     "channels",
     "accounts",
@@ -72,6 +78,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a CORS preflight is answered before anything else runs (no authentication).
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -231,6 +239,45 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- CORS for the REST API (django-cors-headers; origins: CORS_ALLOWED_ORIGINS above) -------
+# Only /api/: the Socket.IO path never reaches Django (realtime/consumers/polling.py answers
+# its own CORS). No credentials: the API authenticates by the Authorization header alone, so
+# a cross-origin page never needs cookies, and the admin's session cookie is never sent along.
+CORS_URLS_REGEX = r"^/api/"
+CORS_ALLOW_CREDENTIALS = False
+# Readable by a cross-origin page: when to retry after a 429, why a 401.
+CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate"]
+
+# --- OpenAPI schema (drf-spectacular): /api/schema/, Swagger UI at /api/docs/ -----------------
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Chorus API",
+    "DESCRIPTION": (
+        'The REST API of Chorus. Errors are `{"error": {"code", "message", '
+        '"fields"?}}` (docs/protocol.md §10); authenticate with `Authorization: Bearer '
+        "<access token>` from `POST /api/auth/token/`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Three choice sets share the field name "role": a name each.
+    "ENUM_NAME_OVERRIDES": {
+        "UserRoleEnum": "accounts.models.Role",
+        "MemberRoleEnum": "channels_app.models.MemberRole",
+        "AssignableMemberRoleEnum": ["member", "manager"],
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.openapi.add_error_responses",
+    ],
+    # Swagger UI's files from drf-spectacular-sidecar under /static/: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- HTTP: client address, request bodies (table: docs/configuration.md) ---------------------

@@ -1,7 +1,11 @@
-"""URL map: the JSON API under /api/, Django admin under /admin/."""
+"""URL map: the JSON API under /api/ (its OpenAPI schema at /api/schema/, Swagger UI at
+/api/docs/), Django admin under /admin/."""
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.openapi import ServedSchemaGenerator
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -9,6 +13,12 @@ urlpatterns = [
     path("api/", include("channels_app.urls")),
     path("api/", include("notes.urls")),
     path("api/server/", include("serverapi.urls")),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(generator_class=ServedSchemaGenerator),
+        name="api-schema",
+    ),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 handler400 = "config.api_errors.bad_request"

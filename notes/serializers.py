@@ -20,9 +20,11 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import Group
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import User
+from accounts.serializers import UserRefSerializer
 from config.formats import iso
 
 from .models import Note, NoteGrant, Permission, PrincipalType
@@ -74,6 +76,7 @@ class NoteSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(UserRefSerializer(allow_null=True))
     def get_owner(self, note: Note) -> dict | None:
         return user_ref(note.owner)
 
@@ -83,6 +86,18 @@ def note_event_payload(note: Note) -> dict[str, Any]:
     payload = dict(NoteSerializer(note).data)
     payload.pop("access", None)
     return payload
+
+
+#: A grant's ``principal``: the user's reference, the group's id and name, null for everyone.
+_PRINCIPAL_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "properties": {
+        "id": {"oneOf": [{"type": "string", "format": "uuid"}, {"type": "integer"}]},
+        "name": {"type": "string"},
+    },
+    "required": ["id", "name"],
+}
 
 
 class GrantSerializer(serializers.ModelSerializer):
@@ -95,6 +110,7 @@ class GrantSerializer(serializers.ModelSerializer):
         fields = ["id", "principal_type", "principal", "permission", "created_at", "updated_at"]
         read_only_fields = fields
 
+    @extend_schema_field(_PRINCIPAL_SCHEMA)
     def get_principal(self, grant: NoteGrant) -> dict | None:
         if grant.principal_type == PrincipalType.USER:
             return user_ref(grant.user)
@@ -131,6 +147,7 @@ class NoteContentSerializer(serializers.Serializer):
         return value
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
 class NoteDataField(serializers.JSONField):
     """``data``: a JSON object whose ``content``, when present, is a valid content object."""
 

@@ -67,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_DISCONNECT_AFTER": 100,
     # Concurrent sockets (Socket.IO and y-websocket) one user may hold across all instances.
     "MAX_SOCKETS_PER_USER": 20,
+    # Server-to-client calls (``push.acall``) one socket may have waiting for its answer; one
+    # more is refused with ``too_many_calls``. Calls.
+    "CALL_MAX_PENDING": 100,
     # Per-connection token bucket for y-websocket messages (an editor sends an update and an
     # awareness message per keystroke): sustained rate (messages/s) and burst size. Messages
     # beyond it wait for the bucket (none is dropped; TCP holds back a client that keeps on).

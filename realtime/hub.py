@@ -19,9 +19,18 @@ Layer messages the hub understands (all carry ``room``):
 - ``chorus.join``  {target, frame}: local sockets in ``room`` join room ``target`` (and then
   get ``frame`` if given: a notice that cannot be lost to the join's race).
 - ``chorus.leave`` {target, frame}: they leave ``target`` (and get ``frame`` if given).
+- ``chorus.sid``   {sid, op, …} (sent to one hub, the socket's: ``to_sid``): act on that one
+  socket — ``emit`` {frame}, ``join`` / ``leave`` {target}, ``kick`` {code, message}, ``call``
+  {call_id, reply_to, args, timeout}.
+- ``chorus.call_result`` {call_id, code, args} (to the caller's hub): a call's answer (``code``
+  None) or why it has none.
 - ``chorus.doc``   {kind, payload, origin, …}: a collaborative-document message, handed to the
   handler registered with ``on_message`` (``realtime.documents``) unless ``origin`` is this
   hub (the sender already applied it locally).
+
+The hub also has the session registry list the members of rooms of the kinds
+``realtime.rooms.LISTED_KINDS`` (``push.aonline``): joins and leaves are written in batches, off
+the path of the join itself, and the session keeper refreshes them.
 
 Besides sockets, a room subscription can be held by a ``pin`` (a live document keeps its
 room subscribed while it has y-websocket clients, which are not Socket.IO connections).
@@ -44,12 +53,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from realtime import recovery
+from realtime import calls, recovery
 from realtime.presence import PresenceQueue
 from realtime.protocol.socketio import add_offset
 from realtime.protocol.wsframe import SharedFrame
-from realtime.rooms import recoverable, room_kind
-from realtime.sessions import KeptConnection, SessionKeeper
+from realtime.rooms import listed, recoverable, room_kind
+from realtime.sessions import KeptConnection, SessionKeeper, get_registry
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -74,6 +83,8 @@ class Connection(KeptConnection, Protocol):
     rooms: set[str]
     #: Whether logged broadcasts reach it with their recovery offset (``realtime.recovery``).
     offsets: bool
+    #: Whether it takes Socket.IO events (and calls, and app rooms): a y-websocket one does not.
+    takes_events: bool
 
     async def send_frame(self, frame: str) -> None:
         """Send a frame to this socket alone (a join / leave notice); never waits."""
@@ -89,6 +100,11 @@ class Connection(KeptConnection, Protocol):
 
     async def on_room_left(self, room: str) -> None:
         """Called after a membership change made elsewhere took the socket out of ``room``."""
+        ...
+
+    async def start_call(self, args: list, timeout: float, answer: calls.Answer) -> None:
+        """Send event ``args`` (name, then data) with an ack id; the client's ack, or why there
+        is none, goes to ``answer``. Raises ``calls.CallError`` when it cannot be sent."""
         ...
 
 
@@ -151,6 +167,12 @@ class Hub:
         self.single_process = isinstance(self.layer, InMemoryChannelLayer)
         #: Session upkeep (``realtime.sessions.keeper``), run while the hub runs.
         self.keeper = SessionKeeper(self)
+        #: Calls this hub's callers wait on (``call``), by call id.
+        self._calls: dict[str, asyncio.Future] = {}
+        #: Listed-room memberships to write to the registry: (room, sid) -> joined (True) or
+        #: left (False); the last change of each wins.
+        self._ledger: dict[tuple[str, str], bool] = {}
+        self._ledger_task: asyncio.Task | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -165,6 +187,8 @@ class Hub:
             ]
 
     async def stop(self) -> None:
+        if self._ledger_task is not None:
+            self._tasks.append(self._ledger_task)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -192,6 +216,8 @@ class Hub:
             members = self.rooms[room] = set()
             self._kind_counts[room_kind(room)] += 1
         members.add(conn)
+        if listed(room):
+            self._note_membership(room, conn.sid, True)
         await self._subscribe(room)
 
     async def pin(self, room: str) -> None:
@@ -232,6 +258,8 @@ class Hub:
         if members is None:
             return
         members.discard(conn)
+        if listed(room):
+            self._note_membership(room, conn.sid, False)
         if not members:
             del self.rooms[room]
             self._kind_counts[room_kind(room)] -= 1
@@ -249,6 +277,47 @@ class Hub:
                 logger.warning("group_discard failed for a room", exc_info=True)
         if not self.rooms.get(room) and not self._pins.get(room) and not lock.locked():
             self._room_locks.pop(room, None)
+
+    def _note_membership(self, room: str, sid: str, joined: bool) -> None:
+        self._ledger[(room, sid)] = joined
+        if self._ledger_task is None or self._ledger_task.done():
+            self._ledger_task = asyncio.get_running_loop().create_task(
+                self._write_memberships(), name="chorus-hub-ledger"
+            )
+
+    async def _write_memberships(self) -> None:
+        """Write the noted listed-room joins and leaves to the registry, in batches: one
+        round trip for everything noted while the previous batch was written; the task ends
+        when nothing is left. A failed write is logged: the keeper's next refresh records the
+        joins again, and a membership that was not taken out expires with its deadline."""
+        while self._ledger:
+            batch, self._ledger = self._ledger, {}
+            joins: dict[str, list[str]] = {}
+            leaves = []
+            for (room, sid), joined in batch.items():
+                if joined:
+                    joins.setdefault(room, []).append(sid)
+                else:
+                    leaves.append((room, sid))
+            try:
+                registry = get_registry()
+                if joins:
+                    await registry.join_groups(joins)
+                if leaves:
+                    await registry.leave_groups(leaves)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("writing %d room memberships failed", len(batch), exc_info=True)
+
+    def listed_memberships(self) -> dict[str, list[str]]:
+        """The listed rooms of this process's sockets with their sids (the keeper refreshes
+        them)."""
+        groups: dict[str, list[str]] = {}
+        for room, members in self.rooms.items():
+            if listed(room):
+                groups[room] = [conn.sid for conn in members]
+        return groups
 
     def may_reach(self, room: str) -> bool:
         """Whether a message published to ``room`` can reach a socket. Across processes,
@@ -307,6 +376,96 @@ class Hub:
     async def reply(self, channel: str, message: dict) -> None:
         """Send a hub message to one instance's hub (its ``channel_name``)."""
         await self.layer.send(channel, message)
+
+    # --- one socket, wherever it is ---------------------------------------------------------
+
+    async def to_sid(self, sid: str, message: dict) -> bool:
+        """Have the hub that has socket ``sid`` act on it (a ``chorus.sid`` message: ``op`` and
+        its fields). False when no session has that sid: none in the registry, or one whose
+        socket does not take events (y-websocket). The registry names the socket's hub; a
+        local socket is acted on at once."""
+        message = {**message, "type": "chorus.sid", "sid": sid}
+        if sid in self.connections:
+            if not self.connections[sid].takes_events:
+                return False
+            await self._on_sid(message)
+            return True
+        records = await get_registry().get([sid])
+        if not records or not records[0].hub or sid.startswith("y:"):
+            return False
+        await self.reply(records[0].hub, message)
+        return True
+
+    async def call(self, sid: str, args: list, timeout: float) -> Any:
+        """Send event ``args`` to socket ``sid`` with an ack id and return the client's answer
+        (``calls.result_of``). Raises ``calls.CallTimeout`` after ``timeout`` seconds,
+        ``calls.SessionNotFound`` for an unknown sid, ``calls.SessionClosed`` when the socket
+        closes first, ``calls.TooManyCalls`` when it has too many calls waiting."""
+        await self.start()
+        call_id = uuid.uuid4().hex
+        future = asyncio.get_running_loop().create_future()
+        self._calls[call_id] = future
+        try:
+            message = {
+                "op": "call",
+                "call_id": call_id,
+                "reply_to": self.channel_name,
+                "args": args,
+                "timeout": timeout,
+            }
+            if not await self.to_sid(sid, message):
+                raise calls.SessionNotFound()
+            code, answer = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise calls.CallTimeout() from None
+        finally:
+            self._calls.pop(call_id, None)
+        if code is not None:
+            raise calls.ERRORS.get(code, calls.CallError)(code=code)
+        return calls.result_of(answer)
+
+    async def _on_sid(self, message: dict) -> None:
+        conn, op = self.connections.get(message["sid"]), message.get("op")
+        if op == "call":
+            await self._start_call(conn, message)
+        elif conn is None:
+            return  # gone meanwhile (closed, or resumed on another instance): nothing to do
+        elif op == "emit":
+            await conn.send_frame(message["frame"])
+        elif op == "join":
+            await self.join(conn, message["target"])
+        elif op == "leave":
+            if message["target"] in conn.rooms:
+                self.leave(conn, message["target"])
+                await conn.on_room_left(message["target"])
+        elif op == "kick":
+            await conn.kick(message["code"], message["message"])
+
+    async def _start_call(self, conn: Connection | None, message: dict) -> None:
+        call_id, reply_to = message["call_id"], message["reply_to"]
+
+        def answer(error: calls.CallError | None, args: list | None) -> None:
+            result = {"call_id": call_id, "code": error.code if error else None, "args": args}
+            if reply_to == self.channel_name:
+                self._on_call_result(result)
+            else:
+                task = asyncio.get_running_loop().create_task(
+                    self.reply(reply_to, {"type": "chorus.call_result", **result})
+                )
+                task.add_done_callback(_log_failure)
+
+        if conn is None or not conn.takes_events:
+            answer(calls.SessionNotFound(), None)
+            return
+        try:
+            await conn.start_call(message["args"], float(message["timeout"]), answer)
+        except calls.CallError as error:
+            answer(error, None)
+
+    def _on_call_result(self, message: dict) -> None:
+        future = self._calls.get(message["call_id"])
+        if future is not None and not future.done():
+            future.set_result((message.get("code"), message.get("args") or []))
 
     #: Ephemeral messages that may wait in the outbox; beyond this they are dropped (counted).
     OUTBOX_SIZE = 10_000
@@ -466,6 +625,10 @@ class Hub:
                     if plain:
                         await conn.send_frame((marked or plain) if conn.offsets else plain)
                     await conn.on_room_left(target)
+        elif kind == "chorus.sid":
+            await self._on_sid(message)
+        elif kind == "chorus.call_result":
+            self._on_call_result(message)
         elif kind in self._message_handlers and message.get("origin") != self.token:
             await self._message_handlers[kind](message)
 
@@ -488,6 +651,11 @@ class Hub:
         ``group_expiry`` can lapse them; it also heals a Redis restart, which forgets groups)."""
         for room in tuple(self._subscribed):
             await self.layer.group_add(room, self.channel_name)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("sending a call's answer failed", exc_info=task.exception())
 
 
 def _notice(message: dict) -> str | None:

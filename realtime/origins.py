@@ -80,6 +80,19 @@ def parse_origin(text: str) -> Origin | None:
     return Origin(scheme, *authority)
 
 
+def normalised_origins(entries: Iterable[str]) -> list[str]:
+    """``entries`` in the serialised form a browser sends as ``Origin`` (lower-case, no default
+    port, IPv6 compressed), in order, duplicates and malformed entries (which match nothing)
+    left out. The settings store ``CORS_ALLOWED_ORIGINS`` so, for the REST CORS check
+    (django-cors-headers compares the header's text) to agree with this module."""
+    kept: dict[str, None] = {}
+    for entry in entries:
+        origin = parse_origin(entry)
+        if origin is not None:
+            kept[str(origin)] = None
+    return list(kept)
+
+
 @functools.cache
 def _normalised(entries: tuple[str, ...]) -> frozenset[Origin]:
     return frozenset(origin for entry in entries if (origin := parse_origin(entry)) is not None)

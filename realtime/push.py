@@ -1,7 +1,8 @@
-"""Server-side push API: the one way server code reaches sockets, and asks who is there
-(``presence``, ``document_is_open``). The apps (``accounts``, ``channels_app``, ``notes``) use
-``realtime`` through this module only (and the settings, ``realtime.conf``): an import-linter
-contract (``.importlinter``).
+"""Server-side push API: the one way server code reaches sockets — a room, a user, one socket
+by sid, every socket — puts them in rooms, calls one and awaits its answer (``acall``), and asks
+who is there (``aonline``, ``presence``, ``document_is_open``). The apps (``accounts``,
+``channels_app``, ``notes``) use ``realtime`` through this module only (and the settings,
+``realtime.conf``): an import-linter contract (``.importlinter``).
 
 Views, signals, admin actions and commands call the sync functions; they run after the
 current database transaction commits (``transaction.on_commit``), so a change that rolls back
@@ -13,6 +14,10 @@ Every function reaches the sockets on every instance: it publishes one hub messa
 Broadcasts to the rooms a resumed socket gets back (``realtime.recovery``) are logged as they
 are published: the layer message carries the entry's ``offset``, which every recipient's frame
 ends with (docs/protocol.md §4.1). Ephemeral ones (``emit_soon``: typing) are not logged.
+
+A socket is reached by sid wherever it is: the session registry names its instance's hub
+(``Hub.to_sid``). Apps name rooms of their own with ``app_room``; a socket is put in one by
+sid, or all of a user's sockets at once; ``aonline`` lists a room's sockets on every instance.
 
 With the in-memory channel layer (no ``REDIS_URL``) only the current process is reached: a
 management command cannot kick the sockets of a running server. Use Redis for that.
@@ -26,13 +31,34 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.db import transaction
 
+from realtime import rooms
+from realtime.calls import CallError, CallTimeout, SessionClosed, SessionNotFound, TooManyCalls
 from realtime.hub import get_hub
 from realtime.protocol.frames import event_frame
-from realtime.rooms import CHANNEL_ROOMS, channel_room, doc_room, note_room, user_room
-from realtime.sessions import Presence, get_registry, presence_of
+from realtime.rooms import (
+    CHANNEL_ROOMS,
+    EVERYONE_ROOM,
+    USER_ROOMS,
+    addressable,
+    app_room,
+    channel_room,
+    doc_room,
+    note_room,
+    user_room,
+)
+from realtime.sessions import Presence, SessionRecord, get_registry, presence_of
 
-__all__ = [  # the room names server code addresses (realtime.rooms), and event_frame
+__all__ = [  # what server code names (realtime.rooms, the call errors, records), event_frame
     "CHANNEL_ROOMS",
+    "EVERYONE_ROOM",
+    "CallError",
+    "CallTimeout",
+    "SessionClosed",
+    "SessionNotFound",
+    "SessionRecord",
+    "TooManyCalls",
+    "addressable",
+    "app_room",
     "channel_room",
     "doc_room",
     "event_frame",
@@ -73,6 +99,72 @@ async def aemit_to_channel(channel_id: object, event: str, data: Any) -> None:
 
 async def aemit_to_note(note_id: object, event: str, data: Any) -> None:
     await aemit(note_room(note_id), event, data)
+
+
+async def abroadcast(event: str, data: Any) -> None:
+    """Send event ``event`` with ``data`` to every Socket.IO socket on every instance."""
+    await aemit(EVERYONE_ROOM, event, data)
+
+
+async def aemit_to_sid(sid: str, event: str, data: Any) -> bool:
+    """Send event ``event`` with ``data`` to the one socket ``sid`` (the sid of the Socket.IO
+    CONNECT reply), on whichever instance it is. False when no Socket.IO session has that sid.
+    Not logged for connection state recovery: a socket that is resuming misses it (emit to
+    the user to reach a resumed socket)."""
+    return await get_hub().to_sid(sid, {"op": "emit", "frame": event_frame(event, data)})
+
+
+async def adisconnect_sid(
+    sid: str, code: str = "disconnected", message: str = "Disconnected by the server."
+) -> bool:
+    """Disconnect one socket (event ``error`` with ``code`` and ``message``, then DISCONNECT);
+    False when no Socket.IO session has that sid."""
+    return await get_hub().to_sid(sid, {"op": "kick", "code": code, "message": message})
+
+
+async def aadd_sid_to_room(sid: str, room: str) -> bool:
+    """Put socket ``sid`` into ``room`` (``addressable``: e.g. ``app_room(name)``); False when
+    no Socket.IO session has that sid. ``ValueError`` for a room that is not addressable."""
+    _check_addressable(room)
+    return await get_hub().to_sid(sid, {"op": "join", "target": room})
+
+
+async def aremove_sid_from_room(sid: str, room: str) -> bool:
+    """Take socket ``sid`` out of ``room``; False when no Socket.IO session has that sid."""
+    _check_addressable(room)
+    return await get_hub().to_sid(sid, {"op": "leave", "target": room})
+
+
+async def acall(sid: str, event: str, data: Any = None, timeout: float = 30.0) -> Any:
+    """Send event ``event`` with ``data`` to socket ``sid`` with an ack id, and return the
+    client's answer: the one value it acked with (None for none, a list for several).
+
+    Raises (all ``CallError``, each with its ``code``): ``CallTimeout`` when no answer came
+    within ``timeout`` seconds, ``SessionNotFound`` when no Socket.IO session has that sid,
+    ``SessionClosed`` when the socket closed first, ``TooManyCalls`` when it already has
+    ``CALL_MAX_PENDING`` calls waiting. Works from any instance: the answer comes back to the
+    instance that called."""
+    if not timeout > 0:
+        raise ValueError("timeout must be positive")
+    return await get_hub().call(sid, [event] if data is None else [event, data], timeout)
+
+
+async def aonline(room: str) -> list[SessionRecord]:
+    """The sessions in ``room`` on every instance, by sid: a user room's are the user's
+    sessions; a listed room's (``realtime.rooms.LISTED_KINDS``: channel, note, document, app
+    rooms and ``EVERYONE_ROOM``) are its members, written by each instance as they join and
+    leave (a join shows up a moment after it). Each record has the public profile only.
+    ``ValueError`` for a room of another kind."""
+    if room.startswith(USER_ROOMS):
+        return await get_registry().sessions_of(room.removeprefix(USER_ROOMS))
+    if not rooms.listed(room):
+        raise ValueError(f"the members of {room!r} are not listed")
+    return await get_registry().members(room)
+
+
+def _check_addressable(room: str) -> None:
+    if not addressable(room):
+        raise ValueError(f"not a room server code can address: {room!r}")
 
 
 async def adisconnect_user(
@@ -164,6 +256,11 @@ async def adocument_is_open(note_id: object) -> bool:
     return bool(await get_registry().group_members(doc_room(note_id)))
 
 
+def online(room: str) -> list[SessionRecord]:
+    """``aonline`` for sync code (at once)."""
+    return async_to_sync(aonline)(room)
+
+
 def presence(user_ids: list[str]) -> dict[str, Presence]:
     """``apresence`` for sync code (at once: a read, not an announcement)."""
     return async_to_sync(apresence)(user_ids)
@@ -191,6 +288,30 @@ def emit_to_channel(channel_id: object, event: str, data: Any) -> None:
 
 def emit_to_note(note_id: object, event: str, data: Any) -> None:
     _after_commit(aemit_to_note, note_id, event, data)
+
+
+def emit_to_sid(sid: str, event: str, data: Any) -> None:
+    _after_commit(aemit_to_sid, sid, event, data)
+
+
+def broadcast(event: str, data: Any) -> None:
+    _after_commit(abroadcast, event, data)
+
+
+def disconnect_sid(
+    sid: str, code: str = "disconnected", message: str = "Disconnected by the server."
+) -> None:
+    _after_commit(adisconnect_sid, sid, code, message)
+
+
+def add_sid_to_room(sid: str, room: str) -> None:
+    _check_addressable(room)
+    _after_commit(aadd_sid_to_room, sid, room)
+
+
+def remove_sid_from_room(sid: str, room: str) -> None:
+    _check_addressable(room)
+    _after_commit(aremove_sid_from_room, sid, room)
 
 
 def disconnect_user(

@@ -1,5 +1,5 @@
-"""Request and response bodies of the server API (docs/server-api.md). The error body is the
-project's one shape (``config.api_errors``): ``ErrorSerializer`` describes it for the schema."""
+"""Request and response bodies of the server API (docs/server-api.md). Errors have the
+project's one shape (``config.api_errors``; its schema component: ``config.openapi``)."""
 
 from __future__ import annotations
 
@@ -100,14 +100,3 @@ class SessionSerializer(serializers.Serializer):
 class PresenceSerializer(serializers.Serializer):
     room = serializers.CharField()
     sessions = SessionSerializer(many=True)
-
-
-class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    # a field named like the serializer's own ``fields`` (the stubs see the property)
-    fields = serializers.DictField(required=False)  # type: ignore[assignment]
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorDetailSerializer()

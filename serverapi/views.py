@@ -17,6 +17,7 @@ from typing import Any
 from adrf.views import APIView
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -33,7 +34,6 @@ from .serializers import (
     AnswerSerializer,
     CallSerializer,
     DisconnectSerializer,
-    ErrorSerializer,
     EventSerializer,
     MemberSerializer,
     OkSerializer,
@@ -46,26 +46,39 @@ logger = logging.getLogger("chorus.serverapi")
 #: Longest sid or room name looked up; longer ones cannot exist.
 MAX_NAME = 200
 
-_ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="bad_request / key_in_query"),
-    401: OpenApiResponse(ErrorSerializer, description="auth_required / invalid_key / key_revoked"),
-    403: OpenApiResponse(ErrorSerializer, description="missing_scope"),
-    413: OpenApiResponse(ErrorSerializer, description="too_large"),
-    429: OpenApiResponse(ErrorSerializer, description="rate_limited (Retry-After)"),
-}
-_NOT_FOUND = OpenApiResponse(ErrorSerializer, description="user_not_found / session_not_found")
-_EXTRA = {
-    502: OpenApiResponse(ErrorSerializer, description="the call failed (the code says why)"),
-    504: OpenApiResponse(ErrorSerializer, description="call_timeout"),
-}
+
+def _refusals(**descriptions: str) -> dict[int, OpenApiResponse]:
+    """Error responses by status (``s400="…"``); the schema hook (``config.openapi``) points
+    their body at the ``Error`` component and adds the framework's own (415 …)."""
+    return {
+        int(status.removeprefix("s")): OpenApiResponse(OpenApiTypes.OBJECT, description=text)
+        for status, text in descriptions.items()
+    }
+
+
+#: What every server-API endpoint may refuse with, and the codes (docs/server-api.md).
+_REFUSALS = _refusals(
+    s400="The body (or a room name) is not valid: `bad_request` (messages under `fields`); "
+    "a key in the query string: `key_in_query`.",
+    s401="No key (`auth_required`), an unknown one (`invalid_key`) or a revoked one "
+    "(`key_revoked`).",
+    s403="The key lacks the endpoint's scope: `missing_scope`.",
+    s413="The body is over `MAX_REQUEST_BODY_BYTES`: `too_large`.",
+    s429="Over `SERVER_API_RATE_LIMIT` for this key: `rate_limited` (see `Retry-After`).",
+)
+_EXTRA = _refusals(
+    s404="No such user (`user_not_found`) or session (`session_not_found`).",
+    s502="The call ended without an answer: `session_closed` (the socket closed first).",
+    s504="The client did not answer within the timeout: `call_timeout`.",
+)
 
 
 def _responses(ok: Any, *extra: int) -> dict:
     """The schema's answers of an endpoint: ``ok`` (200), the refusals every endpoint may
     give, and ``extra`` statuses (404, 502, 504)."""
-    answers = {200: ok, **_ERRORS}
+    answers: dict[int, Any] = {200: ok, **_REFUSALS}
     for status in extra:
-        answers[status] = _NOT_FOUND if status == 404 else _EXTRA[status]
+        answers[status] = _EXTRA[status]
     return answers
 
 
@@ -205,7 +218,16 @@ class BroadcastView(ServerApiView):
 class SessionCallView(ServerApiView):
     required_scope = Scope.CALL
 
-    @extend_schema(request=CallSerializer, responses=_responses(AnswerSerializer, 404, 502, 504))
+    @extend_schema(
+        request=CallSerializer,
+        responses={
+            **_responses(AnswerSerializer, 404, 502, 504),
+            **_refusals(
+                s429="Over the key's rate (`rate_limited`), or the socket already has "
+                "`CALL_MAX_PENDING` calls waiting (`too_many_calls`)."
+            ),
+        },
+    )
     async def post(self, request: Request, sid: str) -> Response:
         """Send an event to one socket with an ack and return the client's answer."""
         body = CallSerializer(data=request.data)
@@ -219,8 +241,10 @@ class SessionCallView(ServerApiView):
             raise _session_not_found() from None
         except push.CallTimeout:
             raise CallTimedOut() from None
-        except push.CallError as failed:
-            raise CallFailed(str(failed) or None, code=failed.code) from None
+        except push.TooManyCalls as failed:
+            raise exceptions.Throttled(detail=str(failed), code=failed.code) from None
+        except push.CallError as failed:  # SessionClosed, or a kind added later
+            raise CallFailed(str(failed), code=failed.code) from None
         return Response({"answer": answer})
 
 
@@ -286,7 +310,10 @@ class RoomPresenceView(ServerApiView):
     @extend_schema(responses=_responses(PresenceSerializer))
     async def get(self, request: Request, room: str) -> Response:
         """Who is in a room, on every instance: each session with its user's public profile."""
-        records = await push.aonline(_addressable(room))
+        try:
+            records = await push.aonline(_addressable(room))
+        except ValueError:  # a room whose members are not listed
+            raise _room_not_addressable(room) from None
         sessions = [
             {
                 "sid": record.sid,

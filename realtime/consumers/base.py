@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.tokens import ValidatedToken
 from config.proxies import scope_client_address
-from realtime import outbound, rooms
+from realtime import calls, outbound, rooms
 from realtime.admission import unauthenticated
 from realtime.conf import realtime_settings
 from realtime.hub import get_hub
@@ -64,6 +64,8 @@ class LeanConsumer(AsyncWebsocketConsumer):
     #: Whether logged broadcasts reach this socket with their recovery offset (set at a
     #: Socket.IO CONNECT: ``recovery.client_takes_offsets``).
     offsets = False
+    #: Whether it takes Socket.IO events, calls and app rooms (``SocketIOConsumer``).
+    takes_events = False
 
     #: The socket's way out, from the WebSocket connect on, and its inbound gate (daphne).
     out: Outbound | None = None
@@ -265,6 +267,8 @@ class LeanConsumer(AsyncWebsocketConsumer):
         ``MAX_SOCKETS_PER_USER`` sockets on all instances, of either endpoint. Call
         ``announce_online`` once the client has been told it is connected."""
         registry = get_registry()
+        hub = get_hub()
+        await hub.start()  # its layer channel goes into the record: how a sid is reached
         self.user = validated.user
         self.jti = validated.jti
         # Add first, then compare: the count is atomic, so concurrent connects on any instance
@@ -277,7 +281,6 @@ class LeanConsumer(AsyncWebsocketConsumer):
             return False
         self._first_session = sessions == 1
         self.authenticated()
-        hub = get_hub()
         await hub.register(self)
         await hub.join(self, rooms.user_room(self.user.pk))
         return True
@@ -310,7 +313,12 @@ class LeanConsumer(AsyncWebsocketConsumer):
             connected_at=self.connected_at,
             user=user.public_profile(),
             last_seen=self.last_seen,
+            hub=get_hub().channel_name or "",
         )
+
+    async def start_call(self, args: list, timeout: float, answer: calls.Answer) -> None:
+        """A socket that takes no events takes no calls (``SocketIOConsumer`` does)."""
+        raise calls.SessionNotFound()
 
     async def dispatch(self, message):
         handler = getattr(self, get_handler_name(message), None)

@@ -41,7 +41,7 @@ import time
 from urllib.parse import parse_qs
 
 from accounts.tokens import TokenRejected, ValidatedToken
-from realtime import access, events, outbound, recovery, rooms
+from realtime import access, calls, events, outbound, recovery, rooms
 from realtime.conf import realtime_settings
 from realtime.consumers import forwarding
 from realtime.consumers.base import (
@@ -90,6 +90,7 @@ class SocketIOConsumer(LeanConsumer):
     onto a WebSocket by Engine.IO's upgrade: that WebSocket's consumer then only *carries*
     the session (``_carry``) — probe, switch, frames in, its close."""
 
+    takes_events = True
     #: The Engine.IO transport the session starts on, and what its OPEN offers to upgrade to.
     transport_name = "websocket"
     upgrades: tuple[str, ...] = ()
@@ -132,6 +133,8 @@ class SocketIOConsumer(LeanConsumer):
         self._pending_binary: tuple[socketio.Packet, list[bytes]] | None = None
         self._bucket = TokenBucket(realtime_settings.EVENT_RATE, realtime_settings.EVENT_BURST)
         self._rate_refusals = 0
+        #: Server-to-client calls waiting for the client's ack (``start_call``).
+        self.calls = calls.PendingCalls(realtime_settings.CALL_MAX_PENDING)
         await self.accept()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         if query.get("EIO") != ["4"] or query.get("transport") != [self.transport_name]:
@@ -184,6 +187,7 @@ class SocketIOConsumer(LeanConsumer):
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        self.calls.fail_all(calls.SessionClosed())
         if self.user is None:
             return
         for note_id in joined_documents(self):
@@ -398,10 +402,14 @@ class SocketIOConsumer(LeanConsumer):
             await self.close(CLOSE_UNAUTHORIZED, "not connected")
         elif packet.type == socketio.EVENT:
             await self._on_event(packet)
+        elif packet.type in (socketio.ACK, socketio.BINARY_ACK):
+            # The answer to a call (``start_call``); one to nothing waiting (late, or never
+            # asked) is ignored.
+            if packet.id is not None:
+                self.calls.answered(packet.id, packet.data)
         elif packet.type == socketio.DISCONNECT:
             self._resumable = False  # the client chose to end it
             await self.close(1000)
-        # ACKs from the client answer nothing this server asked: ignored.
 
     # --- CONNECT ----------------------------------------------------------------------------
 
@@ -452,6 +460,7 @@ class SocketIOConsumer(LeanConsumer):
             await self._refuse_connect("Too many open sockets.", "too_many_connections")
             await self.close(CLOSE_RATE_LIMITED, "too many connections")
             return
+        await self.join(rooms.EVERYONE_ROOM)  # a broadcast reaches every Socket.IO socket
         self._cancel("connect")
         self.adopt_token(validated)
         frames: list[str] = []
@@ -502,7 +511,7 @@ class SocketIOConsumer(LeanConsumer):
         if self.user is None:  # never: resumed once the session is open
             return False
         own = rooms.user_room(self.user.pk)
-        member = await self._still_allowed({own, *session.rooms})
+        member = await self._still_allowed({own, rooms.EVERYONE_ROOM, *session.rooms})
         for room in member - self.rooms:
             await self.join(room)
         cursor = begin
@@ -514,7 +523,7 @@ class SocketIOConsumer(LeanConsumer):
             if entries is None or sum(map(len, frames)) > realtime_settings.SEND_BUFFER_MAX_BYTES:
                 frames.clear()
                 for room in list(self.rooms):
-                    if room != own:
+                    if room not in (own, rooms.EVERYONE_ROOM):
                         self.leave(room)
                 return False
             if entries:
@@ -564,12 +573,14 @@ class SocketIOConsumer(LeanConsumer):
         return joined
 
     async def _still_allowed(self, wanted: set[str]) -> set[str]:
-        """The rooms of ``wanted`` this user may be in now: its own user room, the channels it
-        is an active member of, the notes it can read."""
+        """The rooms of ``wanted`` this user may be in now: its own user room, the room of
+        every socket, the app rooms the server put it in, the channels it is an active member
+        of, the notes it can read."""
         user = self.user
         if user is None:  # never: asked once the session is open
             return set()
-        allowed = {rooms.user_room(user.pk)} & wanted
+        allowed = {rooms.user_room(user.pk), rooms.EVERYONE_ROOM} & wanted
+        allowed |= {r for r in wanted if r.startswith(rooms.APP_ROOMS)}
         channels = {r for r in wanted if r.startswith(rooms.CHANNEL_ROOMS)}
         if channels:
             ids = await access.channel_ids_of(user.pk)
@@ -651,6 +662,16 @@ class SocketIOConsumer(LeanConsumer):
 
     async def on_room_left(self, room: str) -> None:
         """Called by the hub after a membership change took the socket out of ``room``."""
+
+    async def start_call(self, args: list, timeout: float, answer: calls.Answer) -> None:
+        """Send event ``args`` with a new ack id; the client's ack goes to ``answer``."""
+        if self.closed or self.user is None:
+            raise calls.SessionClosed()
+        ack_id = self.calls.add(answer, timeout)
+        event, data = args[0], (args[1] if len(args) > 1 else None)
+        await self.send_frame(
+            engineio.encode_message(socketio.encode_event(event, data, ack_id=ack_id))
+        )
 
     async def kick(self, code: str, message: str, close_code: int = 1000) -> None:
         """Tell the client why (event ``error``), send DISCONNECT, close (for good)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from realtime.conf import realtime_settings
@@ -42,6 +42,9 @@ class SessionRecord:
     connected_at: float
     user: dict = field(default_factory=dict)
     last_seen: float = 0.0
+    #: The layer channel of the hub the socket is on: how a message reaches one sid
+    #: (``push.aemit_to_sid``, ``push.acall``). Empty in records written before it existed.
+    hub: str = ""
 
     def to_json(self) -> str:
         """Every field but ``last_seen`` (derived from the deadline). Spelled out rather than
@@ -53,6 +56,7 @@ class SessionRecord:
             "instance": self.instance,
             "connected_at": self.connected_at,
             "user": self.user,
+            "hub": self.hub,
         }
         return json.dumps(data, separators=(",", ":"))
 
@@ -115,16 +119,35 @@ class SessionRegistry(ABC):
         """The records of the given sids that are still registered."""
 
     @abstractmethod
-    async def join_group(self, group: str, sids: list[str]) -> None:
-        """Record (or refresh) ``sids`` as members of ``group`` until the session deadline."""
+    async def sessions_of(self, user_id: str) -> list[SessionRecord]:
+        """The live sessions of one user, on every instance (by sid)."""
 
     @abstractmethod
-    async def leave_group(self, group: str, sid: str) -> None:
-        """Drop ``sid`` from ``group``."""
+    async def join_groups(self, groups: Mapping[str, list[str]]) -> None:
+        """Record (or refresh) each group's ``sids`` as its members until the session
+        deadline: every group at once (one round trip on Redis)."""
+
+    @abstractmethod
+    async def leave_groups(self, memberships: list[tuple[str, str]]) -> None:
+        """Drop each (group, sid) membership."""
 
     @abstractmethod
     async def group_members(self, group: str) -> list[str]:
         """The sids of ``group`` whose membership has not expired, on every instance."""
+
+    async def join_group(self, group: str, sids: list[str]) -> None:
+        """``join_groups`` for one group."""
+        if sids:
+            await self.join_groups({group: sids})
+
+    async def leave_group(self, group: str, sid: str) -> None:
+        """``leave_groups`` for one membership."""
+        await self.leave_groups([(group, sid)])
+
+    async def members(self, group: str) -> list[SessionRecord]:
+        """The records of ``group``'s live members, by sid (a member whose session ended
+        is not among them)."""
+        return await self.get(await self.group_members(group))
 
     def deadline(self) -> float:
         """The deadline of a record written or refreshed now: ``clock()`` + ``SESSION_TTL``."""

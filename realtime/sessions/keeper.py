@@ -3,7 +3,8 @@
 Owns ``SessionKeeper``. Each round (every ``min(SESSION_SWEEP_INTERVAL, SESSION_TTL / 3)``):
 closes sockets whose client stopped reading (``Connection.check_stalled``), pushes the deadlines
 of the hub's local sockets forward (re-adding any a sweep removed meanwhile), sweeps expired
-sessions of any instance, refreshes the document groups (``doc.*`` rooms) of local sockets,
+sessions of any instance, refreshes (every quarter of ``SESSION_TTL``) the registry's lists of the
+members of listed rooms (``realtime.rooms.LISTED_KINDS``) for local sockets,
 queues the presence changes on the hub, and has the hub re-add its layer subscriptions before
 the layer's ``group_expiry`` can lapse them. The hub starts and stops it with itself.
 Architecture: docs/realtime.md ("Sessions and presence").
@@ -18,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from realtime.conf import realtime_settings
-from realtime.rooms import DOC_ROOMS
 from realtime.sessions.base import Change, SessionRecord
 from realtime.sessions.current import get_registry
 
@@ -59,6 +59,8 @@ class KeptProcess(Protocol):
 
     async def resubscribe(self) -> None: ...
 
+    def listed_memberships(self) -> dict[str, list[str]]: ...
+
 
 class SessionKeeper:
     """The upkeep of one hub's sessions: ``run`` loops until cancelled, ``keep`` is one round."""
@@ -66,6 +68,8 @@ class SessionKeeper:
     def __init__(self, hub: KeptProcess) -> None:
         self.hub = hub
         self._last_group_refresh = time.monotonic()
+        #: When (registry clock) listed memberships were last refreshed.
+        self._last_listing: float | None = None
 
     async def run(self) -> None:
         """Run a round every interval, forever; a failed round is logged, never fatal."""
@@ -98,13 +102,15 @@ class SessionKeeper:
             for record in closed.values():
                 await registry.remove(record.sid, record.user_id)
         changes += await registry.sweep()
-        groups: dict[str, list[str]] = {}
-        for conn in hub.connections.values():
-            for room in conn.rooms:
-                if room.startswith(DOC_ROOMS):
-                    groups.setdefault(room, []).append(conn.sid)
-        for group, sids in groups.items():
-            await registry.join_group(group, sids)
+        # Listed memberships last one SESSION_TTL: refreshed at least three times in it, in one
+        # round trip (joins and leaves themselves are written as they happen, by the hub).
+        # The registry's clock: what their deadlines are measured in.
+        wall = registry.clock()
+        if self._last_listing is None or wall - self._last_listing >= (
+            realtime_settings.SESSION_TTL / 4
+        ):
+            self._last_listing = wall
+            await registry.join_groups(hub.listed_memberships())
         hub.presence.add(changes)
         # Re-add subscriptions before group_expiry lapses them, and often enough that a Redis
         # restart (which forgets groups) heals quickly.

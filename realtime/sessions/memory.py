@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Mapping
 
 from realtime.conf import realtime_settings
 from realtime.sessions.base import Change, Clock, Presence, SessionRecord, SessionRegistry
@@ -87,19 +88,25 @@ class MemorySessionRegistry(SessionRegistry):
                     result[user_id] = Presence(len(sids), seen)
             return result
 
-    async def join_group(self, group: str, sids: list[str]) -> None:
+    async def sessions_of(self, user_id: str) -> list[SessionRecord]:
+        with self._lock:
+            return [self._copy(s) for s in sorted(self._by_user.get(user_id, ()))]
+
+    async def join_groups(self, groups: Mapping[str, list[str]]) -> None:
         deadline = self.deadline()
         with self._lock:
-            members = self._groups.setdefault(group, {})
-            for sid in sids:
-                members[sid] = deadline
+            for group, sids in groups.items():
+                members = self._groups.setdefault(group, {})
+                for sid in sids:
+                    members[sid] = deadline
 
-    async def leave_group(self, group: str, sid: str) -> None:
+    async def leave_groups(self, memberships: list[tuple[str, str]]) -> None:
         with self._lock:
-            members = self._groups.get(group, {})
-            members.pop(sid, None)
-            if not members:
-                self._groups.pop(group, None)
+            for group, sid in memberships:
+                members = self._groups.get(group, {})
+                members.pop(sid, None)
+                if not members:
+                    self._groups.pop(group, None)
 
     async def group_members(self, group: str) -> list[str]:
         now = self.clock()

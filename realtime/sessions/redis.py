@@ -10,6 +10,7 @@ Module map: docs/realtime.md.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from django.conf import settings
 
@@ -151,17 +152,25 @@ class RedisSessionRegistry(SessionRegistry):
     def _group_key(self, group: str) -> str:
         return f"{self.prefix}group:{group}"
 
-    async def join_group(self, group: str, sids: list[str]) -> None:
-        if not sids:
-            return
-        key, deadline = self._group_key(group), self.deadline()
+    async def sessions_of(self, user_id: str) -> list[SessionRecord]:
+        sids = await self.client.smembers(self._user_key(user_id))
+        return await self.get(sorted(s.decode() if isinstance(s, bytes) else s for s in sids))
+
+    async def join_groups(self, groups: Mapping[str, list[str]]) -> None:
+        deadline, ttl = self.deadline(), int(realtime_settings.SESSION_TTL * 2) + 1
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, dict.fromkeys(sids, deadline))
-            pipe.expire(key, int(realtime_settings.SESSION_TTL * 2) + 1)
+            for group, sids in groups.items():
+                if sids:
+                    key = self._group_key(group)
+                    pipe.zadd(key, dict.fromkeys(sids, deadline))
+                    pipe.expire(key, ttl)
             await pipe.execute()
 
-    async def leave_group(self, group: str, sid: str) -> None:
-        await self.client.zrem(self._group_key(group), sid)
+    async def leave_groups(self, memberships: list[tuple[str, str]]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for group, sid in memberships:
+                pipe.zrem(self._group_key(group), sid)
+            await pipe.execute()
 
     async def group_members(self, group: str) -> list[str]:
         key = self._group_key(group)

@@ -1,7 +1,7 @@
 """The stock socket.io-client's BROWSER build in headless Chromium against a real daphne
 (docs/protocol.md §2.1): socket.io-client's default options (polling, then the upgrade to
 WebSocket), polling alone, and pages from other origins, where the browser itself enforces
-CORS.
+CORS — for the socket and for the REST API (``fetch`` from tests/live/browser/fetch_page.html).
 
 The page (tests/live/browser/stock_page.html, loading socket.io-client 4.8.1's
 ``dist/socket.io.min.js``) is served by Playwright's routing at ``<origin>/__page__/``: with the
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.live.browserproc import BrowserPage, stock_page_files
+from tests.live.browserproc import BROWSER_DIR, BrowserPage, stock_page_files
 from tests.live.harness import (
     SOCKETIO_PATH,
     Client,
@@ -126,3 +126,20 @@ async def test_page_from_an_origin_not_allowed_never_connects(servers, stock_pag
     errors = await page.wait_for("connect_error", count=3)
     assert {(e["message"], e["description"]) for e in errors} == {("xhr poll error", 0)}
     assert not page.found("open") and not page.found("connect")
+
+
+async def test_rest_from_another_origin_is_handed_to_allowed_pages_only(servers, pages, alice):
+    """A real cross-origin ``fetch`` with a bearer token (so with a preflight): a page from an
+    origin in ``CORS_ALLOWED_ORIGINS`` gets the answer; one from another origin does not — the
+    browser withholds it (docs/protocol.md §11)."""
+    server = servers(CORS_ALLOWED_ORIGINS=ALLOWED_ORIGIN)
+    token = await access(alice)
+    url = f"{server.url}/api/users/me/"
+    answers = {}
+    for origin in (ALLOWED_ORIGIN, OTHER_ORIGIN):
+        files = {f"{origin}/__page__/": BROWSER_DIR / "fetch_page.html"}
+        page = await pages(f"{origin}/__page__/", files, PERMISSIONS)
+        answers[origin] = await page.call("getJson", url, token)
+    allowed = answers[ALLOWED_ORIGIN]
+    assert allowed.get("status") == 200 and allowed["body"]["id"] == str(alice.id), allowed
+    assert answers[OTHER_ORIGIN] == {"blocked": "TypeError: Failed to fetch"}, answers

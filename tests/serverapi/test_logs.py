@@ -24,6 +24,7 @@ def requests_of_every_fate(user_id: object) -> list[tuple[str, str, dict | bytes
         ("POST", f"/api/server/users/{user_id}/events/", {"event": "connect"}),
         ("POST", f"/api/server/users/{uuid.uuid4()}/events/", {"event": "status"}),
         ("POST", f"/api/server/users/{user_id}/disconnect/", {"code": "BAD"}),
+        ("GET", "/api/server/rooms/app.x/presence/", b""),
         ("POST", f"/api/server/users/{user_id}/events/", {"event": "x", "data": "y" * 5000}),
         ("POST", f"/api/server/users/{user_id}/events/", b"{not json"),
     ]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.origins import Origin, origin_allowed, parse_authority, parse_origin
+from realtime.origins import (
+    Origin,
+    normalised_origins,
+    origin_allowed,
+    parse_authority,
+    parse_origin,
+)
 
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", ".example.com"]
 
@@ -105,3 +111,21 @@ def test_cors_entries_are_normalised_and_matched_exactly():
     assert not allowed("http://localhost:5174", "127.0.0.1:8000", cors=cors)
     assert not allowed("http://app.example.org", None, cors=cors)
     assert not allowed("http://x", None, cors=cors)  # a malformed entry matches nothing
+
+
+def test_settings_store_cors_entries_as_a_browser_sends_its_origin():
+    """config/settings.py stores CORS_ALLOWED_ORIGINS so; django-cors-headers (REST) compares
+    the ``Origin`` header's text with them, so both checks agree on every entry."""
+    entries = [
+        "HTTPS://App.Example.org:443",
+        "http://localhost:5173",
+        "http://[0:0::1]:80",
+        "https://app.example.org",
+        "not an origin",
+        "http://x/",
+    ]
+    assert normalised_origins(entries) == [
+        "https://app.example.org",
+        "http://localhost:5173",
+        "http://[::1]",
+    ]
