@@ -15,11 +15,19 @@ CODE = (
 )
 
 
-def test_defaults_and_the_environment(tmp_path):
-    assert json_from_subprocess(tmp_path, CODE) == [1000, 300.0]
+def test_defaults_and_the_environment(tmp_path, monkeypatch):
+    for name in ("SERVER_API_RATE_LIMIT", "SERVER_API_CALL_TIMEOUT_MAX"):
+        monkeypatch.delenv(name, raising=False)
     assert json_from_subprocess(
         tmp_path, CODE, SERVER_API_RATE_LIMIT="0", SERVER_API_CALL_TIMEOUT_MAX="2.5"
     ) == [0, 2.5]
+
+
+def test_the_documented_defaults():
+    """The values of docs/configuration.md (the test process sets neither variable)."""
+    from django.conf import settings
+
+    assert (settings.SERVER_API_RATE_LIMIT, settings.SERVER_API_CALL_TIMEOUT_MAX) == (1000, 300.0)
 
 
 @pytest.mark.parametrize(
