@@ -1,5 +1,6 @@
 """A stand-in for an LLM backend in its own process: it reaches Chorus only through the HTTP
-server API, with the standard library (as a FastAPI worker would with any HTTP client).
+server API, with the standard library's HTTP client on one keep-alive connection (as a FastAPI
+worker would with any pooled client).
 
 ``python llm_backend.py`` reads one JSON object on stdin — ``{"url", "key", "user", "deltas",
 "answering_sid", "silent_sid"}`` — and then, against ``url``:
@@ -71,7 +72,6 @@ def main() -> None:
                 "answered": answered,
                 "silent": silent,
                 "unknown": unknown,
-                "elapsed": elapsed,
             }
         )
     )
