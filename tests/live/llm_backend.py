@@ -1,6 +1,5 @@
 """A stand-in for an LLM backend in its own process: it reaches Chorus only through the HTTP
-server API, with the standard library's HTTP client on one keep-alive connection (as a FastAPI
-worker would with any pooled client).
+server API, with the standard library (as a FastAPI worker would with any HTTP client).
 
 ``python llm_backend.py`` reads one JSON object on stdin — ``{"url", "key", "user", "deltas",
 "answering_sid", "silent_sid"}`` — and then, against ``url``:
@@ -16,38 +15,34 @@ It prints one JSON object: the statuses and bodies of what it did.
 
 from __future__ import annotations
 
-import http.client
 import json
 import sys
 import time
-import urllib.parse
+import urllib.error
+import urllib.request
 
 
-class ServerApi:
-    """One keep-alive HTTP connection to Chorus (as a pooled client such as httpx would
-    keep), sending the key in the header; a 429 is waited out (``Retry-After``) and sent
-    again."""
-
-    def __init__(self, url: str, key: str) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
-        while True:
-            self.connection.request(
-                "POST", f"/api/server/{path}", json.dumps(body).encode(), self.headers
-            )
-            response = self.connection.getresponse()
-            answer = json.loads(response.read())
-            if response.status != 429:
-                return response.status, answer
-            time.sleep(float(response.headers.get("Retry-After", "1")))
+def call(url: str, key: str, path: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"{url}/api/server/{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            if error.code == 429:  # the documented answer: wait Retry-After, send again
+                time.sleep(float(error.headers.get("Retry-After", "1")))
+                continue
+            return error.code, json.load(error)
 
 
 def main() -> None:
     job = json.load(sys.stdin)
-    api, user = ServerApi(job["url"], job["key"]), job["user"]
+    url, key, user = job["url"], job["key"], job["user"]
     failures = []
     for index in range(job["deltas"]):
         data = {
@@ -58,21 +53,16 @@ def main() -> None:
                 "data": {"content": f"tok{index} ", "index": index},
             },
         }
-        status, body = api.post(f"users/{user}/events/", {"event": "events", "data": data})
+        status, body = call(url, key, f"users/{user}/events/", {"event": "events", "data": data})
         if status != 200:
             failures.append([index, status, body])
     question = {"event": "confirm", "data": {"title": "Run the tool?"}, "timeout": 10}
-    answered = api.post(f"sessions/{job['answering_sid']}/call/", question)
-    silent = api.post(f"sessions/{job['silent_sid']}/call/", {**question, "timeout": 0.5})
-    unknown = api.post("sessions/no-such-sid/call/", question)
+    answered = call(url, key, f"sessions/{job['answering_sid']}/call/", question)
+    silent = call(url, key, f"sessions/{job['silent_sid']}/call/", {**question, "timeout": 0.5})
+    unknown = call(url, key, "sessions/no-such-sid/call/", question)
     print(
         json.dumps(
-            {
-                "failures": failures,
-                "answered": answered,
-                "silent": silent,
-                "unknown": unknown,
-            }
+            {"failures": failures, "answered": answered, "silent": silent, "unknown": unknown}
         )
     )
 
