@@ -12,6 +12,7 @@ The key is never logged, at any level: only its public prefix is.
 from __future__ import annotations
 
 import logging
+import time
 
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
@@ -32,6 +33,9 @@ CREDENTIAL_PARAMETERS = frozenset(
 )
 
 _USED_CACHE_KEY = "chorus:serverapi:used:{}"
+#: Key prefix -> when this process last asked the cache whether to write ``last_used_at``
+#: (monotonic seconds); one entry per key that was used, so bounded by the keys.
+_asked: dict[str, float] = {}
 
 
 class KeyInQuery(exceptions.APIException):
@@ -82,11 +86,16 @@ class ApiKeyAuthentication(BaseAuthentication):
 
 
 def _note_use(api_key: ApiKey) -> None:
-    """Write ``last_used_at`` at most once per ``LAST_USED_INTERVAL`` per key: the shared
-    cache lets one request per interval through, and the conditional UPDATE bounds the writes
-    where the cache is not shared."""
-    seconds = int(LAST_USED_INTERVAL.total_seconds())
-    if not cache.add(_USED_CACHE_KEY.format(api_key.pk), 1, seconds):
+    """Write ``last_used_at`` at most once per ``LAST_USED_INTERVAL`` per key: this process
+    asks at most once per interval per key (``_asked``: most requests cost nothing), the
+    shared cache lets one process per interval through, and the conditional UPDATE bounds the
+    writes where the cache is not shared."""
+    seconds = LAST_USED_INTERVAL.total_seconds()
+    moment = time.monotonic()
+    if moment - _asked.get(api_key.prefix, -seconds) < seconds:
+        return
+    _asked[api_key.prefix] = moment
+    if not cache.add(_USED_CACHE_KEY.format(api_key.prefix), 1, int(seconds)):
         return
     now = timezone.now()
     ApiKey.objects.filter(

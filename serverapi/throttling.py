@@ -32,12 +32,10 @@ class ApiKeyRateThrottle(BaseThrottle):
         if not limit or not isinstance(api_key, ApiKey):
             return True
         key = _WINDOW_KEY.format(api_key.prefix, int(now()))
-        cache.add(key, 0, 2)
         try:
             count = cache.incr(key)
-        except ValueError:  # expired between add and incr (a window boundary): start it again
-            cache.add(key, 1, 2)
-            count = 1
+        except ValueError:  # the window's first request (or a race with another's add)
+            count = 1 if cache.add(key, 1, 2) else cache.incr(key)
         if count <= limit:
             return True
         self._wait = 1.0  # the window is one second; Retry-After is whole seconds
