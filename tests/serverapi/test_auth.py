@@ -177,3 +177,17 @@ async def test_the_rate_limit_can_be_turned_off(server_api, alice, settings, mon
     api = await server_api()
     for _ in range(5):
         assert (await api.post(path_for(alice), EVENT)).status == 200
+
+
+async def test_a_wrong_method_or_media_type_is_refused_in_json(server_api, alice):
+    api = await server_api()
+    wrong_method = await api.get(path_for(alice))
+    assert (wrong_method.status, wrong_method.code) == (405, "method_not_allowed")
+    response = await api.client.post(
+        "/api/server/" + path_for(alice),
+        data="event=x",
+        content_type="application/x-www-form-urlencoded",
+        headers={"Authorization": f"Bearer {api.key}"},
+    )
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
