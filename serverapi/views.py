@@ -102,8 +102,14 @@ def _session_not_found() -> exceptions.NotFound:
     return exceptions.NotFound("No such session.", code="session_not_found")
 
 
+def _shown(room: str) -> str:
+    """A room name as an error message quotes it (at most ``MAX_NAME`` characters)."""
+    return room if len(room) <= MAX_NAME else room[:MAX_NAME] + "…"
+
+
 def _room_not_addressable(room: str) -> exceptions.ValidationError:
-    return exceptions.ValidationError({"room": [f"'{room}' is not a room the API may address."]})
+    message = f"'{_shown(room)}' is not a room the API may address."
+    return exceptions.ValidationError({"room": [message]})
 
 
 def _ok() -> Response:
@@ -116,12 +122,17 @@ def _valid(serializer_class: type, request: Request) -> dict:
     return body.validated_data
 
 
-async def _existing_user(user_id: object) -> uuid.UUID:
-    """The user's id if the user exists, else 404 ``user_not_found``."""
+def _user_pk(user_id: object) -> uuid.UUID:
+    """A user id as the primary key it names; 404 ``user_not_found`` if it is not a UUID."""
     try:
-        pk = user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(str(user_id))
+        return user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(str(user_id))
     except ValueError:
         raise _user_not_found() from None
+
+
+async def _existing_user(user_id: object) -> uuid.UUID:
+    """The user's id if the user exists, else 404 ``user_not_found``."""
+    pk = _user_pk(user_id)
     if not await User.objects.filter(pk=pk).aexists():
         raise _user_not_found()
     return pk
@@ -147,9 +158,8 @@ def _app_room(room: str) -> str:
             return room
     except ValueError:
         pass
-    raise exceptions.ValidationError(
-        {"room": [f"'{room}' is not an app room (app.<name>, name [A-Za-z0-9_.-]{{1,80}})."]}
-    )
+    message = f"'{_shown(room)}' is not an app room (app.<name>, name [A-Za-z0-9_.-]{{1,80}})."
+    raise exceptions.ValidationError({"room": [message]})
 
 
 class ServerApiView(APIView):
@@ -291,7 +301,7 @@ class UserRevokeTokensView(ServerApiView):
     @extend_schema(request=None, responses=_responses(OkSerializer, 404))
     async def post(self, request: Request, user_id: str) -> Response:
         """Void every token of a user and disconnect all their sockets (as revoke-all)."""
-        if not await _revoke_all(await _existing_user(user_id)):
+        if not await _revoke_all(_user_pk(user_id)):
             raise _user_not_found()
         logger.info("server API: key %s revoked the tokens of user %s", request.auth, user_id)
         return _ok()
