@@ -1,4 +1,4 @@
-"""URL map: the JSON API under /api/, Django admin under /admin/."""
+"""URL map: the JSON API under /api/, Django admin under /admin/, the demo page at / (docs/demo.md)."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/", include("accounts.urls")),
     path("api/", include("channels_app.urls")),
     path("api/", include("notes.urls")),
+    path("", include("demo.urls")),
 ]
 
 handler400 = "config.api_errors.bad_request"

@@ -103,6 +103,7 @@ SERVER_SETTINGS = (
     "MAX_REQUEST_BODY_BYTES",
     "DAPHNE_BODY_LIMIT",
     "CORS_ALLOWED_ORIGINS",
+    "DEMO_ENABLED",
 )
 
 
@@ -175,9 +176,10 @@ class DaphneServer:
             "config.asgi:application",
         ]
 
-    def spawn(self) -> None:
-        """Start the process (does not wait for it to serve; see ``wait_ready``)."""
-        self.port = free_port()
+    def spawn(self, port: int | None = None) -> None:
+        """Start the process on ``port`` (else a free one); does not wait for it to serve
+        (see ``wait_ready``)."""
+        self.port = port or free_port()
         with self.log_path.open("ab") as log:
             log.write(f"=== {self.name}: {self.SERVER} on port {self.port}\n".encode())
             log.flush()
@@ -219,6 +221,14 @@ class DaphneServer:
                     self.kill()
                     raise
                 self.spawn()
+        return self
+
+    def restart(self) -> DaphneServer:
+        """Stop (SIGTERM: a clean shutdown) and start again on the same port, so that clients
+        holding its URL reconnect to it by themselves."""
+        self.stop()
+        self.spawn(self.port)
+        self.wait_ready()
         return self
 
     @property
