@@ -1,4 +1,4 @@
-"""URL map: the JSON API under /api/, Django admin under /admin/, the demo page at / (docs/demo.md)."""
+"""URL map: the JSON API under /api/, Django admin under /admin/, the demo page at /."""
 
 from django.contrib import admin
 from django.urls import include, path

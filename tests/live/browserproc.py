@@ -211,7 +211,8 @@ class BrowserPage:
     async def act(self, action: str, timeout: float = 15.0, **args: Any) -> Any:
         """What a user does, through Playwright's real input (``drive.cjs``, command ``act``):
         ``click(selector)``, ``fill(selector, text)``, ``type(text)`` (keyboard, into the focused
-        element), ``text(selector)`` (its innerText), ``screenshot(path)``. A failure fails."""
+        element), ``press(text)`` (one key, e.g. ``"Enter"``), ``text(selector)`` (its
+        innerText), ``screenshot(path)``. A failure fails."""
         n = next(self._calls)
         self.browser.send({"cmd": "act", "page": self.name, "n": n, "action": action, **args})
         (result,) = await self.wait_for("result", timeout=timeout, n=n)

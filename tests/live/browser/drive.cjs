@@ -15,7 +15,8 @@
 //   {"cmd":"act","page","n","action","selector","text","path"} -> {"type":"result","page","n","value"}
 //       what a user does, through Playwright's input (real key and mouse events):
 //       "click" selector; "fill" selector with text; "type" text with the keyboard (into the
-//       focused element); "text" -> the innerText of selector; "screenshot" the page to path.
+//       focused element); "press" the key named text (e.g. "Enter", "Control+End");
+//       "text" -> the innerText of selector; "screenshot" the page to path.
 //   {"cmd":"close","page"}                          -> {"type":"closed","page"}
 // Closing stdin closes the browser and ends the script.
 "use strict";
@@ -56,6 +57,7 @@ const actions = {
   click: (page, { selector }) => page.click(selector),
   fill: (page, { selector, text }) => page.fill(selector, text),
   type: (page, { text }) => page.keyboard.type(text),
+  press: (page, { text }) => page.keyboard.press(text),
   text: (page, { selector }) => page.innerText(selector),
   screenshot: (page, { path }) => page.screenshot({ path }).then(() => path),
 };
