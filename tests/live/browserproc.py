@@ -212,7 +212,8 @@ class BrowserPage:
         """What a user does, through Playwright's real input (``drive.cjs``, command ``act``):
         ``click(selector)``, ``fill(selector, text)``, ``type(text)`` (keyboard, into the focused
         element), ``press(text)`` (one key, e.g. ``"Enter"``), ``text(selector)`` (its
-        innerText), ``screenshot(path)``. A failure fails."""
+        innerText), ``evaluate(text)`` (an expression's JSON value), ``screenshot(path)``.
+        A failure fails."""
         n = next(self._calls)
         self.browser.send({"cmd": "act", "page": self.name, "n": n, "action": action, **args})
         (result,) = await self.wait_for("result", timeout=timeout, n=n)

@@ -104,6 +104,7 @@ SERVER_SETTINGS = (
     "DAPHNE_BODY_LIMIT",
     "CORS_ALLOWED_ORIGINS",
     "DEMO_ENABLED",
+    "JWT_ACCESS_TTL",
 )
 
 
@@ -221,14 +222,6 @@ class DaphneServer:
                     self.kill()
                     raise
                 self.spawn()
-        return self
-
-    def restart(self) -> DaphneServer:
-        """Stop (SIGTERM: a clean shutdown) and start again on the same port, so that clients
-        holding its URL reconnect to it by themselves."""
-        self.stop()
-        self.spawn(self.port)
-        self.wait_ready()
         return self
 
     @property

@@ -196,3 +196,42 @@ async def test_demo_page_chat_coediting_restart_and_a_reader(
 
 async def _no_typing(page: BrowserPage) -> bool:
     return (await text(page, "#typing")).strip() == ""
+
+
+#: Access tokens this short make the page renew (and the note reconnect) every few seconds.
+SHORT_TTL = 3
+
+
+async def test_demo_page_renews_its_token_and_stays_connected(
+    demo_bundle, servers, pages, demo_users
+):
+    """With 3 s access tokens: the page refreshes its token before ``exp`` and sends
+    ``auth:renew``, so its Socket.IO connection outlives several tokens without a reconnect
+    (the same Engine.IO session throughout); the note's y-websocket connection, which the
+    server closes at each token's ``exp`` (4401), comes back with a fresh ticket each time."""
+    await demo_users()
+    server = servers(DEMO_ENABLED="true", JWT_ACCESS_TTL=SHORT_TTL)
+    alice, bob = [await pages(f"{server.url}/") for _ in range(2)]
+    for name, page in (("alice", alice), ("bob", bob)):
+        await log_in(page, name)
+        await shows(page, "#chat-state", "connected")
+        await shows(page, "#note-state", "connected")
+    engine = "demo.chat.socket.io.engine.id"
+    first_engine = await alice.act("evaluate", text=engine)
+    first_expiry = await alice.act("evaluate", text="demo.session.expiresAt")
+
+    async def outlived_two_tokens() -> bool:
+        now = await alice.act("evaluate", text="Date.now()")
+        return now > first_expiry + 2 * SHORT_TTL * 1000
+
+    await eventually(outlived_two_tokens, timeout=4 * SHORT_TTL)
+    assert await alice.act("evaluate", text="demo.chat.socket.connected")
+    assert await alice.act("evaluate", text=engine) == first_engine  # never reconnected
+    assert await alice.act("evaluate", text="demo.session.expiresAt") > first_expiry
+    # Both connections still carry everything: a message and an edit.
+    await bob.act("fill", selector="#message", text="still here")
+    await bob.act("click", selector="#send button")
+    await shows(alice, "#messages", "Bob still here")
+    await type_in_editor(alice, " Written after three tokens.")
+    await shows(bob, EDITOR, "Written after three tokens.")
+    await shows(alice, "#note-state", "connected")

@@ -34,7 +34,7 @@ export async function api(path, { method = "GET", token, body } = {}) {
   return parsed;
 }
 
-/** Renew this many seconds before `exp` (or at half the lifetime, if that is shorter). */
+/** Renew this many seconds before `exp` (at half the lifetime when that is shorter). */
 const RENEW_MARGIN_S = 60;
 
 export class Session {
@@ -111,7 +111,7 @@ export class Session {
     this.expiresAt = Date.parse(expires_at);
     if (user) this.user = user;
     const lifetime = this.expiresAt - Date.now();
-    this._schedule(Math.max(1_000, Math.min(lifetime - RENEW_MARGIN_S * 1000, lifetime / 2)));
+    this._schedule(Math.max(1_000, lifetime - Math.min(RENEW_MARGIN_S * 1000, lifetime / 2)));
   }
 
   _schedule(delayMs) {

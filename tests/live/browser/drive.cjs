@@ -16,7 +16,8 @@
 //       what a user does, through Playwright's input (real key and mouse events):
 //       "click" selector; "fill" selector with text; "type" text with the keyboard (into the
 //       focused element); "press" the key named text (e.g. "Enter", "Control+End");
-//       "text" -> the innerText of selector; "screenshot" the page to path.
+//       "text" -> the innerText of selector; "evaluate" the expression text -> its (JSON)
+//       value; "screenshot" the page to path.
 //   {"cmd":"close","page"}                          -> {"type":"closed","page"}
 // Closing stdin closes the browser and ends the script.
 "use strict";
@@ -59,6 +60,7 @@ const actions = {
   type: (page, { text }) => page.keyboard.type(text),
   press: (page, { text }) => page.keyboard.press(text),
   text: (page, { selector }) => page.innerText(selector),
+  evaluate: (page, { text }) => page.evaluate(text),
   screenshot: (page, { path }) => page.screenshot({ path }).then(() => path),
 };
 
