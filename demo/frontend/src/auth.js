@@ -46,6 +46,7 @@ export class Session {
     this.access = null;
     this.refresh = null;
     this.expiresAt = 0; // ms since the epoch
+    this.lifetime = 0; // ms the current access token lived when it was issued
     this.user = null; // {id, name}
     this._timer = null;
     this._renewing = null;
@@ -70,7 +71,7 @@ export class Session {
   /** An access token good for at least a few more seconds, renewed first if needed. */
   async freshAccess() {
     if (!this.refresh) throw new ApiError(401, { error: { code: "auth_required", message: "logged out" } });
-    if (Date.now() > this.expiresAt - 5_000) await this.renew();
+    if (Date.now() > this.expiresAt - Math.min(5_000, this.lifetime / 4)) await this.renew();
     return this.access;
   }
 
@@ -105,12 +106,15 @@ export class Session {
     return this._renewing;
   }
 
-  _adopt({ access, refresh, expires_at, user }) {
+  _adopt({ access, refresh, user }) {
     this.access = access;
     this.refresh = refresh;
-    this.expiresAt = Date.parse(expires_at);
     if (user) this.user = user;
-    const lifetime = this.expiresAt - Date.now();
+    // The token's lifetime from its own claims (exp - iat), counted on this machine's clock:
+    // the server's `expires_at` compared with a skewed local clock could be far off.
+    const { exp, iat } = JSON.parse(atob(access.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    const lifetime = (this.lifetime = (exp - iat) * 1000);
+    this.expiresAt = Date.now() + lifetime;
     this._schedule(Math.max(1_000, lifetime - Math.min(RENEW_MARGIN_S * 1000, lifetime / 2)));
   }
 

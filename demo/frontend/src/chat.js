@@ -52,7 +52,10 @@ export class Chat {
         ),
     });
     const s = this.socket;
-    s.on("connect", () => this._connected());
+    s.on("connect", () =>
+      // a cut during the catch-up: the next connect runs it again
+      this._connected().catch((error) => console.warn("catch-up failed:", error.message)),
+    );
     s.on("disconnect", (reason) => this._disconnected(reason));
     s.on("connect_error", (error) => {
       // A refused CONNECT (CONNECT_ERROR) is final in socket.io-client: error.data.code says why.
