@@ -91,6 +91,9 @@ async def log_in(page: BrowserPage, username: str) -> None:
     await page.act("fill", selector="#password", text=PASSWORD)
     await page.act("click", selector="#login button[type=submit]")
     await shows(page, "#me", username.capitalize())
+    shown = "getComputedStyle(document.getElementById('{}')).display"
+    assert await page.act("evaluate", text=shown.format("login")) == "none"
+    assert await page.act("evaluate", text=shown.format("app")) != "none"
 
 
 async def type_in_editor(page: BrowserPage, words: str) -> None:
@@ -123,6 +126,11 @@ async def test_demo_page_chat_coediting_restart_and_a_reader(
     server = servers(DEMO_ENABLED="true")
     alice, bob, carol = [await pages(f"{server.url}/") for _ in range(3)]
     everyone = {"alice": alice, "bob": bob, "carol": carol}
+    # A wrong password is refused in words, and the form stays.
+    await alice.act("fill", selector="#username", text="alice")
+    await alice.act("fill", selector="#password", text="not the password")
+    await alice.act("click", selector="#login button[type=submit]")
+    await shows(alice, "#login-error", "wrong username or password")
     for name, page in everyone.items():
         await log_in(page, name)
     # Connection state in words: writers connected on both; the reader is told she reads only.
