@@ -210,13 +210,15 @@ async def _no_typing(page: BrowserPage) -> bool:
 SHORT_TTL = 3
 
 
-async def test_demo_page_renews_its_token_and_stays_connected(
+async def test_demo_page_renews_its_token_logs_out_and_ends_a_revoked_session(
     demo_bundle, servers, pages, demo_users
 ):
     """With 3 s access tokens: the page refreshes its token before ``exp`` and sends
     ``auth:renew``, so its Socket.IO connection outlives several tokens without a reconnect
     (the same Engine.IO session throughout); the note's y-websocket connection, which the
-    server closes at each token's ``exp`` (4401), comes back with a fresh ticket each time."""
+    server closes at each token's ``exp`` (4401), comes back with a fresh ticket each time.
+    Then alice logs out (bob sees her go offline) and bob's tokens are revoked elsewhere (his
+    page ends the session and says so)."""
     await demo_users()
     server = servers(DEMO_ENABLED="true", JWT_ACCESS_TTL=SHORT_TTL)
     alice, bob = [await pages(f"{server.url}/") for _ in range(2)]
@@ -243,3 +245,22 @@ async def test_demo_page_renews_its_token_and_stays_connected(
     await type_in_editor(alice, " Written after three tokens.")
     await shows(bob, EDITOR, "Written after three tokens.")
     await shows(alice, "#note-state", "connected")
+
+    # Logging out closes both of alice's connections: she goes offline for bob.
+    await alice.act("click", selector="#logout")
+    await shows(alice, "#login", "Log in")
+
+    async def alice_offline() -> bool:
+        return "Alice" not in await text(bob, "#presence")
+
+    await eventually(alice_offline, timeout=WAIT)
+    # Revoke-all from elsewhere (another login of bob's): his page is kicked, its refresh is
+    # refused, and it asks him to log in again.
+    from tests.conftest import PASSWORD
+
+    elsewhere = await server.login("bob", PASSWORD)
+    status, _ = await server.arequest(
+        "POST", "/api/auth/revoke-all/", token=elsewhere["access"], body={}
+    )
+    assert status == 200
+    await shows(bob, "#login-error", "Your session ended", "Log in again")

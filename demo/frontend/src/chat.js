@@ -33,6 +33,7 @@ export class Chat {
     this.socket = null;
     this._typingSentAt = 0;
     this._typingStop = null;
+    this._why = null; // why the socket is not connected, in words
   }
 
   async start() {
@@ -58,15 +59,28 @@ export class Chat {
     );
     s.on("disconnect", (reason) => this._disconnected(reason));
     s.on("connect_error", (error) => {
-      // A refused CONNECT (CONNECT_ERROR) is final in socket.io-client: error.data.code says why.
-      // Anything else (the server is down) is retried by the Manager by itself.
-      if (error.data && error.data.code) showState(this.ui.state, "refused", errorWords(error.data.code));
-      else showState(this.ui.state, "reconnecting", "the server is unreachable");
+      const code = error.data && error.data.code;
+      if (!code) {
+        // not a refusal (the server is down): the Manager retries by itself
+        this._why = "the server is unreachable";
+        return showState(this.ui.state, "reconnecting", this._why);
+      }
+      // A refused CONNECT (CONNECT_ERROR) is final in socket.io-client. A token that expired
+      // on the way is worth one more try with a renewed one; anything else needs the user.
+      if (code === "token_expired" && this.session.refresh) {
+        showState(this.ui.state, "reconnecting", errorWords(code));
+        this.session.renew().then(() => this.socket.connect(), () => {}); // a refused renewal ends the session
+        return;
+      }
+      showState(this.ui.state, "refused", errorWords(code));
     });
     // Sent to this socket only, before a kick or the close at the token's expiry.
-    s.on("error", (error) => showState(this.ui.state, "reconnecting", errorWords(error.code, error.message)));
+    s.on("error", (error) => {
+      this._why = errorWords(error.code, error.message);
+      showState(this.ui.state, "reconnecting", this._why);
+    });
     s.on("events:channel", (event) => this._event(event));
-    s.io.on("reconnect_attempt", (n) => showState(this.ui.state, "reconnecting", `attempt ${n}`));
+    s.io.on("reconnect_attempt", (n) => showState(this.ui.state, "reconnecting", `${this._why} (attempt ${n})`));
 
     this.ui.input.addEventListener("input", () => this._typed());
     this.ui.form.addEventListener("submit", (e) => {
@@ -104,6 +118,7 @@ export class Chat {
   // --- connection --------------------------------------------------------------------------
 
   async _connected() {
+    this._why = null;
     showState(this.ui.state, "connected", this.socket.recovered ? "session resumed" : "");
     if (this.socket.recovered) return; // rooms and missed events came back with the session
     // The reconnect recipe (docs/channels.md): subscribe first, then fetch, then merge.
@@ -119,9 +134,14 @@ export class Chat {
   }
 
   _disconnected(reason) {
-    // "io server disconnect": a kick (logout, revoke-all): final, socket.active is false.
-    if (!this.socket.active) showState(this.ui.state, "refused", "disconnected by the server");
-    else showState(this.ui.state, "reconnecting", reason === "transport close" ? "the connection was cut" : reason);
+    // "io server disconnect": a kick (logout, revoke-all; its `error` said why): final,
+    // socket.active is false. Anything else: the Manager reconnects by itself.
+    if (!this.socket.active) {
+      showState(this.ui.state, "refused", this._why || "disconnected by the server");
+    } else {
+      this._why ??= reason === "transport close" ? "the connection was cut" : reason;
+      showState(this.ui.state, "reconnecting", this._why);
+    }
     this.typing.forEach(({ timer }) => clearTimeout(timer));
     this.typing.clear();
     this._renderTyping();
