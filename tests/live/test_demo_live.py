@@ -139,6 +139,11 @@ async def test_demo_page_chat_coediting_restart_and_a_reader(
         await shows(page, "#note-state", "connected")
     await shows(carol, "#chat-state", "connected")
     await shows(carol, "#note-state", "read-only")
+    # socket.io-client's default transports: long-polling first, then the upgrade.
+    chosen = "demo.chat.socket.io.opts.transports === undefined"  # none set: the defaults
+    assert await alice.act("evaluate", text=chosen)
+    transport = "demo.chat.socket.io.engine.transport.name"
+    assert await eventually(lambda: _is_websocket(alice, transport), timeout=WAIT)
     # The seeded note's text came through y-websocket into every editor.
     for page in everyone.values():
         await shows(page, EDITOR, "Welcome to Chorus.")
@@ -264,3 +269,7 @@ async def test_demo_page_renews_its_token_logs_out_and_ends_a_revoked_session(
     )
     assert status == 200
     await shows(bob, "#login-error", "Your session ended", "Log in again")
+
+
+async def _is_websocket(page: BrowserPage, expression: str) -> bool:
+    return await page.act("evaluate", text=expression) == "websocket"
