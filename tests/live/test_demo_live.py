@@ -8,8 +8,9 @@ DOM; the server's side is read with a fresh y-websocket peer (what is stored and
 The bundle is built first by the project's own step (``make demo``: ``npm ci`` + vite, a no-op
 when already built). Screenshots go to ``test-artifacts/demo/`` (git-ignored).
 
-One test, in both passes: the whole story (chat, co-editing, a restart) takes one page load
-and one server per page, and every step depends on the one before.
+Two tests, each a story whose steps build on the one before (so each loads its pages once):
+chat, co-editing, a reader and a restart; then token renewal, logout and revocation with short
+tokens. Both run in both passes (~30 s together): the second pass puts the demo on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ async def server_text(ypeers, server, note_id, token: str) -> str:
 async def test_demo_page_chat_coediting_restart_and_a_reader(
     demo_bundle, servers, pages, ypeers, demo_users
 ):
+    """Alice, bob and carol log in; chat with typing and presence; alice and bob co-edit the
+    note with carets; carol reads and cannot type; daphne restarts on the same port and every
+    page reconnects by itself with all the text, an edit made while the server was down too."""
     users = await demo_users()
     note = await database_sync_to_async(Note.objects.get)(title="Welcome")
     server = servers(DEMO_ENABLED="true")
