@@ -103,6 +103,8 @@ SERVER_SETTINGS = (
     "MAX_REQUEST_BODY_BYTES",
     "DAPHNE_BODY_LIMIT",
     "CORS_ALLOWED_ORIGINS",
+    "DEMO_ENABLED",
+    "JWT_ACCESS_TTL",
 )
 
 
@@ -175,9 +177,10 @@ class DaphneServer:
             "config.asgi:application",
         ]
 
-    def spawn(self) -> None:
-        """Start the process (does not wait for it to serve; see ``wait_ready``)."""
-        self.port = free_port()
+    def spawn(self, port: int | None = None) -> None:
+        """Start the process on ``port`` (else a free one); does not wait for it to serve
+        (see ``wait_ready``)."""
+        self.port = port or free_port()
         with self.log_path.open("ab") as log:
             log.write(f"=== {self.name}: {self.SERVER} on port {self.port}\n".encode())
             log.flush()
