@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "notes",
     "realtime",
     "serverapi",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -312,6 +313,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
+# The demo page at / (docs/demo.md): on by default in the embedded setup (no DATABASE_URL).
+DEMO_ENABLED = env.bool("DEMO_ENABLED", default="DATABASE_URL" not in env)
 
 LOGGING = {
     "version": 1,

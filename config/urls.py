@@ -1,5 +1,5 @@
 """URL map: the JSON API under /api/ (its OpenAPI schema at /api/schema/, Swagger UI at
-/api/docs/), Django admin under /admin/."""
+/api/docs/), Django admin under /admin/, the demo page at /."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -19,6 +19,7 @@ urlpatterns = [
         name="api-schema",
     ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("demo.urls")),
 ]
 
 handler400 = "config.api_errors.bad_request"

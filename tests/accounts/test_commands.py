@@ -62,16 +62,17 @@ def test_seed_demo_is_idempotent_and_uses_demo_password(api, settings):
     first = run("seed_demo")
     assert "alice" in first and "demo-password-123" not in first
     run("seed_demo")
-    assert User.objects.filter(username__in=["alice", "bob"]).count() == 2
+    assert User.objects.filter(username__in=["alice", "bob", "carol"]).count() == 3
     assert Channel.objects.filter(name="general").count() == 1
     general = Channel.objects.get(name="general")
     assert general.type == "group"
     assert set(
         ChannelMember.objects.filter(channel=general).values_list("user__username", flat=True)
-    ) == {"alice", "bob"}
+    ) == {"alice", "bob", "carol"}
     note = Note.objects.get(title="Welcome")
-    bob = User.objects.get(username="bob")
+    bob, carol = User.objects.get(username="bob"), User.objects.get(username="carol")
     assert note.owner.username == "alice" and note.access_for(bob) == "write"
+    assert note.access_for(carol) == "read"  # the demo's read-only user
     response = api.post("/api/auth/token/", {"username": "bob", "password": "demo-password-123"})
     assert response.status_code == 200
 

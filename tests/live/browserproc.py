@@ -10,7 +10,8 @@
 - ``BrowserPage``: one page in its own browser context (cookies, storage). The requests whose
   URLs are in ``files`` are answered from disk, so a page may be served at any origin, e.g. the
   daphne under test (same-origin) or another one (cross-origin). The page reports what happens
-  by calling ``window.report(object)``; ``call(fn, *args)`` awaits ``window[fn](...args)``.
+  by calling ``window.report(object)``; ``call(fn, *args)`` awaits ``window[fn](...args)``;
+  ``act(action, ...)`` clicks, fills, types, reads text or takes a screenshot as a user would.
 """
 
 from __future__ import annotations
@@ -205,6 +206,18 @@ class BrowserPage:
         self.browser.send({"cmd": "call", "page": self.name, "n": n, "fn": fn, "args": args})
         (result,) = await self.wait_for("result", timeout=timeout, n=n)
         assert "error" not in result, f"{self.name}: {fn} threw: {result['error']}"
+        return result["value"]
+
+    async def act(self, action: str, timeout: float = 15.0, **args: Any) -> Any:
+        """What a user does, through Playwright's real input (``drive.cjs``, command ``act``):
+        ``click(selector)``, ``fill(selector, text)``, ``type(text)`` (keyboard, into the focused
+        element), ``press(text)`` (one key, e.g. ``"Enter"``), ``text(selector)`` (its
+        innerText), ``evaluate(text)`` (an expression's JSON value), ``screenshot(path)``.
+        A failure fails."""
+        n = next(self._calls)
+        self.browser.send({"cmd": "act", "page": self.name, "n": n, "action": action, **args})
+        (result,) = await self.wait_for("result", timeout=timeout, n=n)
+        assert "error" not in result, f"{self.name}: {action} {args} failed: {result['error']}"
         return result["value"]
 
     async def close(self) -> None:

@@ -105,6 +105,8 @@ SERVER_SETTINGS = (
     "CORS_ALLOWED_ORIGINS",
     "SERVER_API_RATE_LIMIT",
     "SERVER_API_CALL_TIMEOUT_MAX",
+    "DEMO_ENABLED",
+    "JWT_ACCESS_TTL",
 )
 
 
@@ -177,9 +179,10 @@ class DaphneServer:
             "config.asgi:application",
         ]
 
-    def spawn(self) -> None:
-        """Start the process (does not wait for it to serve; see ``wait_ready``)."""
-        self.port = free_port()
+    def spawn(self, port: int | None = None) -> None:
+        """Start the process on ``port`` (else a free one); does not wait for it to serve
+        (see ``wait_ready``)."""
+        self.port = port or free_port()
         with self.log_path.open("ab") as log:
             log.write(f"=== {self.name}: {self.SERVER} on port {self.port}\n".encode())
             log.flush()

@@ -57,14 +57,14 @@ async def test_a_daphne_at_debug_never_logs_a_key(servers, keys, alice):
 
 @pytest.mark.services
 async def test_a_backend_process_streams_to_both_sockets_of_a_user_and_calls_them(
-    servers, clean_redis, clients, alice
+    instances, clients, alice
 ):
     """Issue 18, point 3: two instances on Redis, one user with a socket on each (python-socketio
     with its default options: polling, then the upgrade). A separate process posts 1,000 token
     deltas to instance A: both sockets get all of them, in order. It then calls the socket on
     B through A (answered by the client's handler), and the socket on A, whose handler never
     answers (504 ``call_timeout``)."""
-    a, b = servers.many(["instance-A", "instance-B"], clean_redis)
+    a, b = instances()
     token = await access(alice)
     on_a = await clients(a, "alice@A", None).connect(token)
     on_b = await clients(b, "alice@B", None).connect(token)

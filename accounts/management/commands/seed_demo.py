@@ -1,4 +1,6 @@
-"""Idempotent demo data: users alice and bob, a group channel 'general', a note 'Welcome'."""
+"""Idempotent demo data: users alice, bob and carol, a group channel 'general' with the three
+of them, a note 'Welcome' of alice's that bob may edit and carol may only read (the demo page
+at /, docs/demo.md)."""
 
 import secrets
 
@@ -43,7 +45,7 @@ class Command(BaseCommand):
         created_users = []
         with transaction.atomic():
             users = {}
-            for username in ("alice", "bob"):
+            for username in ("alice", "bob", "carol"):
                 user, created = User.objects.get_or_create(
                     username=username,
                     defaults={"name": username.capitalize(), "role": Role.USER},
@@ -58,19 +60,25 @@ class Command(BaseCommand):
                 type=ChannelType.GROUP,
                 defaults={"owner": users["alice"], "description": "Everyone's channel."},
             )
-            for username, role in (("alice", MemberRole.OWNER), ("bob", MemberRole.MEMBER)):
+            members = (
+                ("alice", MemberRole.OWNER),
+                ("bob", MemberRole.MEMBER),
+                ("carol", MemberRole.MEMBER),
+            )
+            for username, role in members:
                 ChannelMember.objects.get_or_create(
                     channel=general, user=users[username], defaults={"role": role}
                 )
             note, _ = Note.objects.get_or_create(
                 owner=users["alice"], title="Welcome", defaults={"data": WELCOME}
             )
-            NoteGrant.objects.get_or_create(
-                note=note,
-                principal_type=PrincipalType.USER,
-                user=users["bob"],
-                defaults={"permission": Permission.WRITE},
-            )
+            for username, permission in (("bob", Permission.WRITE), ("carol", Permission.READ)):
+                NoteGrant.objects.get_or_create(
+                    note=note,
+                    principal_type=PrincipalType.USER,
+                    user=users[username],
+                    defaults={"permission": permission},
+                )
         if created_users:
             shown = password if generated else "(from DEMO_PASSWORD)"
             self.stdout.write(f"Created demo users {', '.join(created_users)}; password: {shown}")

@@ -12,6 +12,12 @@
 //       messages and uncaught errors print as {"type":"console"|"pageerror","page",...}.
 //   {"cmd":"call","page","n","fn","args"}           -> {"type":"result","page","n","value"}
 //       awaits window[fn](...args) in the page; a throw prints {"type":"result",...,"error"}.
+//   {"cmd":"act","page","n","action","selector","text","path"} -> {"type":"result","page","n","value"}
+//       what a user does, through Playwright's input (real key and mouse events):
+//       "click" selector; "fill" selector with text; "type" text with the keyboard (into the
+//       focused element); "press" the key named text (e.g. "Enter", "Control+End");
+//       "text" -> the innerText of selector; "evaluate" the expression text -> its (JSON)
+//       value; "screenshot" the page to path.
 //   {"cmd":"close","page"}                          -> {"type":"closed","page"}
 // Closing stdin closes the browser and ends the script.
 "use strict";
@@ -48,6 +54,26 @@ async function call({ page: name, n, fn, args }) {
   }
 }
 
+const actions = {
+  click: (page, { selector }) => page.click(selector),
+  fill: (page, { selector, text }) => page.fill(selector, text),
+  type: (page, { text }) => page.keyboard.type(text),
+  press: (page, { text }) => page.keyboard.press(text),
+  text: (page, { selector }) => page.innerText(selector),
+  evaluate: (page, { text }) => page.evaluate(text),
+  screenshot: (page, { path }) => page.screenshot({ path }).then(() => path),
+};
+
+async function act({ page: name, n, action, ...args }) {
+  const { page } = contexts.get(name);
+  try {
+    const value = await actions[action](page, args);
+    say({ type: "result", page: name, n, value: value === undefined ? null : value });
+  } catch (error) {
+    say({ type: "result", page: name, n, error: error.message });
+  }
+}
+
 async function close({ page: name }) {
   const entry = contexts.get(name);
   contexts.delete(name);
@@ -55,7 +81,7 @@ async function close({ page: name }) {
   say({ type: "closed", page: name });
 }
 
-const commands = { open, call, close };
+const commands = { open, call, act, close };
 let browser;
 
 async function main() {
