@@ -63,7 +63,8 @@ class Config:
     collab_window: int = 2
     publish_sockets: int = 4  # sockets of the one user the server-publish events go to
     publish_window: int = 16  # the publisher's requests (emits) in flight
-    publish_burst: int = 1000  # events per burst, as fast as the window allows
+    publish_burst: int = 50_000  # events per burst at most, as fast as the window allows …
+    publish_burst_s: float = 5.0  # … for this long at most (rates differ 50-fold)
     publish_bursts: int = 3
     publish_rate: float = 50.0  # events/s in the paced phase: under every server's capacity
     publish_paced: int = 500
@@ -101,6 +102,7 @@ class Config:
             collab_paced_s=1.0,
             collab_window_s=1.0,
             publish_burst=60,
+            publish_burst_s=1.0,
             publish_bursts=1,
             publish_rate=50.0,
             publish_paced=20,

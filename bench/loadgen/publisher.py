@@ -12,8 +12,9 @@ Two ways to publish the same ``events`` event to every socket of one user:
   at once (redis-py gives each its own pooled connection), an emit is in flight until Redis
   answered its PUBLISH (it has handed the message to the server's subscription).
 
-``run`` sends ``count`` events, ``burst`` (each as soon as the window has room) or ``paced``
-(event k at start + k / rate, or later if the window is full). Each event carries ``i``, its
+``run`` sends ``count`` events — ``burst``: each as soon as the window has room, and none
+after ``duration`` s (if given); ``paced``: event k at start + k / rate, or later if the
+window is full. Each event carries ``i``, its
 send time ``t`` (``time.monotonic_ns``, taken just before the request or emit) and ``after``
 (events 0 … after-1 had been answered when it was sent): bench/loadgen/published.py."""
 
@@ -85,7 +86,7 @@ class Publisher:
 class Run:
     """One phase: the events sent, which were answered, and the errors."""
 
-    def __init__(self, publisher: Publisher, count: int) -> None:
+    def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
         self.window = asyncio.Semaphore(publisher.window)
         self.done: set[int] = set()
@@ -119,14 +120,19 @@ class Run:
 
 
 async def run(publisher: Publisher, msg: dict) -> dict:
-    """Send ``count`` events (``mode``: burst or paced at ``rate``/s); wait for the answers."""
-    count = msg["count"]
+    """Send ``count`` events (``mode``: burst, for ``duration`` s at most, or paced at
+    ``rate``/s); wait for the answers."""
     interval = 1.0 / msg["rate"] if msg["mode"] == "paced" else 0.0
-    phase = Run(publisher, count)
+    phase = Run(publisher)
     tasks = []
     cpu0, t0 = time.process_time(), now_ns()
     start = time.monotonic()
-    for i in range(count):
+    end = start + msg["duration"] if msg.get("duration") else float("inf")
+    count = 0
+    for i in range(msg["count"]):
+        if time.monotonic() >= end:
+            break
+        count += 1
         if interval:
             delay = start + i * interval - time.monotonic()
             if delay > 0:

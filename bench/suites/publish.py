@@ -85,7 +85,12 @@ async def suite_server_publish(ctx: Context) -> None:
         await ctx.server.wait_idle()
         bursts = []
         for b in range(cfg.publish_bursts):
-            run = {"mode": "burst", "count": cfg.publish_burst, "rate": 0}
+            run = {
+                "mode": "burst",
+                "count": cfg.publish_burst,
+                "duration": cfg.publish_burst_s,
+                "rate": 0,
+            }
             bursts.append(await publish_phase(ctx, publisher, run, f"publish-burst{b + 1}", ok))
             await ctx.server.wait_idle()
         run = {"mode": "paced", "count": cfg.publish_paced, "rate": cfg.publish_rate}
@@ -109,12 +114,14 @@ async def publish_phase(
     """One publisher run; what every socket received, checked and timed."""
     cfg = ctx.cfg
     await ctx.workers.all({"cmd": "pub_reset"})
-    count = run["count"]
-    expected = count * sockets
-    timeout = cfg.drain_s + count / 20  # a server publishing 20 events/s still finishes
+    # after its last send the publisher waits (drain_s at most) for the window's answers;
+    # the sending lasts the burst's duration, or count / rate (as if 20/s, if slower)
+    sending = run.get("duration") or run["count"] / min(run["rate"] or 20, 20)
+    timeout, limit = cfg.drain_s, sending + cfg.drain_s + 30
 
     async def publish_and_drain() -> tuple[dict, list[dict]]:
-        sent = await publisher.one(0, {"cmd": "run", **run, "timeout": timeout}, timeout + 30)
+        sent = await publisher.one(0, {"cmd": "run", **run, "timeout": timeout}, limit)
+        expected = sent["sent"] * sockets
         deadline = time.monotonic() + cfg.drain_s
         while time.monotonic() < deadline:
             reports = await ctx.workers.all({"cmd": "pub_report"})
@@ -125,6 +132,7 @@ async def publish_phase(
 
     (sent, reports), _wall, srv_cpu, gen_cpu = await measured(ctx, publish_and_drain(), label)
     stats = phase_stats(sent, reports, sockets, cfg.late_ms)
+    expected = stats["expected"]
     stats["server_cpu"], stats["loadgen_cpu"] = srv_cpu, gen_cpu
     stats["publisher_cpu"] = ctx.result["cpu"][label].get("publisher")
     stats["rate"] = run["rate"] or None
@@ -138,8 +146,8 @@ async def publish_phase(
     )
     if stats["behind"]:
         log(
-            f"  {label}: {stats['behind']} of {count} events sent late (the window was full):"
-            " the rate is above this server's capacity, the latencies include the queue"
+            f"  {label}: {stats['behind']} of {stats['events']} events sent late (the window "
+            "was full): the rate is above this server's capacity, the latencies include the queue"
         )
     if stats["missing"]:
         ctx.problem(METRIC, f"LOSS: {stats['missing']} deliveries missing ({label})")
