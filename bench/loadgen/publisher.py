@@ -14,9 +14,9 @@ Two ways to publish the same ``events`` event to every socket of one user:
 
 ``run`` sends ``count`` events — ``burst``: each as soon as the window has room, and none
 after ``duration`` s (if given); ``paced``: event k at start + k / rate, or later if the
-window is full. Each event carries ``i``, its
-send time ``t`` (``time.monotonic_ns``, taken just before the request or emit) and ``after``
-(events 0 … after-1 had been answered when it was sent): bench/loadgen/published.py."""
+window is full. Each event carries ``i``, its send time ``t`` (``time.monotonic_ns``, taken
+just before the request or emit) and ``after`` (events 0 … after-1 had been answered when it
+was sent): bench/loadgen/published.py."""
 
 from __future__ import annotations
 
@@ -24,13 +24,10 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.loadgen.http import HttpConnection
 from bench.loadgen.wire import now_ns
-
-Send = Callable[[dict], Awaitable[str]]  # publish one event's data; "" or an error text
 
 
 class Publisher:
