@@ -74,8 +74,13 @@ INSTALLED_APPS = [
     "channels_app",
     "notes",
     "realtime",
+<<<<<<< HEAD
     "serverapi",
     "demo",
+=======
+    "demo",
+    "serverapi",
+>>>>>>> benchpub
 ]
 
 MIDDLEWARE = [
