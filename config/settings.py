@@ -74,13 +74,8 @@ INSTALLED_APPS = [
     "channels_app",
     "notes",
     "realtime",
-<<<<<<< HEAD
     "serverapi",
     "demo",
-=======
-    "demo",
-    "serverapi",
->>>>>>> benchpub
 ]
 
 MIDDLEWARE = [
