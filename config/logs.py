@@ -1,0 +1,105 @@
+"""What a log line knows beyond its message: the request id and the socket id, and the JSON
+form of the line (``LOG_FORMAT=json``; docs/operations.md).
+
+- ``request_id`` and ``socket_id`` are context variables: ``RequestIdMiddleware`` sets the
+  first for an HTTP request, the socket consumers set the second once a socket has its sid
+  (``realtime.consumers.base``), and every line logged in that context carries them
+  (``ContextFilter`` copies them onto the record as ``request_id`` / ``socket_id``; a line
+  outside any request or socket has neither).
+- An incoming ``X-Request-ID`` is kept only when it is a short safe token (``SAFE_REQUEST_ID``:
+  letters, digits, ``.``, ``_``, ``-``; at most 64 characters) so a client cannot write what
+  it likes into the logs; otherwise a new one is made. The response carries it back.
+- ``json_formatter``: python-json-logger, one object per line with ``timestamp`` (ISO 8601,
+  UTC), ``level``, ``logger``, ``message``, the ids when known, and ``exc_info`` when there is
+  a traceback.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+from pythonjsonlogger.json import JsonFormatter
+
+#: The request id of the HTTP request being handled (``RequestIdMiddleware``).
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+#: The sid of the socket being handled (its consumer sets it).
+socket_id: contextvars.ContextVar[str] = contextvars.ContextVar("socket_id", default="")
+
+#: An ``X-Request-ID`` kept as it came.
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+def accepted_request_id(header: str | None) -> str:
+    """``header`` if it is a safe request id (``SAFE_REQUEST_ID``), else a new one."""
+    if header and SAFE_REQUEST_ID.fullmatch(header):
+        return header
+    return new_request_id()
+
+
+class ContextFilter(logging.Filter):
+    """Puts the current ``request_id`` / ``socket_id`` on each record (when set)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = request_id.get()
+        if request:
+            record.request_id = request
+        sid = socket_id.get()
+        if sid:
+            record.socket_id = sid
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object per line (module docstring)."""
+    return JsonFormatter(
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="timestamp",
+    )
+
+
+class RequestIdMiddleware:
+    """Sets ``request_id`` for the request (a safe ``X-Request-ID`` or a new one) and answers
+    it in the response's ``X-Request-ID``. Sync and async."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        rid = accepted_request_id(request.headers.get("X-Request-ID"))
+        token = request_id.set(rid)
+        try:
+            response: HttpResponseBase = self.get_response(request)
+        finally:
+            request_id.reset(token)
+        response["X-Request-ID"] = rid
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        rid = accepted_request_id(request.headers.get("X-Request-ID"))
+        token = request_id.set(rid)
+        try:
+            handler: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+            response = await handler(request)
+        finally:
+            request_id.reset(token)
+        response["X-Request-ID"] = rid
+        return response
