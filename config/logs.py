@@ -9,6 +9,10 @@ form of the line (``LOG_FORMAT=json``; docs/operations.md).
 - An incoming ``X-Request-ID`` is kept only when it is a short safe token (``SAFE_REQUEST_ID``:
   letters, digits, ``.``, ``_``, ``-``; at most 64 characters) so a client cannot write what
   it likes into the logs; otherwise a new one is made. The response carries it back.
+- ``redact``: credential query values (``token=``, ``ticket=``, …) and JWT-shaped text
+  become ``[redacted]``; ``RedactFilter`` applies it to every line the console handler writes
+  (defence in depth: Chorus logs no credential, a library or an access log might), and the
+  transport seam to daphne's access log (``realtime.transport.accesslog``).
 - ``json_formatter``: python-json-logger, one object per line with ``timestamp`` (ISO 8601,
   UTC), ``level``, ``logger``, ``message``, the ids when known, and ``exc_info`` when there is
   a traceback.
@@ -47,6 +51,35 @@ def accepted_request_id(header: str | None) -> str:
     return new_request_id()
 
 
+#: A credential as a query parameter's value (``?token=…``, ``&ticket=…``).
+_CREDENTIAL_PARAMETER = re.compile(
+    r"(?i)\b(token|ticket|access_token|refresh_token|refresh|api_key|apikey|key)=[^&\s\"'#]+"
+)
+#: A JWT (three base64url parts, the first a JSON header: ``eyJ…``).
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """``text`` with credential query values and JWTs replaced by ``[redacted]``."""
+    if "=" in text:
+        text = _CREDENTIAL_PARAMETER.sub(rf"\1={REDACTED}", text)
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
+    return text
+
+
+class RedactFilter(logging.Filter):
+    """Applies ``redact`` to the record's message (its arguments merged in first)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
 class ContextFilter(logging.Filter):
     """Puts the current ``request_id`` / ``socket_id`` on each record (when set)."""
 
@@ -71,7 +104,11 @@ def json_formatter() -> logging.Formatter:
 
 class RequestIdMiddleware:
     """Sets ``request_id`` for the request (a safe ``X-Request-ID`` or a new one) and answers
-    it in the response's ``X-Request-ID``. Sync and async."""
+    it in the response's ``X-Request-ID``. Sync and async.
+
+    Not reset on the way out: Django logs a 4xx / 5xx (``django.request``) after the
+    middleware chain returned, and that line must carry the id too. Under ASGI each request
+    runs in a context of its own, so the value ends with it; every request sets its own."""
 
     sync_capable = True
     async_capable = True
@@ -85,21 +122,15 @@ class RequestIdMiddleware:
         if iscoroutinefunction(self):
             return self._acall(request)
         rid = accepted_request_id(request.headers.get("X-Request-ID"))
-        token = request_id.set(rid)
-        try:
-            response: HttpResponseBase = self.get_response(request)
-        finally:
-            request_id.reset(token)
+        request_id.set(rid)
+        response: HttpResponseBase = self.get_response(request)
         response["X-Request-ID"] = rid
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         rid = accepted_request_id(request.headers.get("X-Request-ID"))
-        token = request_id.set(rid)
-        try:
-            handler: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-            response = await handler(request)
-        finally:
-            request_id.reset(token)
+        request_id.set(rid)
+        handler: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        response = await handler(request)
         response["X-Request-ID"] = rid
         return response

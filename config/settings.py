@@ -325,7 +325,10 @@ if LOG_FORMAT not in ("text", "json"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.logs.ContextFilter"}},
+    "filters": {
+        "context": {"()": "config.logs.ContextFilter"},
+        "redact": {"()": "config.logs.RedactFilter"},
+    },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "config.logs.json_formatter"},
@@ -334,10 +337,11 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["context"],
+            "filters": ["context", "redact"],
         }
     },
-    "root": {"handlers": ["console"], "level": "WARNING"},
+    # Every other logger (Django, daphne, Twisted, redis, …): LOG_ROOT_LEVEL.
+    "root": {"handlers": ["console"], "level": env.str("LOG_ROOT_LEVEL", default="WARNING")},
     "loggers": {
         "chorus": {
             "handlers": ["console"],
