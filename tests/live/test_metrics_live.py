@@ -90,7 +90,7 @@ async def test_address_allowlist(servers):
 
 
 async def test_counters_move_with_sockets_events_and_documents(
-    servers, clients, alice, bob, group_channel
+    servers, clients, alice, bob, carol, group_channel
 ):
     server = servers("daphne", METRICS_TOKEN=TOKEN, DOC_SAVE_DEBOUNCE=0.2, DOC_SAVE_MAX_WAIT=1)
     channel = await group_channel(alice, bob)
@@ -140,6 +140,25 @@ async def test_counters_move_with_sockets_events_and_documents(
     assert delta(before, after, "chorus_broadcast_deliveries_total") == 1  # bob (not alice)
     assert value(after, "chorus_outbox_depth") == 0
     assert delta(before, after, "chorus_outbox_dropped_total") == 0
+
+    # --- Engine.IO's upgrade: a socket that starts on polling ends counted on websocket ------
+    before = scrape(server)
+    three = await clients(server, "carol", ("polling", "websocket")).connect(await access(carol))
+
+    def upgraded():
+        now = scrape(server)
+        moved = delta(
+            before, now, "chorus_sockets_open", endpoint="socketio", transport="websocket"
+        )
+        return now if moved == 1 else None
+
+    after = await eventually(upgraded)
+    assert three.sio.transport() == "websocket"
+    assert (
+        delta(before, after, "chorus_sockets_open", endpoint="socketio", transport="polling") == 0
+    )
+    assert delta(before, after, "chorus_socket_connects_total", endpoint="socketio") == 1
+    await three.disconnect()
 
     # --- a document: a y-websocket editor, one edit logged and saved -------------------------
     before = scrape(server)

@@ -1,0 +1,61 @@
+"""``config.logs``: what a log line may carry — a request id only when it is a short safe
+token, and never a credential (``redact``). The live test (tests/live/test_logs_live.py) runs
+them in a real daphne."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from config import logs
+
+
+@pytest.mark.parametrize("header", ["abc", "req-42.a_b", "A" * 64])
+def test_a_safe_request_id_is_kept(header):
+    assert logs.accepted_request_id(header) == header
+
+
+@pytest.mark.parametrize("header", [None, "", "a b", "a\nb", "x" * 65, "é", "<script>"])
+def test_any_other_request_id_is_replaced(header):
+    made = logs.accepted_request_id(header)
+    assert made != header and logs.SAFE_REQUEST_ID.fullmatch(made)
+
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (f"GET /ws/socket.io/?EIO=4&token={JWT}&transport=polling", "EIO=4&token=[redacted]&"),
+        ("GET /ws/yjs/note:1?ticket=AbC-123_x HTTP/1.1", "?ticket=[redacted] "),
+        (f"Authorization: Bearer {JWT}", "Bearer [redacted]"),
+        ("POST /api/server/?api_key=k3y&x=1", "api_key=[redacted]&x=1"),
+    ],
+)
+def test_credentials_are_redacted(text, kept):
+    redacted = logs.redact(text)
+    assert kept in redacted
+    assert JWT not in redacted and "AbC-123_x" not in redacted and "k3y" not in redacted
+
+
+def test_a_json_line_carries_the_context_ids_and_no_credential():
+    record = logging.LogRecord("chorus.x", logging.INFO, __file__, 1, "got %s", (JWT,), None)
+    formatter = logs.json_formatter()
+    token_r, token_s = logs.request_id.set("r1"), logs.socket_id.set("s1")
+    try:
+        assert logs.ContextFilter().filter(record) and logs.RedactFilter().filter(record)
+    finally:
+        logs.request_id.reset(token_r)
+        logs.socket_id.reset(token_s)
+    line = json.loads(formatter.format(record))
+    assert line["message"] == "got [redacted]"
+    assert (line["level"], line["logger"], line["request_id"], line["socket_id"]) == (
+        "INFO",
+        "chorus.x",
+        "r1",
+        "s1",
+    )
+    assert line["timestamp"].endswith("+00:00")
