@@ -70,13 +70,21 @@ def redact(text: str) -> str:
 
 
 class RedactFilter(logging.Filter):
-    """Applies ``redact`` to the record's message (its arguments merged in first)."""
+    """Applies ``redact`` to the record's message (its arguments merged in first) and to its
+    traceback (an exception's message may quote what it was given)."""
+
+    _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info:
+            trace = record.exc_text or self._formatter.formatException(record.exc_info)
+            cleaned = redact(trace)
+            if cleaned != trace:  # both formatters print exc_text when exc_info is gone
+                record.exc_info, record.exc_text = None, cleaned
         return True
 
 

@@ -20,6 +20,7 @@ import hmac
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from config.api_errors import error
@@ -53,6 +54,7 @@ def refusal(request: HttpRequest) -> JsonResponse | None:
     return None
 
 
+@csrf_exempt  # no state to protect; any method gets the JSON answers below
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """The metrics, or the refusal (module docstring); only GET and HEAD (else 405)."""
     refused = refusal(request)

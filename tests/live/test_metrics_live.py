@@ -35,8 +35,10 @@ TOKEN = "metrics-scrape-token-for-tests"
 Samples = dict[tuple[str, frozenset], float]
 
 
-def get(server: DaphneServer, path: str, headers: dict[str, str]) -> tuple[int, str, dict]:
-    request = urllib.request.Request(server.url + path, headers=headers)
+def get(
+    server: DaphneServer, path: str, headers: dict[str, str], method: str = "GET"
+) -> tuple[int, str, dict]:
+    request = urllib.request.Request(server.url + path, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode(), dict(response.headers)
@@ -74,6 +76,8 @@ async def test_scrape_refused_without_the_token_and_off_without_settings(servers
         assert "chorus_" not in text
     status, text, _ = get(off, "/metrics", {"Authorization": f"Bearer {TOKEN}"})
     assert status == 404 and '"code": "not_found"' in text, (status, text)
+    status, text, _ = get(guarded, "/metrics", {"Authorization": f"Bearer {TOKEN}"}, "POST")
+    assert status == 405 and '"code": "method_not_allowed"' in text, (status, text)
     assert (
         "chorus_sockets_open" in get(guarded, "/metrics", {"Authorization": f"Bearer {TOKEN}"})[1]
     )

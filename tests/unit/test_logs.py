@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import pytest
 
@@ -59,3 +60,14 @@ def test_a_json_line_carries_the_context_ids_and_no_credential():
         "s1",
     )
     assert line["timestamp"].endswith("+00:00")
+
+
+def test_a_traceback_is_redacted_too():
+    try:
+        raise ValueError(f"cannot use {JWT}")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    assert logs.RedactFilter().filter(record)
+    for formatter in (logs.json_formatter(), logging.Formatter()):
+        text = formatter.format(record)
+        assert "cannot use [redacted]" in text and JWT not in text, text
