@@ -9,8 +9,8 @@ form of the line (``LOG_FORMAT=json``; docs/operations.md).
 - An incoming ``X-Request-ID`` is kept only when it is a short safe token (``SAFE_REQUEST_ID``:
   letters, digits, ``.``, ``_``, ``-``; at most 64 characters) so a client cannot write what
   it likes into the logs; otherwise a new one is made. The response carries it back.
-- ``redact``: credential query values (``token=``, ``ticket=``, …) and JWT-shaped text
-  become ``[redacted]``; ``RedactFilter`` applies it to every line the console handler writes
+- ``redact``: credential query values (``token=``, ``ticket=``, ``api_key=``, …), JWT-shaped
+  text and server-API keys become ``[redacted]``; ``RedactFilter`` applies it to every line the console handler writes
   (defence in depth: Chorus logs no credential, a library or an access log might), and the
   transport seam to daphne's access log (``realtime.transport.accesslog``).
 - ``json_formatter``: python-json-logger, one object per line with ``timestamp`` (ISO 8601,
@@ -53,19 +53,25 @@ def accepted_request_id(header: str | None) -> str:
 
 #: A credential as a query parameter's value (``?token=…``, ``&ticket=…``).
 _CREDENTIAL_PARAMETER = re.compile(
-    r"(?i)\b(token|ticket|access_token|refresh_token|refresh|api_key|apikey|key)=[^&\s\"'#]+"
+    r"(?i)\b(token|ticket|access_token|refresh_token|refresh|api_key|api-key|apikey|key"
+    r"|authorization)=[^&\s\"'#]+"
 )
 #: A JWT (three base64url parts, the first a JSON header: ``eyJ…``).
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+#: A server-API key (docs/server-api.md: ``chorus_<8 hex>_<base64url>``), wherever it is.
+_API_KEY = re.compile(r"chorus_[0-9a-f]{8}_[A-Za-z0-9_-]{16,}")
 REDACTED = "[redacted]"
 
 
 def redact(text: str) -> str:
-    """``text`` with credential query values and JWTs replaced by ``[redacted]``."""
+    """``text`` with credential query values, JWTs and server-API keys replaced by
+    ``[redacted]``."""
     if "=" in text:
         text = _CREDENTIAL_PARAMETER.sub(rf"\1={REDACTED}", text)
     if "eyJ" in text:
         text = _JWT.sub(REDACTED, text)
+    if "chorus_" in text:
+        text = _API_KEY.sub(REDACTED, text)
     return text
 
 
@@ -101,9 +107,19 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class _RedactingJsonFormatter(JsonFormatter):
+    """python-json-logger's formatter whose whole line passes ``redact``: a record's extra
+    fields are serialized too (Django's ``django.request`` lines carry the request, whose
+    text is its URL, query string included). The patterns never span a quote, so the line
+    stays valid JSON."""
+
+    def serialize_log_record(self, log_data: Any) -> str:
+        return redact(super().serialize_log_record(log_data))
+
+
 def json_formatter() -> logging.Formatter:
     """One JSON object per line (module docstring)."""
-    return JsonFormatter(
+    return _RedactingJsonFormatter(
         "%(levelname)s %(name)s %(message)s",
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="timestamp",

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
+    "adrf",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "rest_framework_simplejwt.token_blacklist",
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "channels_app",
     "notes",
     "realtime",
+    "serverapi",
     "demo",
 ]
 
@@ -296,6 +298,12 @@ DAPHNE_BODY_LIMIT = env.bool("DAPHNE_BODY_LIMIT", default=True)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Client addresses (IPs or CIDRs, as TRUSTED_PROXIES) allowed to scrape; empty: any address.
 METRICS_ALLOWED_ADDRESSES = parse_networks(env.list("METRICS_ALLOWED_ADDRESSES", default=[]))
+
+# --- Server API for backends (table: docs/configuration.md; docs/server-api.md) -------------
+# Requests per second per API key, counted across instances in the cache; 0: no limit.
+SERVER_API_RATE_LIMIT = env.int("SERVER_API_RATE_LIMIT", default=1000)
+# Longest a call to a session may wait for the client's answer, seconds.
+SERVER_API_CALL_TIMEOUT_MAX = env.float("SERVER_API_CALL_TIMEOUT_MAX", default=300.0)
 
 # --- Realtime knobs (table: docs/configuration.md; defaults: realtime/conf.py) ---------------
 _REALTIME_PARSERS = {bool: env.bool, int: env.int, float: env.float, str: env.str}

@@ -1,13 +1,14 @@
 """Logs on a real daphne (docs/operations.md, "Logs"): ``LOG_FORMAT=json`` gives one JSON object
 per line, carrying the request id (a safe ``X-Request-ID`` kept, any other replaced) and the
 socket id; and no secret the test hands the server — JWT access and refresh tokens, connection
-tickets (and API keys, once the server API is merged: ``secrets_of_the_server_api``) — appears
+tickets, server-API keys (``use_the_server_api``) — appears
 in any line of its output, at any level: the server runs with ``LOG_LEVEL=DEBUG`` and its
 whole output (Chorus's loggers, Django's, daphne's, daphne's access log) is searched.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import urllib.error
@@ -16,6 +17,7 @@ from email.message import Message
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.management import call_command
 from websockets.asyncio.client import connect as ws_connect
 
 from tests.conftest import PASSWORD
@@ -38,11 +40,30 @@ def get(server: DaphneServer, path: str, headers: dict[str, str]) -> tuple[int, 
         return error.code, error.headers
 
 
-def secrets_of_the_server_api(server: DaphneServer) -> list[str]:
-    """The API keys to look for: the server API (``/api/server/``, ``Authorization: Bearer
-    <key>``, ``manage.py create_api_key``) is not on this branch yet. Once it is: create a
-    key, call ``/api/server/`` with it and with a wrong one, and return both."""
-    return []
+@database_sync_to_async
+def create_api_key() -> str:
+    """A new server-API key (``manage.py create_api_key`` prints it alone on stdout)."""
+    out = io.StringIO()
+    call_command(
+        "create_api_key", "--name", "logs", "--scope", "publish", stdout=out, stderr=io.StringIO()
+    )
+    return out.getvalue().strip()
+
+
+async def use_the_server_api(server: DaphneServer, user_id: object) -> list[str]:
+    """Call the server API (docs/server-api.md) with a key, with a wrong one, and with a key in
+    the query string (refused); returns the keys."""
+    key = await create_api_key()
+    wrong = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    path = f"/api/server/users/{user_id}/events/"
+    body = {"event": "events", "data": {"type": "status"}}
+    status, answer = await server.arequest("POST", path, token=key, body=body)
+    assert status == 200, answer
+    status, answer = await server.arequest("POST", path, token=wrong, body=body)
+    assert status == 401, answer
+    status, answer = await server.arequest("POST", f"{path}?api_key={key}", token=key, body=body)
+    assert status == 400 and answer["error"]["code"] == "key_in_query", answer
+    return [key, wrong]
 
 
 async def connect_all_the_ways(server, clients, alice, note_id) -> list[str]:
@@ -96,7 +117,7 @@ async def connect_all_the_ways(server, clients, alice, note_id) -> list[str]:
     # The REST API with the token, and with the forged one.
     assert (await server.arequest("GET", "/api/users/me/", token=token))[0] == 200
     assert (await server.arequest("GET", "/api/users/me/", token=forged))[0] == 401
-    return secrets + secrets_of_the_server_api(server)
+    return secrets + await use_the_server_api(server, alice.pk)
 
 
 async def test_no_secret_in_any_log_line_at_debug(servers, clients, alice, http_login_enabled):

@@ -34,6 +34,7 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJl"
         ("GET /ws/yjs/note:1?ticket=AbC-123_x HTTP/1.1", "?ticket=[redacted] "),
         (f"Authorization: Bearer {JWT}", "Bearer [redacted]"),
         ("POST /api/server/?api_key=k3y&x=1", "api_key=[redacted]&x=1"),
+        (f"GET /api/server/?q=chorus_0123abcd_{'k3y' * 10}", "?q=[redacted]"),
     ],
 )
 def test_credentials_are_redacted(text, kept):
@@ -71,3 +72,14 @@ def test_a_traceback_is_redacted_too():
     for formatter in (logs.json_formatter(), logging.Formatter()):
         text = formatter.format(record)
         assert "cannot use [redacted]" in text and JWT not in text, text
+
+
+def test_extra_fields_of_a_json_line_are_redacted_and_it_stays_json():
+    class Request:  # as Django's request in django.request's extra: its text is its URL
+        def __str__(self) -> str:
+            return f"<ASGIRequest: GET '/api/x/?token={JWT}&a=1'>"
+
+    record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Bad", (), None)
+    record.request = Request()
+    line = json.loads(logs.json_formatter().format(record))
+    assert line["request"] == "<ASGIRequest: GET '/api/x/?token=[redacted]&a=1'>"
