@@ -10,9 +10,10 @@ form of the line (``LOG_FORMAT=json``; docs/operations.md).
   letters, digits, ``.``, ``_``, ``-``; at most 64 characters) so a client cannot write what
   it likes into the logs; otherwise a new one is made. The response carries it back.
 - ``redact``: credential query values (``token=``, ``ticket=``, ``api_key=``, …), JWT-shaped
-  text and server-API keys become ``[redacted]``; ``RedactFilter`` applies it to every line the console handler writes
-  (defence in depth: Chorus logs no credential, a library or an access log might), and the
-  transport seam to daphne's access log (``realtime.transport.accesslog``).
+  text and server-API keys become ``[redacted]``; ``RedactFilter`` applies it to every line
+  the console handler writes and the JSON formatter to its whole line (defence in depth:
+  Chorus logs no credential, a library or an access log might), and the transport seam to
+  daphne's access log (``realtime.transport.accesslog``).
 - ``json_formatter``: python-json-logger, one object per line with ``timestamp`` (ISO 8601,
   UTC), ``level``, ``logger``, ``message``, the ids when known, and ``exc_info`` when there is
   a traceback.
