@@ -82,6 +82,8 @@ MIDDLEWARE = [
     # First: a CORS preflight is answered before anything else runs (no authentication).
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # A request id for the logs (X-Request-ID: a safe one is kept, else one is made).
+    "config.logs.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -291,6 +293,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # Under daphne, refuse an oversize body while it arrives, before daphne buffers it.
 DAPHNE_BODY_LIMIT = env.bool("DAPHNE_BODY_LIMIT", default=True)
 
+# --- Metrics: GET /metrics (config/monitoring.py; off unless one of these is set) -------------
+# Bearer token a scraper must present; empty: no token asked.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Client addresses (IPs or CIDRs, as TRUSTED_PROXIES) allowed to scrape; empty: any address.
+METRICS_ALLOWED_ADDRESSES = parse_networks(env.list("METRICS_ALLOWED_ADDRESSES", default=[]))
+
 # --- Server API for backends (table: docs/configuration.md; docs/server-api.md) -------------
 # Requests per second per API key, counted across instances in the cache; 0: no limit.
 SERVER_API_RATE_LIMIT = env.int("SERVER_API_RATE_LIMIT", default=1000)
@@ -316,12 +324,32 @@ DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="")
 # The demo page at / (docs/demo.md): on by default in the embedded setup (no DATABASE_URL).
 DEMO_ENABLED = env.bool("DEMO_ENABLED", default="DATABASE_URL" not in env)
 
+# Log lines: "text" (the default) or "json", one object per line (config/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
+    "filters": {
+        "context": {"()": "config.logs.ContextFilter"},
+        "redact": {"()": "config.logs.RedactFilter"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logs.json_formatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context", "redact"],
+        }
+    },
+    # Every other logger (Django, daphne, Twisted, redis, …): LOG_ROOT_LEVEL.
+    "root": {"handlers": ["console"], "level": env.str("LOG_ROOT_LEVEL", default="WARNING")},
     "loggers": {
         "chorus": {
             "handlers": ["console"],

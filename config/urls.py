@@ -1,14 +1,17 @@
 """URL map: the JSON API under /api/ (its OpenAPI schema at /api/schema/, Swagger UI at
-/api/docs/), Django admin under /admin/, the demo page at /."""
+/api/docs/), Django admin under /admin/, Prometheus metrics at /metrics (config/monitoring.py),
+the demo page at /."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.monitoring import metrics_view
 from config.openapi import ServedSchemaGenerator
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("api/", include("accounts.urls")),
     path("api/", include("channels_app.urls")),
     path("api/", include("notes.urls")),

@@ -42,9 +42,11 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
+from django.db import Error as DatabaseError
 from django.db import connections
 
 from accounts.tokens import validate_access_tokens
+from realtime import metrics
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -173,6 +175,9 @@ def _call(function: Callable[..., R], args: tuple, kwargs: dict) -> R:
     _last_call.at = now
     try:
         return function(*args, **kwargs)
+    except DatabaseError:
+        metrics.DATABASE_ERRORS.inc()
+        raise
     finally:
         try:
             _tidy()

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from realtime import calls, recovery
+from realtime import calls, metrics, recovery
 from realtime.presence import PresenceQueue
 from realtime.protocol.socketio import add_offset
 from realtime.protocol.wsframe import SharedFrame
@@ -173,6 +173,7 @@ class Hub:
         #: left (False); the last change of each wins.
         self._ledger: dict[tuple[str, str], bool] = {}
         self._ledger_task: asyncio.Task | None = None
+        metrics.watch_outbox(self, lambda hub: len(hub._outbox))
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -431,6 +432,7 @@ class Hub:
         elif conn is None:
             return  # gone meanwhile (closed, or resumed on another instance): nothing to do
         elif op == "emit":
+            metrics.event_sent(metrics.event_name_of(message["frame"]))
             await conn.send_frame(message["frame"])
         elif op == "join":
             await self.join(conn, message["target"])
@@ -477,6 +479,7 @@ class Hub:
         message is dropped, counted in ``dropped_publishes`` and logged."""
         if len(self._outbox) >= self.OUTBOX_SIZE:
             self.dropped_publishes += 1
+            metrics.OUTBOX_DROPS.inc()
             if self.dropped_publishes % 1000 == 1:
                 logger.warning(
                     "hub outbox full: %d ephemeral messages dropped so far", self.dropped_publishes
@@ -575,6 +578,7 @@ class Hub:
                     await asyncio.sleep(delays[attempt])
                     continue
                 self.dropped_publishes += 1
+                metrics.OUTBOX_DROPS.inc()
                 if self.dropped_publishes % 100 == 1:  # a dead layer must not flood the log
                     logger.log(
                         logging.WARNING if droppable else logging.ERROR,
@@ -592,14 +596,19 @@ class Hub:
         shared = SharedFrame(frame)  # framed once, for every local socket that can take bytes
         # With an offset: a second frame, built once, for the sockets that take offsets.
         marked = SharedFrame(add_offset(frame, offset)) if offset is not None else shared
+        delivered = 0
         for conn in tuple(self.rooms.get(room, ())):
             if conn.sid == skip:
                 continue
             try:
                 conn.deliver(marked if conn.offsets else shared)
+                delivered += 1
             except Exception:  # one broken socket never stops the room
                 self.dropped_sends += 1
                 logger.debug("send to a socket failed", exc_info=True)
+        if delivered:
+            metrics.event_sent(metrics.event_name_of(frame))
+            metrics.DELIVERIES.inc(delivered)
 
     async def _handle(self, message: dict) -> None:
         kind, room = message.get("type"), message.get("room", "")

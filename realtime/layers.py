@@ -13,6 +13,9 @@ it runs at most once per ``EXPIRY_SWEEP_INTERVAL`` seconds. Expiry semantics are
 default pool raises ``MaxConnectionsError`` once ``max_connections`` are in use, so a burst
 (a thousand sockets closing at once) failed; this one waits up to ``timeout`` seconds for a
 free connection (``REDIS_MAX_CONNECTIONS``, ``REDIS_POOL_TIMEOUT``).
+
+``counting_pool`` is that pool with its connections counting their failures (connect, send,
+read: ``chorus_redis_errors_total``); the layer and the session registry use it.
 Module map: docs/realtime.md.
 """
 
@@ -20,11 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 from redis.asyncio import BlockingConnectionPool
+from redis.exceptions import RedisError
+
+from realtime import metrics
 
 
 class ProcessChannelLayer(InMemoryChannelLayer):
@@ -59,4 +66,50 @@ class RedisLayer(RedisChannelLayer):
 
     def create_pool(self, index: int):
         host = dict(self.hosts[index])
-        return BlockingConnectionPool.from_url(host.pop("address"), **host)
+        return counting_pool(host.pop("address"), **host)
+
+
+class _Counting:
+    """Mixed into a redis.asyncio connection class: a failure to connect, send or read
+    (``RedisError``, ``OSError``) is counted, then raised as before."""
+
+    async def connect(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().connect(*args, **kwargs)  # type: ignore[misc]  # a mixin
+        except (RedisError, OSError):
+            metrics.REDIS_ERRORS.inc()
+            raise
+
+    async def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().send_packed_command(*args, **kwargs)  # type: ignore[misc]  # a mixin
+        except (RedisError, OSError):
+            metrics.REDIS_ERRORS.inc()
+            raise
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)  # type: ignore[misc]  # a mixin
+        except (RedisError, OSError):
+            metrics.REDIS_ERRORS.inc()
+            raise
+
+
+#: Connection class -> its counting subclass, made once.
+_COUNTING: dict[type, type] = {}
+
+
+def _counting(connection_class: type) -> type:
+    counting = _COUNTING.get(connection_class)
+    if counting is None:
+        counting = type(f"Counting{connection_class.__name__}", (_Counting, connection_class), {})
+        _COUNTING[connection_class] = counting
+    return counting
+
+
+def counting_pool(url: str, **options: Any) -> BlockingConnectionPool:
+    """``BlockingConnectionPool.from_url(url, **options)`` whose connections count their
+    errors (whatever connection class the URL chose: TCP, TLS, Unix socket)."""
+    pool = BlockingConnectionPool.from_url(url, **options)
+    pool.connection_class = _counting(pool.connection_class)
+    return pool

@@ -19,8 +19,9 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.tokens import ValidatedToken
+from config import logs
 from config.proxies import scope_client_address
-from realtime import calls, outbound, rooms
+from realtime import calls, metrics, outbound, rooms
 from realtime.admission import unauthenticated
 from realtime.conf import realtime_settings
 from realtime.hub import get_hub
@@ -66,6 +67,10 @@ class LeanConsumer(AsyncWebsocketConsumer):
     offsets = False
     #: Whether it takes Socket.IO events, calls and app rooms (``SocketIOConsumer``).
     takes_events = False
+    #: The endpoint label of the socket metrics (``realtime.metrics``).
+    endpoint = metrics.SOCKETIO
+    #: The socket's metrics while its session is open (``open_session`` to ``close_session``).
+    _metrics: metrics.SocketMetrics | None = None
 
     #: The socket's way out, from the WebSocket connect on, and its inbound gate (daphne).
     out: Outbound | None = None
@@ -182,6 +187,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
         address = scope_client_address(self.scope)
         if not unauthenticated.admit(address):
             logger.info("Socket refused: too many unauthenticated sockets from %s", address)
+            self.count_refusal("too_many_unauthenticated")
             await self.accept()
             await self.close(CLOSE_RATE_LIMITED, "too many unauthenticated sockets")
             return
@@ -248,6 +254,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
                 self.sid,
                 realtime_settings.SEND_STALL_TIMEOUT,
             )
+            metrics.SLOW_CONSUMER_CLOSES.inc()
             self._close_now(CLOSE_SLOW_CONSUMER, "client stopped reading")
 
     def _overflowed(self, waiting: int) -> None:
@@ -257,6 +264,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
             self.sid or "-",
             waiting,
         )
+        metrics.SLOW_CONSUMER_CLOSES.inc()
         self._close_now(CLOSE_SLOW_CONSUMER, "send buffer full")
 
     # --- the session ------------------------------------------------------------------------
@@ -281,6 +289,9 @@ class LeanConsumer(AsyncWebsocketConsumer):
             return False
         self._first_session = sessions == 1
         self.authenticated()
+        self._metrics = metrics.SocketMetrics(self.endpoint)
+        self._metrics.opened(self.transport())
+        logs.socket_id.set(self.sid)  # what this socket's task logs from now on carries it
         await hub.register(self)
         await hub.join(self, rooms.user_room(self.user.pk))
         return True
@@ -296,6 +307,8 @@ class LeanConsumer(AsyncWebsocketConsumer):
         user, self.user = self.user, None
         if user is None:
             return
+        if self._metrics is not None:
+            self._metrics.closed()
         await get_hub().unregister(self)
         record = self.session_record(user)
         try:
@@ -315,6 +328,14 @@ class LeanConsumer(AsyncWebsocketConsumer):
             last_seen=self.last_seen,
             hub=get_hub().channel_name or "",
         )
+
+    def transport(self) -> str:
+        """The transport label of the socket metrics: what the socket is served on now."""
+        return metrics.WEBSOCKET
+
+    def count_refusal(self, code: str) -> None:
+        """Count a socket refused before its session opened, by the protocol's ``code``."""
+        metrics.REFUSALS.labels(endpoint=self.endpoint, code=code).inc()
 
     async def start_call(self, args: list, timeout: float, answer: calls.Answer) -> None:
         """A socket that takes no events takes no calls (``SocketIOConsumer`` does)."""

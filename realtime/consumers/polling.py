@@ -39,7 +39,9 @@ import logging
 from typing import Any, cast
 from urllib.parse import parse_qs
 
+from config import logs
 from config.proxies import scope_client_address
+from realtime import metrics
 from realtime.admission import unauthenticated
 from realtime.conf import realtime_settings
 from realtime.consumers import forwarding
@@ -83,6 +85,7 @@ class PollingSession(SocketIOConsumer):
         address = scope_client_address(scope)
         if not unauthenticated.admit(address):
             logger.info("Polling refused: too many unauthenticated sockets from %s", address)
+            self.count_refusal("too_many_unauthenticated")
             return False
         self._unauthenticated = address
         self._opened = True
@@ -119,6 +122,9 @@ class PollingSession(SocketIOConsumer):
     def upgradable(self) -> bool:
         return isinstance(self.out, PollingOutbound) and not self.closed
 
+    def transport(self) -> str:
+        return metrics.POLLING if isinstance(self.out, PollingOutbound) else metrics.WEBSOCKET
+
     def upgrading(self) -> bool:
         return self._upgrading and self.upgradable()
 
@@ -149,6 +155,8 @@ class PollingSession(SocketIOConsumer):
         self.out = out
         self._protocol = protocol
         self._gate = gate
+        if self._metrics is not None:
+            self._metrics.moved(metrics.WEBSOCKET)
         if protocol is not None:
             direct.limit_messages(protocol, self.message_limit())
         logger.debug("Session %s upgraded to websocket", self.sid or "-")
@@ -284,6 +292,8 @@ async def answer(method: str, sid: str, body: bytes) -> tuple[int, bytes, bytes]
     session = polling_sessions.get(sid)
     if not isinstance(session, PollingSession):
         return 400, _JSON, engineio.error_body(engineio.SESSION_ID_UNKNOWN)
+    if session.sid:
+        logs.socket_id.set(session.sid)  # this request's task logs it
     out = session.out
     if not isinstance(out, PollingOutbound):  # upgraded: polling is over
         return 400, _JSON, engineio.error_body(engineio.BAD_REQUEST, "session upgraded")

@@ -41,7 +41,7 @@ import time
 from urllib.parse import parse_qs
 
 from accounts.tokens import TokenRejected, ValidatedToken
-from realtime import access, calls, events, outbound, recovery, rooms
+from realtime import access, calls, events, metrics, outbound, recovery, rooms
 from realtime.conf import realtime_settings
 from realtime.consumers import forwarding
 from realtime.consumers.base import (
@@ -141,6 +141,7 @@ class SocketIOConsumer(LeanConsumer):
             logger.info(
                 "Socket refused: EIO=%s transport=%s", query.get("EIO"), query.get("transport")
             )
+            self.count_refusal("bad_request")
             await self.close(
                 CLOSE_BAD_REQUEST, f"Engine.IO v4 (EIO=4) with transport={self.transport_name}"
             )
@@ -300,6 +301,7 @@ class SocketIOConsumer(LeanConsumer):
 
     async def _connect_timed_out(self) -> None:
         if self.user is None:
+            self.count_refusal("connect_timeout")
             await self.close(CLOSE_TIMEOUT, "no CONNECT in time")
 
     async def _token_expired(self) -> None:
@@ -440,6 +442,7 @@ class SocketIOConsumer(LeanConsumer):
             if self.closed:
                 return  # closed meanwhile (no CONNECT in time): register nothing
         except TokenRejected as rejected:
+            self.count_refusal(rejected.code)
             await self._refuse_connect(rejected.message, rejected.code)
             close = CLOSE_FORBIDDEN if rejected.status == 403 else CLOSE_UNAUTHORIZED
             await self.close(close, rejected.code)
@@ -457,6 +460,7 @@ class SocketIOConsumer(LeanConsumer):
             self.pid = secrets.token_urlsafe(15) if resuming else ""
         if not await self.open_session(validated):
             self._stop_holding()
+            self.count_refusal("too_many_connections")
             await self._refuse_connect("Too many open sockets.", "too_many_connections")
             await self.close(CLOSE_RATE_LIMITED, "too many connections")
             return
@@ -631,6 +635,7 @@ class SocketIOConsumer(LeanConsumer):
 
     async def _on_event(self, packet: socketio.Packet) -> None:
         name, args = packet.data[0], packet.data[1:]
+        metrics.event_received(name)
         if not self._bucket.take():
             self._rate_refusals += 1
             if self._rate_refusals >= realtime_settings.RATE_LIMIT_DISCONNECT_AFTER:

@@ -46,6 +46,7 @@ import time
 from pycrdt import get_update
 
 from accounts.tokens import TokenRejected
+from realtime import metrics
 from realtime.access import note_access
 from realtime.conf import SYNC_HEADROOM, realtime_settings
 from realtime.consumers.base import (
@@ -86,6 +87,8 @@ READ_ONLY_REASON = "read-only: you may not edit this note; your changes are not 
 
 
 class YjsConsumer(LeanConsumer):
+    endpoint = metrics.YWS
+
     def authenticated_message_limit(self) -> int:
         return realtime_settings.DOC_MAX_BYTES + SYNC_HEADROOM
 
@@ -104,19 +107,23 @@ class YjsConsumer(LeanConsumer):
         try:
             validated = await validate_token(self.scope.get("credentials"))
         except TokenRejected as rejected:
+            self.count_refusal(rejected.code)
             close = CLOSE_FORBIDDEN if rejected.status == 403 else CLOSE_UNAUTHORIZED
             await self.close(close, rejected.code)
             return
         try:
             note_id = parse_document_id(self.scope["url_route"]["kwargs"]["document_id"])
         except DocError as error:
+            self.count_refusal(error.code)
             await self.close(CLOSE_BAD_REQUEST, error.code)
             return
         access = await note_access(validated.user, note_id)
         if access is None:  # no such note, or not readable: not told apart
+            self.count_refusal("forbidden")
             await self.close(CLOSE_FORBIDDEN, "forbidden")
             return
         if not await self.open_session(validated):
+            self.count_refusal("too_many_connections")
             await self.close(CLOSE_RATE_LIMITED, "too_many_connections")
             return
         try:

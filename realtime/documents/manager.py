@@ -12,6 +12,7 @@ import weakref
 
 from pycrdt import get_update
 
+from realtime import metrics
 from realtime.documents import store
 from realtime.documents.room import EMPTY_UPDATE, DocClient, DocError, DocumentRoom
 from realtime.hub import Connection, get_hub
@@ -26,6 +27,7 @@ class DocumentManager:
     def __init__(self) -> None:
         self.rooms: dict[str, DocumentRoom] = {}
         self._loading: dict[str, asyncio.Future] = {}
+        metrics.watch_documents(self, lambda manager: len(manager.rooms))
 
     async def open(self, note_id: uuid.UUID | str) -> DocumentRoom:
         """The room of ``note_id``, loading it once however many callers wait."""

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from pycrdt import Doc, XmlFragment, get_update, merge_updates
 
 from lib import json_safety
-from realtime import rooms
+from realtime import metrics, rooms
 from realtime.access import access_by_user
 from realtime.conf import realtime_settings
 from realtime.documents import store
@@ -323,10 +323,12 @@ class DocumentRoom:
         ``change`` in ``_unlogged`` and raises ``DocError`` (``internal_error``;
         ``not_found`` for a deleted note)."""
         earlier = self._unlogged
+        started = time.perf_counter()
         write = asyncio.ensure_future(store.append((self.note_id, _merged([*earlier, change]))))
         self._last_write = write
         try:
             self._logged_upto = max(self._logged_upto, await asyncio.shield(write))
+            metrics.UPDATE_LOG_SECONDS.observe(time.perf_counter() - started)
         except Exception as error:
             if isinstance(error, store.NoteDeleted):
                 raise DocError("not_found", "No such note.") from None
@@ -441,6 +443,7 @@ class DocumentRoom:
         y-websocket editors get ``encode_binary(data)``. Each frame is built once, lazily, and
         framed once for all (``SharedFrame``), as the hub's broadcasts are."""
         frames: dict[str, SharedFrame] = {}
+        delivered = 0
         for client in tuple(self.clients.values()):
             if client.key == origin:
                 continue
@@ -448,10 +451,14 @@ class DocumentRoom:
             if frame is None:
                 if client.kind == SIO:
                     frame = SharedFrame(event_frame(event, {**payload, "update": list(data)}))
+                    metrics.event_sent(event)
                 else:
                     frame = SharedFrame(encode_binary(data))
                 frames[client.kind] = frame
             client.deliver(frame)
+            delivered += 1
+        if delivered:
+            metrics.DELIVERIES.inc(delivered)
 
     # --- awareness --------------------------------------------------------------------------
 
@@ -669,6 +676,7 @@ class DocumentRoom:
             render = self.content_changed or not self._content_watched
             self.content_changed = False  # changes from now on render with the next save
             dirty_since, self.dirty_since = self.dirty_since, None
+            started = time.perf_counter()
             try:
                 saved = await store.save(self.note_id, state, known, upto)
             except store.NoteDeleted:
@@ -677,6 +685,7 @@ class DocumentRoom:
                 )
                 return True
             except Exception:
+                metrics.DOCUMENT_SAVE_FAILURES.inc()
                 logger.exception(
                     "Saving note %s failed; retrying in %.1fs", self.note_id, self._retry_delay
                 )
@@ -684,6 +693,8 @@ class DocumentRoom:
                 self.schedule_save(self._retry_delay)
                 self._retry_delay = min(self._retry_delay * 2, 30.0)
                 return False
+            metrics.DOCUMENT_SAVE_SECONDS.observe(time.perf_counter() - started)
+            metrics.DOCUMENT_SAVES.inc()
             self._retry_delay = 0.5
             self.saves += 1
             self.size = len(saved.state)

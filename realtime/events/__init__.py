@@ -20,11 +20,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from realtime import metrics
 from realtime.events import auth, chat, documents, notes
 from realtime.events.registry import Entry, EventError, collect, describe
 
 FAMILIES = (auth, chat, notes, documents)
 HANDLERS: dict[str, Entry] = collect(*FAMILIES)
+metrics.register_event_names(HANDLERS)  # counted by name; any other name as "other"
 
 
 async def dispatch(conn, name: str, args: list) -> Any:

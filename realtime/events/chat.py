@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.formats import iso
-from realtime import push, rooms
+from realtime import metrics, push, rooms
 from realtime.access import channel_ids_of, is_channel_member
 from realtime.conf import realtime_settings
 from realtime.db import orm
@@ -143,8 +143,8 @@ def _write_last_active(user_id: str) -> bool:
 async def heartbeat(conn, payload: Heartbeat) -> dict:
     conn.last_seen = time.time()
     user_id = str(conn.user.pk)
-    if last_active_gate.due(user_id):
-        await _write_last_active(user_id)
+    if last_active_gate.due(user_id) and await _write_last_active(user_id):
+        metrics.HEARTBEAT_WRITES.inc()
     return {}
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from django.conf import settings
 
 from realtime.conf import realtime_settings
+from realtime.layers import counting_pool
 from realtime.sessions.base import Change, Clock, Presence, SessionRecord, SessionRegistry
 
 # Keys: {p}records (hash sid -> record JSON), {p}deadlines (zset sid -> deadline),
@@ -88,7 +89,7 @@ class RedisSessionRegistry(SessionRegistry):
 
         # A pool that waits for a free connection (REDIS_POOL_TIMEOUT) instead of failing:
         # a thousand sockets closing at once are a thousand concurrent removes.
-        pool = aioredis.BlockingConnectionPool.from_url(
+        pool = counting_pool(
             url, max_connections=settings.REDIS_MAX_CONNECTIONS, timeout=settings.REDIS_POOL_TIMEOUT
         )
         self.client = aioredis.Redis(connection_pool=pool)

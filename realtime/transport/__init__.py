@@ -18,6 +18,8 @@ Pieces, in the order ``install`` applies them (name: module — what it changes;
   ``FAST_UPGRADE``);
 - ``http``: ``http`` — request bodies over ``MAX_REQUEST_BODY_BYTES`` refused while they
   arrive (also ``DAPHNE_BODY_LIMIT``), ``scheme`` in WebSocket scopes;
+- ``access-log``: ``accesslog`` — no token or ticket in daphne's access log (query values
+  and JWT-shaped text redacted);
 - ``gc``: ``process`` — the garbage collector's young-generation threshold and startup
   objects frozen (also ``GC_GEN0_THRESHOLD=0``).
 
@@ -56,6 +58,7 @@ PIECES: dict[str, tuple[str, ...]] = {
     "websocket-closes": ("daphne", "autobahn"),
     "fast-upgrade": ("daphne", "twisted"),
     "http": ("daphne", "twisted"),
+    "access-log": ("daphne",),
     "gc": (),
 }
 
@@ -95,7 +98,7 @@ def install(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[N
     a Twisted reactor starts and before it shuts down. Idempotent; the daphne pieces are
     no-ops unless daphne serves this process. The garbage-collector piece goes last: it
     freezes what loading the application allocated."""
-    from realtime.transport import direct, http, process, shutdown, upgrade
+    from realtime.transport import accesslog, direct, http, process, shutdown, upgrade
 
     shutdown.install_twisted_triggers(start, stop)
     if "daphne.server" in sys.modules and enabled("daphne-shutdown"):
@@ -108,5 +111,7 @@ def install(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[N
         upgrade.install()
     if enabled("http"):
         http.install()
+    if enabled("access-log"):
+        accesslog.install()
     if enabled("gc"):
         process.tune_garbage_collector()
