@@ -91,6 +91,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# The middleware of the endpoints only backends call (the server API, /api/server/:
+# config/handlers.py): async-native ones only, so that no request hops to a worker thread.
+BACKEND_MIDDLEWARE = ["config.logs.RequestIdMiddleware"]
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"

@@ -10,6 +10,7 @@ API's JSON error with a ``code`` (``config.api_errors``).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -130,11 +131,26 @@ def _user_pk(user_id: object) -> uuid.UUID:
         raise _user_not_found() from None
 
 
+#: Users found to exist, with when (monotonic seconds) that stops being trusted: a backend
+#: streaming to one user asks the database once a minute, not once per event. A user deleted
+#: meanwhile gets events nobody receives for at most that long. Bounded: cleared when full.
+_known_users: dict[uuid.UUID, float] = {}
+KNOWN_USER_SECONDS = 60.0
+KNOWN_USERS_MAX = 10_000
+
+
 async def _existing_user(user_id: object) -> uuid.UUID:
     """The user's id if the user exists, else 404 ``user_not_found``."""
     pk = _user_pk(user_id)
+    now = time.monotonic()
+    if _known_users.get(pk, 0.0) > now:
+        return pk
     if not await User.objects.filter(pk=pk).aexists():
+        _known_users.pop(pk, None)
         raise _user_not_found()
+    if len(_known_users) >= KNOWN_USERS_MAX:
+        _known_users.clear()
+    _known_users[pk] = now + KNOWN_USER_SECONDS
     return pk
 
 
@@ -169,6 +185,12 @@ class ServerApiView(APIView):
     permission_classes = [HasScope]
     throttle_classes = [ApiKeyRateThrottle]
     required_scope: str
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Django's ``Host`` check first (``ALLOWED_HOSTS``; config/handlers.py: no
+        middleware asks for the host on this path), then key, scope and rate."""
+        request.get_host()
+        super().initial(request, *args, **kwargs)
 
     def get_authenticate_header(self, request) -> str:
         return 'Bearer realm="server-api"'

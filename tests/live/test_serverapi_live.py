@@ -11,6 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -118,3 +119,45 @@ async def test_a_backend_process_streams_to_both_sockets_of_a_user_and_calls_the
     assert report["silent"][1]["error"]["code"] == "call_timeout"
     assert report["unknown"][0] == 404
     assert report["unknown"][1]["error"]["code"] == "session_not_found"
+
+
+def raw_post(server, path: str, key: str, headers: dict[str, str]) -> tuple[int, Any, dict]:
+    """POST ``{"event","data"}`` with ``headers``; (status, response headers, JSON body)."""
+    request = urllib.request.Request(
+        server.url + path, data=json.dumps({"event": "e", "data": 1}).encode(), method="POST"
+    )
+    request.add_header("Authorization", f"Bearer {key}")
+    request.add_header("Content-Type", "application/json")
+    for name, value in headers.items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.loads(error.read())
+
+
+async def test_the_server_api_runs_without_the_browser_middleware_but_checks_the_host(
+    servers, keys
+):
+    """config/handlers.py: /api/server/ skips the site's middleware (no frame options, no
+    CORS, no session) yet keeps the request id of the logs and Django's Host check."""
+    server = await sync_to_async(servers)(CORS_ALLOWED_ORIGINS="http://app.example")
+    status, headers, body = await asyncio.to_thread(
+        raw_post,
+        server,
+        "/api/server/broadcast/",
+        keys["every"],
+        {"X-Request-ID": "backend-42", "Origin": "http://app.example"},
+    )
+    assert (status, body) == (200, {"ok": True})
+    assert headers["X-Request-ID"] == "backend-42"  # (headers: case-insensitive)
+    assert "X-Frame-Options" not in headers and "Access-Control-Allow-Origin" not in headers
+    # The site's own paths still run the whole stack.
+    site = await asyncio.to_thread(urllib.request.urlopen, server.url + "/api/schema/")
+    assert site.headers["X-Frame-Options"] == "DENY"
+
+    status, _, body = await asyncio.to_thread(
+        raw_post, server, "/api/server/broadcast/", keys["every"], {"Host": "evil.example"}
+    )
+    assert status == 400 and body["error"]["code"] == "bad_request"
