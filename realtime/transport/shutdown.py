@@ -1,6 +1,16 @@
 """daphne's and Twisted's start and stop hooks: the reactor triggers that run Chorus's start
-and stop (``realtime.lifecycle``), and a workaround for daphne's shutdown of upgraded
-connections. Installed by ``realtime.transport.install``. Module map: docs/realtime.md."""
+and its graceful drain (``realtime.lifecycle``), the drain's way to stop listening
+(``stop_listening``), and daphne's shutdown step made to wait for the drain and to tolerate
+upgraded connections. Installed by ``realtime.transport.install``. Module map:
+docs/realtime.md.
+
+The order on SIGTERM: Twisted fires its "before shutdown" triggers in the order they were
+added — Chorus's (added when the application loads) before daphne's
+``kill_all_applications`` (added when its server runs). The first starts the drain; the
+second, as patched here, cancels the applications still running only once the drain is over
+(unpatched, it cancels every socket at once: they close 1001 all the same, but while the
+server still listens). Then the reactor stops listening and closes what is left, and the
+process exits."""
 
 from __future__ import annotations
 
@@ -13,12 +23,33 @@ from typing import cast
 logger = logging.getLogger("chorus.realtime.transport")
 
 
+#: The drain under way (started by the "before shutdown" trigger), which daphne's shutdown
+#: step waits for before it cancels the applications still running.
+_drain: asyncio.Future | None = None
+
+
+async def stop_listening() -> None:
+    """Stop every listening port of the reactor (daphne's endpoints): new connections are
+    refused from now on; open ones go on."""
+    from twisted.internet import defer, reactor, tcp
+    from twisted.internet.base import ReactorBase
+
+    core = cast(ReactorBase, reactor)  # see ``install_twisted_triggers``
+    ports = [reader for reader in core.getReaders() if isinstance(reader, tcp.Port)]
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(
+        *(defer.maybeDeferred(port.stopListening).asFuture(loop) for port in ports)
+    )
+    logger.info("Stopped listening (%d port(s))", len(ports))
+
+
 def tolerate_upgraded_connections() -> None:
     """Work around daphne 4.2.3: ``Server.kill_all_applications`` reads
     ``details["application_instance"]`` for every connection, but the entry of an HTTP
     connection upgraded to a WebSocket has none. The KeyError aborts the shutdown step, no
     application is cancelled, and the interpreter crashes at exit (SIGSEGV) whenever a
-    WebSocket is open. Same behaviour, skipping entries without an application instance."""
+    WebSocket is open. Same behaviour, skipping entries without an application instance, and
+    run only once the drain (if one is under way) is over."""
     from daphne.server import Server
 
     if getattr(Server.kill_all_applications, "chorus_tolerant", False):
@@ -26,6 +57,10 @@ def tolerate_upgraded_connections() -> None:
     from twisted.internet import defer
 
     def kill_all_applications(self):
+        if _drain is not None and not _drain.done():  # cancel what is left after the drain
+            after = defer.Deferred.fromFuture(_drain)
+            after.addBoth(lambda _: kill_all_applications(self))
+            return after
         instances = [
             details["application_instance"]
             for details in list(self.connections.values())
@@ -43,18 +78,21 @@ def tolerate_upgraded_connections() -> None:
 
 
 def install_twisted_triggers(
-    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]],
 ) -> None:
     """Under Twisted, run ``start`` once the reactor runs and make the reactor wait for
-    ``stop`` before it shuts down (no-op elsewhere)."""
+    ``stop(stop_listening)`` (the drain) before it shuts down (no-op elsewhere)."""
     if "twisted.internet.reactor" not in sys.modules:
         return
     from twisted.internet import defer, reactor
     from twisted.internet.base import ReactorBase
 
     def before_shutdown():
-        logger.info("Shutting down: running the stop hook")
-        return defer.Deferred.fromFuture(asyncio.ensure_future(stop()))
+        global _drain
+        logger.info("Shutting down: draining")
+        _drain = asyncio.ensure_future(stop(stop_listening))
+        return defer.Deferred.fromFuture(_drain)
 
     def after_startup():
         # Startup triggers fire before the asyncio loop runs: start the hub from inside it.
