@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import connections
 
 from realtime import lifecycle
+from realtime.hub import CHANNEL_PREFIX
 
 logger = logging.getLogger("chorus.health")
 
@@ -68,7 +69,10 @@ async def check_redis() -> None:
 async def check_channel_layer() -> None:
     # Typed loosely: the stubs' ``BaseChannelLayer`` lacks the prefix ``new_channel`` takes.
     layer: Any = get_channel_layer()
-    channel = await layer.new_channel("chorus.ready.")
+    # The hub's prefix: channels-redis receives every channel of one prefix through one
+    # blocking read per process, which the hub holds; a fresh channel of another prefix
+    # would wait for it for good. So the round trip also proves the hub's reads flow.
+    channel = await layer.new_channel(CHANNEL_PREFIX)
     nonce = uuid.uuid4().hex
     await layer.send(channel, {"type": "chorus.ready", "nonce": nonce})
     message = await layer.receive(channel)
