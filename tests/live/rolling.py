@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
+from channels.db import database_sync_to_async
 from pycrdt import Doc
 
-from tests.live.doc_peers import PeerPool, YPeer, append_text
-from tests.live.harness import SOCKETIO_PATH, DaphneServer, eventually
+from channels_app.models import Message
+from tests.live.doc_peers import PeerPool, YPeer, append_text, durable_doc, sorted_parts, text_of
+from tests.live.harness import SOCKETIO_PATH, DaphneServer, access, eventually
 from tests.live.nodeproc import NodeProcess
 
 #: socket.io-client reconnect options for the tests: quick, as a busy test needs.
@@ -175,3 +178,128 @@ class Editor:
 
     def connected(self) -> bool:
         return self.peer is not None and self.peer.channel.closed is None
+
+
+async def restart(server: DaphneServer) -> None:
+    """SIGTERM, wait for the exit (status 0: drained within its limits), start again on the
+    same port."""
+    await asyncio.to_thread(server.stop, 20)
+    assert server.process is not None and server.process.returncode == 0, server.log_tail()
+    assert "Drained" in server.log_tail(200)
+    server.spawn(port=server.port)
+    await asyncio.to_thread(server.wait_ready)
+
+
+@database_sync_to_async
+def stored_message_ids(channel_id: object) -> set[str]:
+    return {
+        str(pk) for pk in Message.objects.filter(channel_id=channel_id).values_list("pk", flat=True)
+    }
+
+
+async def roll_under_load(front, instances, node, users, channel, note_id, ypeers) -> None:
+    """Load through ``front`` (a ``Front``): three users' stock sockets (alice and bob on
+    WebSocket, carol on polling alone) in ``channel``, a chatter (alice) posting to it, and
+    alice's and bob's editors in the note ``note_id``; each of ``instances`` restarted in
+    turn (``restart``), the next only once every client is back and has had something acked.
+
+    Then: every client is connected and was cut over at least once; every acked message is
+    in the database and reached every socket, each of whose reconnects resumed its session
+    (connection state recovery: same sid); every acked edit is in the database (state and
+    update log) and in what a fresh peer gets; presence lists exactly the three users on
+    every instance."""
+    alice, bob, carol = users
+    sockets = [
+        await StockSocket(
+            node, front.url, await access(alice), "alice-ws", transports=["websocket"]
+        ).start(),
+        await StockSocket(
+            node, front.url, await access(bob), "bob-ws", transports=["websocket"]
+        ).start(),
+        await StockSocket(
+            node, front.url, await access(carol), "carol-polling", transports=["polling"]
+        ).start(),
+    ]
+    stop = asyncio.Event()
+    chatter = Chatter(front, channel.id, await access(alice))
+    editors = [
+        Editor(ypeers, front, note_id, await access(alice), "a"),
+        Editor(ypeers, front, note_id, await access(bob), "b"),
+    ]
+    load = [asyncio.create_task(worker.run(stop)) for worker in (chatter, *editors)]
+    try:
+        await eventually(lambda: all(e.acked for e in editors) and chatter.acked, 10)
+        for server in instances:
+            await restart(server)
+            # everybody back (and some traffic on the new process) before the next restart
+            await eventually(lambda: all(s.connected() for s in sockets), 15)
+            try:
+                await eventually(lambda: all(e.connected() for e in editors), 15)
+            except AssertionError:
+                raise AssertionError([e.errors[-5:] for e in editors]) from None
+            await eventually(more_acked(chatter, editors), 10)
+    finally:
+        stop.set()
+        await asyncio.gather(*load, return_exceptions=True)
+
+    try:
+        # every client ended connected, and each was cut over at least once
+        assert all(s.connected() for s in sockets), [s.process.lines[-3:] for s in sockets]
+        assert all(s.reconnects() >= 1 for s in sockets)
+        assert all(e.connects >= 2 for e in editors)
+
+        # no acked message lost: in the database, and delivered to every socket
+        acked_messages = set(chatter.acked)
+        assert acked_messages <= await stored_message_ids(channel.id)
+        for socket in sockets:
+            try:
+                await eventually(lambda s=socket: acked_messages <= s.message_ids(), 10)
+            except AssertionError:
+                missing = acked_messages - socket.message_ids()
+                order = {m: i for i, m in enumerate(chatter.acked)}
+                raise AssertionError(
+                    f"{socket.name} misses {sorted(order[m] for m in missing)} of "
+                    f"{len(acked_messages)}; connects {socket.process.found('connect')}"
+                    f" disconnects {socket.process.found('disconnect')}"
+                ) from None
+            assert resumed_every_time(socket), socket.process.found("connect")
+
+        # no acked edit lost: in the database (state + update log) and in a fresh peer's sync
+        acked_edits = sorted(part for e in editors for part in e.acked)
+        durable = sorted_parts(text_of(await durable_doc(note_id)))
+        assert set(acked_edits) <= set(durable)
+        fresh = ypeers(front, note_id, await access(carol), name="fresh")
+        await fresh.start()
+        assert set(acked_edits) <= set(sorted_parts(text_of(fresh.doc)))
+        await fresh.leave()
+
+        # presence: exactly the three users online, as seen from both instances
+        expected = {str(alice.id), str(bob.id), str(carol.id)}
+        token = await access(alice)
+        for server in instances:
+            await eventually(lambda sv=server: _online(sv, channel.id, token, expected), 10)
+    finally:
+        for socket in sockets:
+            await socket.stop()
+        for editor in editors:
+            if editor.peer is not None:
+                await editor.peer.abandon()
+
+
+def more_acked(chatter: Chatter, editors: list[Editor]) -> Callable[[], bool]:
+    """A check: the chatter and every editor have had something acked since now."""
+    before = len(chatter.acked), [len(e.acked) for e in editors]
+    return lambda: (
+        len(chatter.acked) > before[0]
+        and all(len(e.acked) > n for e, n in zip(editors, before[1], strict=True))
+    )
+
+
+def resumed_every_time(socket: StockSocket) -> bool:
+    """Every reconnect of ``socket`` resumed its session (same id as its first connect)."""
+    ids = {line["id"] for line in socket.process.found("connect")}
+    return len(ids) == 1
+
+
+async def _online(server: DaphneServer, channel_id: object, token: str, expected: set[str]) -> bool:
+    return await server.online_ids(channel_id, token) == expected

@@ -1,8 +1,9 @@
 """A TCP forwarder in the test process, for live tests that need to break or balance the
 network between a client and daphne: ``TcpProxy(*targets)`` listens on a free loopback port and
 forwards each new connection to the next target port in turn, skipping a target that refuses
-it, as nginx does (one target: a plain forwarder; several: a load balancer without affinity). ``cut`` resets every connection (what a network
-failure looks like to both ends) and refuses new ones until ``restore``."""
+it, as nginx does (one target: a plain forwarder; several: a load balancer without affinity).
+``cut`` resets every connection (what a network failure looks like to both ends) and refuses
+new ones until ``restore``."""
 
 from __future__ import annotations
 
