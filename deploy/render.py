@@ -28,7 +28,9 @@ def render(listen: str, server_name: str, instances: list[str], site: Path = SIT
     values = {
         "listen": listen,
         "server_name": server_name,
-        "upstreams": "\n".join(f"    server {address} max_fails=1 fail_timeout=5s;" for address in instances),
+        "upstreams": "\n".join(
+            f"    server {address} max_fails=1 fail_timeout=5s;" for address in instances
+        ),
     }
     text = re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], site.read_text())
     if "{{" in text:

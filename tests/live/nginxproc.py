@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import ModuleType
 
 from tests.live.harness import ROOT, free_port
 
@@ -41,15 +42,20 @@ def nginx_binary() -> str | None:
     return _find_nginx()
 
 
-def render_site(listen: str, instances: list[str]) -> str:
-    """deploy/render.py's ``render`` (the script operators run), loaded from its file."""
+def load_render() -> ModuleType:
+    """deploy/render.py (the script operators run), loaded from its file."""
     spec = importlib.util.spec_from_file_location(
         "chorus_deploy_render", ROOT / "deploy" / "render.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.render(listen, "_", instances)
+    return module
+
+
+def render_site(listen: str, instances: list[str]) -> str:
+    """The deployed site for ``instances`` (``host:port``), listening on ``listen``."""
+    return load_render().render(listen, "_", instances)
 
 
 class Nginx:
