@@ -15,10 +15,13 @@ process exits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import cast
+
+from realtime.conf import realtime_settings
 
 logger = logging.getLogger("chorus.realtime.transport")
 
@@ -49,7 +52,8 @@ def tolerate_upgraded_connections() -> None:
     connection upgraded to a WebSocket has none. The KeyError aborts the shutdown step, no
     application is cancelled, and the interpreter crashes at exit (SIGSEGV) whenever a
     WebSocket is open. Same behaviour, skipping entries without an application instance, and
-    run only once the drain (if one is under way) is over."""
+    run only once the drain (if one is under way) is over and the HTTP requests still being
+    answered have finished (``_requests_finish``)."""
     from daphne.server import Server
 
     if getattr(Server.kill_all_applications, "chorus_tolerant", False):
@@ -57,8 +61,9 @@ def tolerate_upgraded_connections() -> None:
     from twisted.internet import defer
 
     def kill_all_applications(self):
-        if _drain is not None and not _drain.done():  # cancel what is left after the drain
-            after = defer.Deferred.fromFuture(_drain)
+        if _drain is not None and not self.chorus_drained:  # the drain first (module doc)
+            self.chorus_drained = True
+            after = defer.Deferred.fromFuture(asyncio.ensure_future(_requests_finish(self)))
             after.addBoth(lambda _: kill_all_applications(self))
             return after
         instances = [
@@ -75,6 +80,27 @@ def tolerate_upgraded_connections() -> None:
 
     kill_all_applications.chorus_tolerant = True  # type: ignore[attr-defined]  # the patch's mark
     Server.kill_all_applications = kill_all_applications
+    Server.chorus_drained = False  # the patch's own state
+
+
+async def _requests_finish(server) -> None:
+    """After the drain: give the HTTP requests still being answered (a REST write that
+    arrived before the server stopped listening) up to ``DRAIN_CLOSE_TIMEOUT`` seconds to
+    finish before they are cancelled; never raises."""
+    from daphne.http_protocol import WebRequest
+
+    assert _drain is not None
+    with contextlib.suppress(Exception):
+        await asyncio.shield(_drain)
+    answering = [
+        details["application_instance"]
+        for protocol, details in list(server.connections.items())
+        if isinstance(protocol, WebRequest)
+        and "application_instance" in details
+        and not details["application_instance"].done()
+    ]
+    if answering:
+        await asyncio.wait(answering, timeout=realtime_settings.DRAIN_CLOSE_TIMEOUT)
 
 
 def install_twisted_triggers(
