@@ -1,8 +1,10 @@
 """Health checks for load balancers and orchestrators: ``/healthz`` and ``/readyz``.
 
 A plain ASGI layer in front of Django (``health_app``, installed by ``config/asgi.py``): a probe
-runs no Django middleware, takes no thread but the database check's, and is never logged when
-it passes. Unauthenticated; the answers name parts and states only (no host, no error text).
+runs no Django middleware and takes no thread but the database check's. Chorus logs readiness
+changes only (WARNING naming the failing parts when they change, INFO when ready again), never
+a passing probe (daphne's access log, when on, has a line per request). Unauthenticated; the
+answers name parts and states only (no host, no error text).
 
 - ``GET /healthz``: 200 ``{"status": "ok"}`` while the process serves (nothing else checked:
   a liveness probe must not fail because the database does).
@@ -10,9 +12,9 @@ it passes. Unauthenticated; the answers name parts and states only (no host, no 
   ``READY_TIMEOUT`` seconds and all at once: the database answers ``SELECT 1``; Redis (when
   ``REDIS_URL`` is set) answers PING; a message sent on the channel layer to a fresh channel
   comes back from it. Otherwise 503 ``{"status": "unready", "code": "not_ready", "failing":
-  [parts], "checks": {part: "ok" | "failed" | "timeout"}}`` (logged at WARNING, naming the
-  parts). While the process drains (``realtime.lifecycle``): 503 ``{"status": "draining",
-  "code": "draining"}`` without running the checks.
+  [parts], "checks": {part: "ok" | "failed" | "timeout"}}``. While the process drains
+  (``realtime.lifecycle``): 503 ``{"status": "draining", "code": "draining"}`` without
+  running the checks.
 - Another method on either path: 405 ``{"error": {"code": "method_not_allowed"}}``.
 """
 
@@ -108,8 +110,8 @@ async def readiness() -> tuple[int, dict]:
     outcomes = await asyncio.gather(*(_outcome(check) for check in parts.values()))
     results = dict(zip(parts, outcomes, strict=True))
     failing = [part for part, outcome in results.items() if outcome != "ok"]
+    _log_change(failing, results)
     if failing:
-        logger.warning("Not ready: %s", ", ".join(f"{p} {results[p]}" for p in failing))
         return 503, {
             "status": "unready",
             "code": "not_ready",
@@ -117,6 +119,22 @@ async def readiness() -> tuple[int, dict]:
             "checks": results,
         }
     return 200, {"status": "ready", "checks": results}
+
+
+_last_failing: list[str] = []
+
+
+def _log_change(failing: list[str], results: dict[str, str]) -> None:
+    """Log when the set of failing parts changes (a probe every few seconds during an
+    outage would otherwise repeat the same line)."""
+    global _last_failing
+    if failing == _last_failing:
+        return
+    if failing:
+        logger.warning("Not ready: %s", ", ".join(f"{p} {results[p]}" for p in failing))
+    else:
+        logger.info("Ready again")
+    _last_failing = failing
 
 
 async def _respond(send, status: int, body: dict) -> None:

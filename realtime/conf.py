@@ -61,7 +61,8 @@ DEFAULTS: dict[str, Any] = {
     # listening at once. Seconds.
     "DRAIN_WINDOW": 0.0,
     # Then: seconds its sockets (told to reconnect: close 1001) get to close and clean up
-    # before the rest is cancelled and documents are saved. Seconds.
+    # before documents are saved; HTTP requests still being answered then get as long again
+    # before the rest is cancelled. Seconds.
     "DRAIN_CLOSE_TIMEOUT": 5.0,
     # Each process re-adds its room subscriptions this often (and before the layer's
     # group_expiry), so rooms heal within this time after a Redis restart. Seconds.

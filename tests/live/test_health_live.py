@@ -40,6 +40,9 @@ async def test_readyz_checks_redis_and_names_what_fails(servers, clean_redis):
     assert body["checks"]["database"] == "ok"
     assert set(body["failing"]) == {"redis", "channel_layer"}
     assert "127.0.0.1" not in str(body)  # parts and states only, no addresses or errors
+    assert (await down.arequest("GET", "/readyz"))[0] == 503
+    # logged once, when readiness changed; not again for every probe
+    assert down.log_tail(200).count("Not ready: redis failed, channel_layer") == 1
     assert await down.arequest("GET", "/healthz") == (200, {"status": "ok"})
 
 
