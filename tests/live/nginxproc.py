@@ -114,8 +114,9 @@ class Nginx:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return self
             except OSError:
-                assert self.process.poll() is None, self.log_tail()
-                assert time.monotonic() < deadline, f"nginx not listening: {self.log_tail()}"
+                if self.process.poll() is not None or time.monotonic() >= deadline:
+                    self.stop()
+                    raise AssertionError(f"nginx not listening: {self.log_tail()}") from None
                 time.sleep(0.05)
 
     def log_tail(self, lines: int = 40) -> str:
