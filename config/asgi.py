@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through the realtime routing.
+"""ASGI entry point: HTTP through Django (health probes before it, ``config.health``),
+WebSockets through the realtime routing.
 
 Run with ``daphne config.asgi:application`` (or uvicorn).
 """
@@ -16,8 +17,9 @@ from django.conf import settings  # noqa: E402
 
 from config.body_limit import BodyLimitMiddleware  # noqa: E402
 from config.handlers import BACKEND_PATH_PREFIX, BackendASGIHandler  # noqa: E402
+from config.health import health_app  # noqa: E402
 from realtime import transport  # noqa: E402
-from realtime.lifecycle import flush_documents, lifespan_app, start_hub  # noqa: E402
+from realtime.lifecycle import drain, lifespan_app, start_hub  # noqa: E402
 from realtime.routing import http_application, websocket_application  # noqa: E402
 
 django_application: ASGIHandler | BodyLimitMiddleware = django_asgi_app
@@ -41,9 +43,9 @@ async def django_or_backend(scope, receive, send) -> None:
 
 application = ProtocolTypeRouter(
     {
-        "http": http_application(django_or_backend),
+        "http": health_app(http_application(django_or_backend)),
         "websocket": websocket_application,
         "lifespan": lifespan_app,
     }
 )
-transport.install(start=start_hub, stop=flush_documents)  # the server seam, from one place
+transport.install(start=start_hub, stop=drain)  # the server seam, from one place

@@ -55,6 +55,15 @@ DEFAULTS: dict[str, Any] = {
     "RECOVERY_SKIP_USER_AGENTS": r"python|aiohttp",
     # How often each process looks for expired sessions (to announce "offline"). Seconds.
     "SESSION_SWEEP_INTERVAL": 5.0,
+    # Graceful drain on SIGTERM (realtime.lifecycle, docs/operations.md): seconds the
+    # instance stays listening but not ready (/readyz 503, new sockets refused with 1013) so
+    # a balancer that polls /readyz stops sending it work; 0 (nginx, passive checks) stops
+    # listening at once. Seconds.
+    "DRAIN_WINDOW": 0.0,
+    # Then: seconds its sockets (told to reconnect: close 1001) get to close and clean up
+    # before documents are saved; HTTP requests still being answered then get as long again
+    # before the rest is cancelled. Seconds.
+    "DRAIN_CLOSE_TIMEOUT": 5.0,
     # Each process re-adds its room subscriptions this often (and before the layer's
     # group_expiry), so rooms heal within this time after a Redis restart. Seconds.
     "GROUP_REFRESH_INTERVAL": 60.0,

@@ -102,6 +102,10 @@ class Connection(KeptConnection, Protocol):
         """Called after a membership change made elsewhere took the socket out of ``room``."""
         ...
 
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Close the socket with ``code`` after what is queued (the drain: 1001); idempotent."""
+        ...
+
     async def start_call(self, args: list, timeout: float, answer: calls.Answer) -> None:
         """Send event ``args`` (name, then data) with an ack id; the client's ack, or why there
         is none, goes to ``answer``. Raises ``calls.CallError`` when it cannot be sent."""

@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from accounts.tokens import ValidatedToken
 from config import logs
 from config.proxies import scope_client_address
-from realtime import calls, metrics, outbound, rooms
+from realtime import calls, lifecycle, metrics, outbound, rooms
 from realtime.admission import unauthenticated
 from realtime.conf import realtime_settings
 from realtime.hub import get_hub
@@ -35,6 +35,7 @@ logger = logging.getLogger("chorus.realtime.socket")
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_LARGE = 1009
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -184,6 +185,10 @@ class LeanConsumer(AsyncWebsocketConsumer):
             limit = self.unauthenticated_message_limit()
             direct.limit_messages(self._protocol, limit, limit)
         self.out = outbound.for_connection(self.base_send, self._overflowed)
+        if lifecycle.draining():  # the client retries (elsewhere, through a balancer)
+            await self.accept()
+            await self.close(CLOSE_TRY_AGAIN_LATER, "server draining")
+            return
         address = scope_client_address(self.scope)
         if not unauthenticated.admit(address):
             logger.info("Socket refused: too many unauthenticated sockets from %s", address)

@@ -41,7 +41,7 @@ from urllib.parse import parse_qs
 
 from config import logs
 from config.proxies import scope_client_address
-from realtime import metrics
+from realtime import lifecycle, metrics
 from realtime.admission import unauthenticated
 from realtime.conf import realtime_settings
 from realtime.consumers import forwarding
@@ -332,6 +332,9 @@ async def answer(method: str, sid: str, body: bytes) -> tuple[int, bytes, bytes]
 async def _handshake(scope, receive, send, cors) -> None:
     if scope["method"] != "GET":
         await _error(send, 400, engineio.BAD_HANDSHAKE_METHOD, cors)
+        return
+    if lifecycle.draining():  # a balancer retries it on another instance (deploy/nginx)
+        await _error(send, 503, engineio.BAD_REQUEST, cors, "server draining")
         return
     if not get_hub().single_process:
         await forwarding.start(answer)  # this process may be asked for its sessions

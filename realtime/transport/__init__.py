@@ -5,10 +5,10 @@ application is loaded). Nothing outside this package imports daphne, Twisted or 
 
 Pieces, in the order ``install`` applies them (name: module — what it changes; off switch):
 
-- always: ``shutdown`` — Twisted reactor triggers (public API) run Chorus's start and stop
-  (``realtime.lifecycle``);
-- ``daphne-shutdown``: ``shutdown`` — daphne's shutdown tolerates upgraded connections (else
-  a crash at exit);
+- always: ``shutdown`` — Twisted reactor triggers (public API) run Chorus's start and its
+  drain (``realtime.lifecycle``);
+- ``daphne-shutdown``: ``shutdown`` — daphne's shutdown waits for the drain before it
+  cancels the applications, and tolerates upgraded connections (else a crash at exit);
 - ``autobahn-log``: ``direct`` — autobahn's per-connection debug text rendered only when
   logged;
 - ``websocket-closes``: ``direct`` — every close code reaches the client, a close-handshake
@@ -93,9 +93,13 @@ def enabled(piece: str) -> bool:
     return True
 
 
-def install(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
-    """Install every enabled piece (the module table), in order; ``start`` / ``stop`` run when
-    a Twisted reactor starts and before it shuts down. Idempotent; the daphne pieces are
+def install(
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]],
+) -> None:
+    """Install every enabled piece (the module table), in order; ``start`` runs when a Twisted
+    reactor starts, ``stop(stop_listening)`` (the drain, ``realtime.lifecycle.drain``) before
+    it shuts down. Idempotent; the daphne pieces are
     no-ops unless daphne serves this process. The garbage-collector piece goes last: it
     freezes what loading the application allocated."""
     from realtime.transport import accesslog, direct, http, process, shutdown, upgrade

@@ -1,8 +1,9 @@
 """A TCP forwarder in the test process, for live tests that need to break or balance the
 network between a client and daphne: ``TcpProxy(*targets)`` listens on a free loopback port and
-forwards each new connection to the next target port in turn (one target: a plain forwarder;
-several: a load balancer without affinity). ``cut`` resets every connection (what a network
-failure looks like to both ends) and refuses new ones until ``restore``."""
+forwards each new connection to the next target port in turn, skipping a target that refuses
+it, as nginx does (one target: a plain forwarder; several: a load balancer without affinity).
+``cut`` resets every connection (what a network failure looks like to both ends) and refuses
+new ones until ``restore``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class TcpProxy:
 
     def __init__(self, *targets: int) -> None:
         self._targets = itertools.cycle(targets)
+        self._count = len(targets)
         self.picked: list[int] = []
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -30,9 +32,17 @@ class TcpProxy:
         return self
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target = next(self._targets)
+        for _ in range(self._count):  # a refused target: the next one (nginx does the same)
+            target = next(self._targets)
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
+            except OSError:
+                continue
+            break
+        else:  # every target refused: so is the client
+            writer.transport.abort()
+            return
         self.picked.append(target)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
         self._writers |= {writer, up_writer}
 
         async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
@@ -61,6 +71,7 @@ class TcpProxy:
     async def restore(self, target: int | None = None) -> None:
         if target is not None:
             self._targets = itertools.cycle((target,))
+            self._count = 1
         await self.start()
 
     async def close(self) -> None:
