@@ -12,7 +12,8 @@ it runs at most once per ``EXPIRY_SWEEP_INTERVAL`` seconds. Expiry semantics are
 ``RedisLayer`` is channels-redis's layer with redis-py's ``BlockingConnectionPool``: the
 default pool raises ``MaxConnectionsError`` once ``max_connections`` are in use, so a burst
 (a thousand sockets closing at once) failed; this one waits up to ``timeout`` seconds for a
-free connection (``REDIS_MAX_CONNECTIONS``, ``REDIS_POOL_TIMEOUT``).
+free connection (``REDIS_MAX_CONNECTIONS``, ``REDIS_POOL_TIMEOUT``); its pools come from
+``config.redis`` (plain Redis or Redis Sentinel).
 Module map: docs/realtime.md.
 """
 
@@ -24,7 +25,8 @@ import time
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
-from redis.asyncio import BlockingConnectionPool
+
+from config.redis import async_pool
 
 
 class ProcessChannelLayer(InMemoryChannelLayer):
@@ -55,8 +57,9 @@ class ProcessChannelLayer(InMemoryChannelLayer):
 
 class RedisLayer(RedisChannelLayer):
     """channels-redis with pools that wait for a free connection (module docstring). A host
-    is ``{"address": url, "max_connections", "timeout", ...}`` (further keys go to the pool)."""
+    is ``{"address": url, "max_connections", "timeout", ...}`` (further keys go to the pool;
+    with Redis Sentinel the sentinel keys of ``config.redis``)."""
 
     def create_pool(self, index: int):
         host = dict(self.hosts[index])
-        return BlockingConnectionPool.from_url(host.pop("address"), **host)
+        return async_pool(host.pop("address"), **host)

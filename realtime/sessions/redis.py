@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from django.conf import settings
-
+from config.redis import async_pool
 from realtime.conf import realtime_settings
 from realtime.sessions.base import Change, Clock, Presence, SessionRecord, SessionRegistry
 
@@ -88,9 +87,8 @@ class RedisSessionRegistry(SessionRegistry):
 
         # A pool that waits for a free connection (REDIS_POOL_TIMEOUT) instead of failing:
         # a thousand sockets closing at once are a thousand concurrent removes.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=settings.REDIS_MAX_CONNECTIONS, timeout=settings.REDIS_POOL_TIMEOUT
-        )
+        # (config.redis: plain Redis or through Redis Sentinel.)
+        pool = async_pool(url)
         self.client = aioredis.Redis(connection_pool=pool)
         self.prefix = prefix
         self._records, self._deadlines = f"{prefix}records", f"{prefix}deadlines"
