@@ -173,6 +173,10 @@ class Hub:
         #: left (False); the last change of each wins.
         self._ledger: dict[tuple[str, str], bool] = {}
         self._ledger_task: asyncio.Task | None = None
+        #: Set when the layer failed (a receive, or a publish dropped after its retries: a
+        #: Redis restart or failover); the keeper's next round then runs ``heal``.
+        self.layer_failed = False
+        self._heal_hooks: list[Callable[[], Awaitable[None]]] = []
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -238,6 +242,26 @@ class Hub:
     def on_message(self, kind: str, handler: Callable[[dict], Awaitable[None]]) -> None:
         """Route layer messages of type ``kind`` to ``handler``."""
         self._message_handlers[kind] = handler
+
+    def on_layer_healed(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` in ``heal``: after a layer failure, catch up what may have been lost."""
+        self._heal_hooks.append(hook)
+
+    async def heal(self) -> None:
+        """After a layer failure (``layer_failed``): re-add every room subscription (a Redis
+        that restarted or failed over may have lost them) and run the ``on_layer_healed``
+        hooks (open documents take in the edits whose relay was lost). Nothing without a
+        failure; a heal that fails leaves the flag set for the keeper's next round."""
+        if not self.layer_failed:
+            return
+        self.layer_failed = False
+        try:
+            await self.resubscribe()
+            for hook in tuple(self._heal_hooks):
+                await hook()
+        except BaseException:
+            self.layer_failed = True
+            raise
 
     async def _subscribe(self, room: str) -> None:
         if self.channel_name is None:
@@ -575,6 +599,7 @@ class Hub:
                     await asyncio.sleep(delays[attempt])
                     continue
                 self.dropped_publishes += 1
+                self.layer_failed = True
                 if self.dropped_publishes % 100 == 1:  # a dead layer must not flood the log
                     logger.log(
                         logging.WARNING if droppable else logging.ERROR,
@@ -642,6 +667,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.layer_failed = True
                 logger.exception("hub receive failed; retrying in %.1fs", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -27,7 +27,7 @@ from tests.live.harness import free_port
 
 MASTER = "chorus"
 #: A primary that has not answered for this long is "subjectively down" for a sentinel.
-DOWN_AFTER_MS = 1000
+DOWN_AFTER_MS = 6000
 #: Sentinel's failover timeout (also the pause before a failed failover is retried).
 FAILOVER_TIMEOUT_MS = 3000
 
