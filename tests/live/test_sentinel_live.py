@@ -39,9 +39,10 @@ KNOBS = {
     "DOC_SAVE_DEBOUNCE": 0.2,
     "DOC_SAVE_MAX_WAIT": 1,
 }
-#: Seconds from the kill by which clients work again: the sentinels' detection and
-#: failover (about DOWN_AFTER_MS + a vote: ~2-3 s here) plus one keeper tick and the
-#: connection retries (docs/operations.md, "Redis Sentinel").
+#: Seconds from the kill by which clients work again: the sentinels' detection and failover
+#: (``DOWN_AFTER_MS``, 6 s — longer than the hub's publish retries, so relays are lost — plus
+#: the vote, 1-2 s), the hub's receive backoff (up to 5 s) and a keeper round
+#: (docs/operations.md, "Redis Sentinel").
 RECOVERY_BOUND = 20.0
 
 
