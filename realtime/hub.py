@@ -405,17 +405,18 @@ class Hub:
 
     async def to_sid(self, sid: str, message: dict) -> bool:
         """Have the hub that has socket ``sid`` act on it (a ``chorus.sid`` message: ``op`` and
-        its fields). False when no session has that sid: none in the registry, or one whose
-        socket does not take events (y-websocket). The registry names the socket's hub; a
-        local socket is acted on at once."""
+        its fields). False when no session has that sid: none in the registry, or — for any
+        op but ``kick`` — one whose socket does not take events (y-websocket). The registry
+        names the socket's hub; a local socket is acted on at once."""
         message = {**message, "type": "chorus.sid", "sid": sid}
+        events = message.get("op") != "kick"  # a kick reaches a y-websocket connection too
         if sid in self.connections:
-            if not self.connections[sid].takes_events:
+            if events and not self.connections[sid].takes_events:
                 return False
             await self._on_sid(message)
             return True
         records = await get_registry().get([sid])
-        if not records or not records[0].hub or sid.startswith("y:"):
+        if not records or not records[0].hub or (events and sid.startswith("y:")):
             return False
         await self.reply(records[0].hub, message)
         return True

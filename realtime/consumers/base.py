@@ -66,6 +66,11 @@ class LeanConsumer(AsyncWebsocketConsumer):
     offsets = False
     #: Whether it takes Socket.IO events, calls and app rooms (``SocketIOConsumer``).
     takes_events = False
+    #: What the session record says the socket is (the live admin shows it): its endpoint,
+    #: and the transport it is on now (a polling session's becomes "websocket" on upgrade).
+    endpoint = "socket.io"
+    transport = "websocket"
+    _address: str | None = None
 
     #: The socket's way out, from the WebSocket connect on, and its inbound gate (daphne).
     out: Outbound | None = None
@@ -314,7 +319,16 @@ class LeanConsumer(AsyncWebsocketConsumer):
             user=user.public_profile(),
             last_seen=self.last_seen,
             hub=get_hub().channel_name or "",
+            endpoint=self.endpoint,
+            transport=self.transport,
+            address=self.client_address(),
         )
+
+    def client_address(self) -> str:
+        """The client's address (``TRUSTED_PROXIES`` applied), worked out once."""
+        if self._address is None:
+            self._address = scope_client_address(self.scope)
+        return self._address
 
     async def start_call(self, args: list, timeout: float, answer: calls.Answer) -> None:
         """A socket that takes no events takes no calls (``SocketIOConsumer`` does)."""

@@ -63,6 +63,7 @@ class PollingSession(SocketIOConsumer):
     """A Socket.IO session that starts on HTTP long-polling (module docstring)."""
 
     transport_name = "polling"
+    transport = "polling"
     upgrades = ("websocket",)
     _upgrading = False
 
@@ -147,6 +148,7 @@ class PollingSession(SocketIOConsumer):
         polling.hand_over(out)
         polling.release()  # a GET still waiting gets a NOOP
         self.out = out
+        self.transport = "websocket"
         self._protocol = protocol
         self._gate = gate
         if protocol is not None:

@@ -86,6 +86,8 @@ READ_ONLY_REASON = "read-only: you may not edit this note; your changes are not 
 
 
 class YjsConsumer(LeanConsumer):
+    endpoint = "y-websocket"
+
     def authenticated_message_limit(self) -> int:
         return realtime_settings.DOC_MAX_BYTES + SYNC_HEADROOM
 
