@@ -192,6 +192,12 @@ async def test_bad_input_is_refused_with_400_and_changes_nothing(staff, sio, ali
     assert after == before
 
 
+async def test_the_model_lists_link_to_the_live_pages(staff):
+    users = (await staff.get("/admin/accounts/user/")).content.decode()
+    notes = (await staff.get("/admin/notes/note/")).content.decode()
+    assert f'href="{ONLINE}"' in users and f'href="{OPEN}"' in notes
+
+
 async def test_the_online_page_only_reads(staff):
     response = await staff.post(ONLINE, {"action": "kick_user"})
     assert response.status_code == 405
