@@ -83,13 +83,16 @@ def _split(url: str, options: dict[str, Any]) -> tuple[dict, dict]:
     """(sentinel keywords, pool keywords): the URL's credentials, database and TLS choice
     with the caller's options; the URL's host and port are dropped (the sentinels name the
     master)."""
+    if not url.startswith(("redis://", "rediss://")):
+        raise ValueError("with REDIS_SENTINELS, REDIS_URL must be redis:// or rediss://")
     sentinel = {key: options.pop(key) for key in _SENTINEL_KEYS if key in options}
     pool = {k: v for k, v in parse_url(url).items() if k not in ("host", "port", "path")}
+    # parse_url says TLS by a connection class; the sentinel pool chooses its own class
+    # (plain or TLS) from ``ssl``.
+    pool.pop("connection_class", None)
+    pool["ssl"] = url.startswith("rediss://")
     pool.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
     pool.update(options)
-    pool.pop("connection_class", None)  # the sentinel pool chooses (plain or TLS)
-    if pool.get("ssl") is None:
-        pool.pop("ssl", None)
     return sentinel, pool
 
 

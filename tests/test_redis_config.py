@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 import redis.asyncio
+import redis.sentinel
 
 from config.redis import (
     AsyncSentinelPool,
@@ -55,6 +56,18 @@ def test_with_sentinels_the_url_gives_credentials_and_database_only(settings):
         sentinels = pool.sentinel_manager.sentinels
         assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [26390, 26391]
         assert sentinels[0].connection_pool.connection_kwargs["password"] == "sentinel-secret"
+
+
+def test_with_sentinels_rediss_means_tls_to_the_master(settings):
+    settings.REDIS_SENTINELS = [("127.0.0.1", 26390)]
+    plain = sync_pool("redis://mymaster/0").connection_class
+    tls = sync_pool("rediss://mymaster/0").connection_class
+    assert (plain, tls) == (
+        redis.sentinel.SentinelManagedConnection,
+        redis.sentinel.SentinelManagedSSLConnection,
+    )
+    with pytest.raises(ValueError, match="redis:// or rediss://"):
+        sync_pool("unix:///tmp/redis.sock")
 
 
 def test_sentinel_options_are_empty_without_sentinels():
