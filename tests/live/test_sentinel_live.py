@@ -10,7 +10,7 @@ What must hold: after the failover every client works again within ``RECOVERY_BO
 seconds of the kill (a message posted then reaches the member on the other instance live),
 no message whose POST was answered 201 and no edit the server acknowledged is lost (the
 database and fresh clients on either instance have them all, and the two editors
-converge), and presence is right.
+converge), presence is right, and a new socket (with a connection ticket) connects.
 """
 
 from __future__ import annotations
@@ -196,9 +196,14 @@ async def test_primary_killed_clients_recover_nothing_acked_is_lost(
     # Presence is right: alice and bob online (their sockets never closed), carol not; the
     # sessions written to the old primary are in the new one (replicated, or re-added by the
     # keepers).
-    async def presence_right() -> bool:
-        expected = {alice.id, bob.id}
+    async def presence_is(expected: set[str]) -> bool:
         return all([await server.online_ids(cid, carol.token) == expected for server in (a, b)])
 
-    await eventually(presence_right, timeout=RECOVERY_BOUND)
+    await eventually(lambda: presence_is({alice.id, bob.id}), timeout=RECOVERY_BOUND)
     assert alice_a.connected and bob_b.connected
+    # New connections work through the new master: a ticket issued by A (the tickets' own
+    # pool) opens a socket on B, and carol is online on both instances.
+    status, body = await a.arequest("POST", "/api/auth/ws-ticket/", token=carol.token)
+    assert status == 200, (status, body)
+    await clients(b, "Carol@B").connect(query={"ticket": body["ticket"]})
+    await eventually(lambda: presence_is({alice.id, bob.id, carol.id}), timeout=5)
