@@ -7,7 +7,8 @@ generated once on first start and never committed.
 Two shapes, chosen only by configuration:
 - embedded default (no DATABASE_URL / REDIS_URL): SQLite file under var/, in-memory channel
   layer, local-memory cache; one process.
-- scaled: DATABASE_URL=postgres://… and REDIS_URL=redis://… for many daphne processes.
+- scaled: DATABASE_URL=postgres://… and REDIS_URL=redis://… (or REDIS_SENTINELS for Redis
+  Sentinel) for many daphne processes.
 """
 
 from __future__ import annotations
