@@ -23,6 +23,9 @@ SIZE_OPTIONS = (
     "heartbeat_s",
     "collab_rate",
     "burst_window",
+    "publish_sockets",
+    "publish_window",
+    "publish_rate",
 )
 
 
@@ -79,6 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         dest="burst_window",
         help="broadcast sender's events in flight (default 16)",
+    )
+    parser.add_argument(
+        "--publish-sockets",
+        type=int,
+        dest="publish_sockets",
+        help="server-publish: sockets of the receiving user (default 4)",
+    )
+    parser.add_argument(
+        "--publish-window",
+        type=int,
+        dest="publish_window",
+        help="server-publish: the publisher's requests in flight (default 16)",
+    )
+    parser.add_argument(
+        "--publish-rate",
+        type=float,
+        dest="publish_rate",
+        help="server-publish: events/s in the paced (latency) phase (default 50)",
     )
     parser.add_argument(
         "--profile-gil",

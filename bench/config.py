@@ -61,6 +61,13 @@ class Config:
     collab_paced_s: float = 20.0
     collab_window_s: float = 15.0
     collab_window: int = 2
+    publish_sockets: int = 4  # sockets of the one user the server-publish events go to
+    publish_window: int = 16  # the publisher's requests (emits) in flight
+    publish_burst: int = 50_000  # events per burst at most, as fast as the window allows …
+    publish_burst_s: float = 5.0  # … for this long at most (rates differ 50-fold)
+    publish_bursts: int = 3
+    publish_rate: float = 50.0  # events/s in the paced phase: under every server's capacity
+    publish_paced: int = 500
     drain_s: float = 20.0
     late_ms: float = 1000.0
     last_active_interval: float = 5.0
@@ -94,6 +101,11 @@ class Config:
             collab_rate=5.0,
             collab_paced_s=1.0,
             collab_window_s=1.0,
+            publish_burst=60,
+            publish_burst_s=1.0,
+            publish_bursts=1,
+            publish_rate=50.0,
+            publish_paced=20,
             drain_s=10.0,
             last_active_interval=1.0,
             doc_save_debounce=0.5,

@@ -1,12 +1,13 @@
 """The bench databases before a run: PostgreSQL's created if absent, Redis's ``chorus*`` keys
-deleted, and the fixture (users, channels, notes, tokens) written by bench/setup_data.py."""
+deleted, and the fixture (users, channels, notes, tokens) written by bench/setup_data.py;
+before every Chorus collab suite the bench notes emptied again (``reset_documents``)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from bench.config import BENCH, PYTHON, Config, Paths
+from bench.config import BENCH, PYTHON, Config, Paths, log
 from bench.servers import ServerSpec, chorus_env
 
 
@@ -31,6 +32,23 @@ def clean_redis(url: str) -> None:
     for i in range(0, len(keys), 1000):
         client.delete(*keys[i : i + 1000])
     client.close()
+
+
+def reset_documents(cfg: Config, vendor: str, urls: dict, paths: Paths) -> None:
+    """Empty the bench notes of the ``vendor`` database (state, data, update log): a collab
+    suite on Chorus starts from empty documents, as the peers (documents in memory, a fresh
+    server per suite) always do — not from what earlier suites and rounds wrote."""
+    env = chorus_env(cfg, ServerSpec("setup", "chorus", (), db=vendor), urls, paths)
+    done = subprocess.run(
+        [PYTHON, str(BENCH / "setup_data.py"), "--reset-docs"],
+        cwd=paths.chorus_root,
+        env={**env, "BENCH_CHORUS_ROOT": str(paths.chorus_root)},
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"bench/setup_data.py --reset-docs failed: {done.stderr[-2000:]}")
+    log(f"  {done.stdout.strip()} ({vendor})")
 
 
 def make_fixture(cfg: Config, vendor: str, urls: dict, paths: Paths) -> Path:

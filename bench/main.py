@@ -22,7 +22,8 @@ Suites, each on a freshly started server (see docs/benchmarks.md for the exact p
 ``connect`` (connect + auth N2 sockets, RSS), ``ack`` (request/ack loop on 100 sockets),
 ``collab-sio`` (Socket.IO ``ydoc:*``) and ``collab-yws`` (y-websocket protocol); over HTTP
 long-polling ``connect-polling`` (connect + auth NP sessions, RSS) and ``ack-polling`` (the
-``ack`` loop).
+``ack`` loop); ``server-publish`` (a publisher process sends events to one user's sockets
+through the server's Redis: Chorus's HTTP server API, python-socketio's Redis emitter).
 
 Everything is bounded: counts are fixed, every wait has a deadline, every phase a duration.
 Any lost message, failed connect, refused ack or unexpected close marks the row (LOSS / ERR)

@@ -113,6 +113,34 @@ METRICS = [
     ),
     ("ack polling p50 (ms)", False, ("ack_polling", "p50_ms"), ("ack_polling",), True),
     ("ack polling p99 (ms)", False, ("ack_polling", "p99_ms"), ("ack_polling",), True),
+    (
+        "server-publish events/s (PUB)",
+        True,
+        ("server_publish", "burst", "events_per_s"),
+        ("server_publish",),
+        True,
+    ),
+    (
+        "server-publish burst all-have-it p99 (ms)",
+        False,
+        ("server_publish", "burst", "complete_p99_ms"),
+        ("server_publish",),
+        True,
+    ),
+    (
+        "server-publish p50 (ms, PRATE)",
+        False,
+        ("server_publish", "paced", "p50_ms"),
+        ("server_publish",),
+        True,
+    ),
+    (
+        "server-publish p99 (ms, PRATE)",
+        False,
+        ("server_publish", "paced", "p99_ms"),
+        ("server_publish",),
+        True,
+    ),
 ]
 
 #: Chorus servers also compared with another Chorus server, not only with the peers:
@@ -150,6 +178,7 @@ PHASES = {
     "collab_yws": ("collab_yws",),
     "connect_polling": ("polling-connect",),
     "ack_polling": ("polling-ack",),
+    "server_publish": ("publish-",),
 }
 NOISE = 0.3  # cores used by other processes during a phase above which it is marked "*"
 
@@ -180,6 +209,8 @@ def metric_label(label: str, higher: bool, cfg: Config) -> str:
     rate = f"{cfg.docs}x{cfg.editors} at {cfg.collab_rate:g}/s"
     label = label.replace("N1", str(cfg.n_fanout)).replace("N2", str(cfg.n_connect))
     label = label.replace("NP", str(cfg.n_polling))
+    label = label.replace("PUB", f"{cfg.publish_sockets} sockets, window {cfg.publish_window}")
+    label = label.replace("PRATE", f"{cfg.publish_rate:g}/s")
     label = label.replace("ACK", str(cfg.ack_sockets)).replace("RATE", rate)
     return label + (" ↑" if higher else " ↓")
 

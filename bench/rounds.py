@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import Config, Paths, log
-from bench.fixtures import clean_redis
+from bench.fixtures import clean_redis, reset_documents
 from bench.measures import WriteLog, machine_busy_s
 from bench.servers import Server, ServerSpec, chorus_env
 from bench.suites import SUITES
@@ -59,6 +59,10 @@ async def run_suite(run: Run, spec: ServerSpec, suite: str, result: dict) -> Non
     writes = WriteLog(vendor, run.urls[vendor]) if spec.kind == "chorus" else None
     if spec.redis and spec.kind == "chorus":
         clean_redis(run.urls["redis"])
+    if spec.kind == "chorus" and suite.startswith("collab"):
+        # every server starts every round's collab suite from empty documents: the peers
+        # keep theirs in memory (gone with the process); Chorus's are in the bench database
+        reset_documents(run.cfg, vendor, run.urls, run.paths)
     server = Server(
         spec,
         chorus_env(run.cfg, spec, run.urls, run.paths),

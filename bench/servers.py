@@ -38,6 +38,7 @@ class ServerSpec:
 
 EVENT_SUITES = ("fanout", "connect", "ack", "collab-sio")
 POLLING_SUITES = ("connect-polling", "ack-polling")
+PUBLISH_SUITES = ("server-publish",)  # an out-of-process publisher: servers with Redis
 SERVERS = [
     ServerSpec(
         "chorus-daphne",
@@ -58,7 +59,7 @@ SERVERS = [
     ServerSpec(
         "chorus-daphne-redis",
         "chorus",
-        (*EVENT_SUITES, "collab-yws", *POLLING_SUITES),
+        (*EVENT_SUITES, "collab-yws", *POLLING_SUITES, *PUBLISH_SUITES),
         "daphne",
         "postgres",
         True,
@@ -79,7 +80,7 @@ SERVERS = [
     ServerSpec(
         "chorus-uvicorn-redis",
         "chorus",
-        (*EVENT_SUITES, "collab-yws"),
+        (*EVENT_SUITES, "collab-yws", *PUBLISH_SUITES),
         "uvicorn",
         "postgres",
         True,
@@ -91,7 +92,7 @@ SERVERS = [
     ServerSpec(
         "sio-redis",
         "sio",
-        (*EVENT_SUITES, *POLLING_SUITES),
+        (*EVENT_SUITES, *POLLING_SUITES, *PUBLISH_SUITES),
         redis=True,
         note="python-socketio + AsyncRedisManager",
     ),
@@ -128,12 +129,20 @@ def chorus_env(cfg: Config, spec: ServerSpec, urls: dict, paths: Paths) -> dict[
             "LAST_ACTIVE_WRITE_INTERVAL": str(cfg.last_active_interval),
             "DOC_SAVE_DEBOUNCE": str(cfg.doc_save_debounce),
             "DOC_SAVE_MAX_WAIT": str(cfg.doc_save_max_wait),
+            # the server API's per-key rate limit off: one publisher key is the whole load
+            "SERVER_API_RATE_LIMIT": "0",
         }
     )
     if spec.redis:
         env["REDIS_URL"] = urls["redis"]
     env["BENCH_REDIS_URL"] = urls["redis"]
     return env
+
+
+def sio_channel(port: int) -> str:
+    """The Redis pub/sub channel of the ``sio-redis`` server on ``port``: an out-of-process
+    emitter (``AsyncRedisManager(write_only=True)``) publishes on it."""
+    return f"bench-sio-{port}"
 
 
 class Server:
@@ -198,7 +207,9 @@ class Server:
                 "--port",
                 p,
             ]
-            return cmd + (["--redis", self.env["BENCH_REDIS_URL"]] if spec.redis else [])
+            if spec.redis:
+                cmd += ["--redis", self.env["BENCH_REDIS_URL"], "--channel", sio_channel(port)]
+            return cmd
         if spec.kind == "ceiling":
             return [
                 PYTHON,

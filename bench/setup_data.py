@@ -6,8 +6,11 @@ Run by ``bench/run`` (never by hand needed) with the bench environment: ``CHORUS
 Idempotent: users ``bench-u0000`` … and ``bench-sender``, the group channel ``bench-broadcast``
 (every bench user is a member), one private "solo" channel per ack-workload user, and the
 collaborative notes (each owned by its first editor, write grants for the other editors).
-Every run issues fresh access tokens (long-lived: the bench never refreshes) and resets the
-notes' Yjs state so each run edits documents of the same size.
+Every run issues fresh access tokens (long-lived: the bench never refreshes) and empties the
+notes (Yjs state, rendered data, update log) so each run edits documents of the same size;
+``--reset-docs`` does only that, before every Chorus collab suite (bench/fixtures.py), so
+every server — the peers hold documents in memory and start empty — starts every round from
+empty documents.
 
 It also installs the write counter (see ``WRITE_LOG_SQL``): an ``AFTER UPDATE`` trigger on
 ``accounts_user`` and ``notes_note`` that appends (table, row id, time, and for users the
@@ -17,6 +20,7 @@ write per user per interval" is checked per user, not on averages). The trigger 
 in the bench database.
 
 Usage: python bench/setup_data.py --users 1000 --solo 100 --docs 50 --editors 4 --out FILE
+       python bench/setup_data.py --reset-docs
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from django.db import connection, transaction  # noqa: E402
 from accounts.models import Role, User  # noqa: E402
 from accounts.tokens import issue_access_token  # noqa: E402
 from channels_app.models import Channel, ChannelMember, ChannelType, MemberRole  # noqa: E402
-from notes.models import Note, NoteGrant, Permission, PrincipalType  # noqa: E402
+from notes.models import Note, NoteGrant, NoteUpdate, Permission, PrincipalType  # noqa: E402
 
 TOKEN_TTL = 7 * 24 * 3600
 
@@ -142,15 +146,40 @@ def ensure_channel(name: str, owner: User, members: list[User]) -> Channel:
     return channel
 
 
+DOC_TITLE_PREFIX = "bench-doc-"
+
+
+def reset_documents() -> str:
+    """Empty every bench note (owned by a bench user): no Yjs state, no rendered data, no
+    rows in the update log; what was emptied, in words."""
+    notes = Note.objects.filter(
+        title__startswith=DOC_TITLE_PREFIX, owner__username__startswith="bench-"
+    )
+    with transaction.atomic():
+        states = notes.exclude(yjs_state=None).values_list("yjs_state", flat=True)
+        state = sum(len(s) for s in states if s is not None)
+        log_rows, _ = NoteUpdate.objects.filter(note__in=notes).delete()
+        count = notes.update(yjs_state=None, data={})
+    return f"{count} bench notes emptied ({state / 1024:.0f} KiB of state, {log_rows} log rows)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--solo", type=int, default=100)
     parser.add_argument("--docs", type=int, default=50)
     parser.add_argument("--editors", type=int, default=4)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out")
+    parser.add_argument(
+        "--reset-docs", action="store_true", help="only empty the bench notes, then exit"
+    )
     args = parser.parse_args()
     started = time.monotonic()
+    if args.reset_docs:
+        print(reset_documents())
+        return
+    if not args.out:
+        parser.error("--out is required")
 
     call_command("migrate", interactive=False, verbosity=0)
     vendor = connection.vendor
@@ -175,7 +204,9 @@ def main() -> None:
             raise SystemExit("--docs x --editors exceeds --users")
         for d in range(args.docs):
             editors = ordered[d * args.editors : (d + 1) * args.editors]
-            note, _ = Note.objects.get_or_create(owner=editors[0], title=f"bench-doc-{d:03d}")
+            note, _ = Note.objects.get_or_create(
+                owner=editors[0], title=f"{DOC_TITLE_PREFIX}{d:03d}"
+            )
             for editor in editors[1:]:
                 NoteGrant.objects.get_or_create(
                     note=note,
@@ -184,7 +215,7 @@ def main() -> None:
                     defaults={"permission": Permission.WRITE},
                 )
             notes.append((note, editors))
-        Note.objects.filter(pk__in=[n.pk for n, _ in notes]).update(yjs_state=None, data={})
+        reset_documents()
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM bench_write_log")
 

@@ -29,10 +29,12 @@ def split(items: list, parts: int) -> list[list]:
 
 
 class Workers:
-    """The load-generator processes (``python -m bench.loadgen``), driven by JSON lines."""
+    """The load-generator processes (``python -m bench.loadgen``, or another ``module`` that
+    speaks the same JSON lines: ``bench.loadgen.publisher``), driven by JSON lines."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, module: str = "bench.loadgen") -> None:
         self.count = count
+        self.module = module
         self.procs: list[asyncio.subprocess.Process] = []
 
     async def start(self) -> None:
@@ -40,7 +42,7 @@ class Workers:
             proc = await asyncio.create_subprocess_exec(
                 PYTHON,
                 "-m",
-                "bench.loadgen",
+                self.module,
                 cwd=ROOT,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

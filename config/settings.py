@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
+    "adrf",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "rest_framework_simplejwt.token_blacklist",
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "channels_app",
     "notes",
     "realtime",
+    "serverapi",
     "demo",
 ]
 
@@ -307,6 +309,12 @@ MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=16 * 1024 * 1
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # Under daphne, refuse an oversize body while it arrives, before daphne buffers it.
 DAPHNE_BODY_LIMIT = env.bool("DAPHNE_BODY_LIMIT", default=True)
+
+# --- Server API for backends (table: docs/configuration.md; docs/server-api.md) -------------
+# Requests per second per API key, counted across instances in the cache; 0: no limit.
+SERVER_API_RATE_LIMIT = env.int("SERVER_API_RATE_LIMIT", default=1000)
+# Longest a call to a session may wait for the client's answer, seconds.
+SERVER_API_CALL_TIMEOUT_MAX = env.float("SERVER_API_CALL_TIMEOUT_MAX", default=300.0)
 
 # --- Realtime knobs (table: docs/configuration.md; defaults: realtime/conf.py) ---------------
 _REALTIME_PARSERS = {bool: env.bool, int: env.int, float: env.float, str: env.str}

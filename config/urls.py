@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/", include("accounts.urls")),
     path("api/", include("channels_app.urls")),
     path("api/", include("notes.urls")),
+    path("api/server/", include("serverapi.urls")),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(generator_class=ServedSchemaGenerator),

@@ -7,8 +7,10 @@ database and results directory (a temporary directory), so it never disturbs a r
 
 - ``chorus-daphne`` through every suite (SQLite, in-memory layer);
 - the polling suites on Chorus with Redis, on the two-instance ``chorus-daphne-redis-pair``
-  (every polling request forwarded between instances) and on python-socketio with Redis
-  (``services``: needs PostgreSQL and Redis).
+  (every polling request forwarded between instances) and on python-socketio with Redis, and
+  ``server-publish`` (a publisher process: Chorus's HTTP server API, python-socketio's
+  write-only Redis emitter) on the two servers with Redis that have it (``services``: needs
+  PostgreSQL and Redis).
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ POLLING_ROWS = [
     "ack polling p50 (ms)",
     "ack polling p99 (ms)",
 ]
+
+
+PUBLISH_ROWS = [
+    "server-publish events/s (4 sockets, window 16)",
+    "server-publish burst all-have-it p99 (ms)",
+    "server-publish p50 (ms, 50/s)",
+    "server-publish p99 (ms, 50/s)",
+]
+PUBLISH_SERVERS = ["chorus-daphne-redis", "sio-redis"]
 
 
 def run_bench(tmp_path: Path, *args: str, timeout: float) -> tuple[str, str, dict]:
@@ -138,10 +149,25 @@ def test_quick_run_has_every_row_and_no_loss(tmp_path: Path) -> None:
     assert result["ack_polling"]["http_requests_elsewhere_share"] == 0
 
 
+def assert_publish_clean(result: dict) -> None:
+    """The server-publish suite of one server: every event reached every socket, once, in
+    order, and the publisher's every request or emit was accepted."""
+    publish = result["server_publish"]
+    assert publish["sockets"] == 4, publish
+    for phase in ("burst", "paced"):
+        stats = publish[phase]
+        assert stats["events"] > 0 and stats["delivered"] == stats["events"] * 4, stats
+        assert stats["missing"] == stats["dups"] == stats["out_of_order"] == 0, stats
+        assert stats["errors"] == 0 and stats["unexpected_closes"] == 0, stats
+    assert "publisher" in result["cpu"]["publish-paced"], result["cpu"]
+
+
 @pytest.mark.services
 def test_quick_polling_run_without_sticky_sessions(tmp_path: Path) -> None:
     """The pair's polling requests all reach the instance their session does not live on;
-    its rows sit next to the one-instance server's, and python-socketio's polling runs."""
+    its rows sit next to the one-instance server's, and python-socketio's polling runs.
+    The same run publishes from a separate process to Chorus's server API and through
+    python-socketio's Redis emitter."""
     database_url = require_service("DATABASE_URL")
     # bench/run never uses db 0 (CI's default): its own database 15 on the same server.
     redis_url = require_service("REDIS_URL").rsplit("/", 1)[0] + "/15"
@@ -158,6 +184,8 @@ def test_quick_polling_run_without_sticky_sessions(tmp_path: Path) -> None:
             "connect-polling",
             "--suite",
             "ack-polling",
+            "--suite",
+            "server-publish",
             "--pg-url",
             f"{base}/{bench_db}",
             "--redis-url",
@@ -179,3 +207,6 @@ def test_quick_polling_run_without_sticky_sessions(tmp_path: Path) -> None:
     assert pair["connect_polling"]["http_requests_elsewhere_share"] == 1.0
     assert pair["ack_polling"]["http_requests_elsewhere_share"] == 1.0
     assert results["chorus-daphne-redis"]["ack_polling"]["http_requests_elsewhere_share"] == 0
+    assert_rows(stdout, output, PUBLISH_ROWS, PUBLISH_SERVERS)
+    for name in PUBLISH_SERVERS:
+        assert_publish_clean(results[name])

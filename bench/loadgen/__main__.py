@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 
-from bench.loadgen import ackloop, broadcast, collab, sockets
+from bench.loadgen import ackloop, broadcast, collab, published, sockets
 from bench.loadgen.worker import Worker
 
 COMMANDS: dict[str, Callable[[Worker, dict], Awaitable[dict]]] = {
@@ -25,6 +25,8 @@ COMMANDS: dict[str, Callable[[Worker, dict], Awaitable[dict]]] = {
     "loop": ackloop.run_loop,
     "collab_connect": collab.collab_connect,
     "collab_run": collab.collab_run,
+    "pub_reset": published.pub_reset,
+    "pub_report": published.pub_report,
 }
 
 

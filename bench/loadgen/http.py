@@ -82,22 +82,31 @@ class HttpConnection:
     # --- sending -------------------------------------------------------------------------
 
     def request(
-        self, method: str, target: str, body: bytes | None, callback: ResponseCallback
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        callback: ResponseCallback,
+        content_type: bytes = b"text/plain;charset=UTF-8",
+        headers: bytes = b"",
     ) -> None:
-        """Send ``method target`` (``body`` for a POST, as text/plain); ``callback(status,
-        body)`` once the response is complete (status 0: none came)."""
+        """Send ``method target`` (``body`` for a POST, as ``content_type``; ``headers``:
+        more header lines, each ending in CRLF); ``callback(status, body)`` once the response
+        is complete (status 0: none came)."""
         assert self.callback is None, "one request at a time per connection"
         if self.closed:
             callback(0, b"")
             return
-        head = f"{method} {target} HTTP/1.1\r\nHost: ".encode() + self.host_header
+        head = f"{method} {target} HTTP/1.1\r\n".encode() + headers + b"Host: " + self.host_header
         if body is None:
             data = head + b"\r\n\r\n"
         else:
             data = b"".join(
                 (
                     head,
-                    b"\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: ",
+                    b"\r\nContent-Type: ",
+                    content_type,
+                    b"\r\nContent-Length: ",
                     str(len(body)).encode(),
                     b"\r\n\r\n",
                     body,

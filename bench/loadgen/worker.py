@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from bench.loadgen.published import Received, on_published
 from bench.loadgen.wire import MSG_ID_NEEDLE, now_ns
 
 if TYPE_CHECKING:
@@ -45,10 +46,13 @@ class Worker:
         self.polling_opened = 0
         self.http_requests = 0
         self.http_elsewhere = 0
+        # events from an out-of-process publisher (server-publish)
+        self.published = Received()
 
     def on_event(self, client: SioClient, frame: str) -> None:
         """A Socket.IO EVENT frame a socket received: a broadcast is counted per sequence
-        number, a relayed document update goes to the socket's editor."""
+        number, a published ``events`` event per index, a relayed document update goes to
+        the socket's editor."""
         if frame.startswith('42["events:channel"'):
             i = frame.find(MSG_ID_NEEDLE)
             if i < 0:
@@ -68,6 +72,8 @@ class Worker:
             else:
                 entry[0] += 1
                 entry[2] = t
+        elif frame.startswith('42["events",'):
+            on_published(self, client, frame)
         elif frame.startswith('42["ydoc:document:update"') and client.editor is not None:
             payload = json.loads(frame[2:])[1]
             client.editor.on_bytes(bytes(payload["update"]))

@@ -12,13 +12,15 @@ stack Open WebUI runs — implementing the same events as Chorus, the way Open W
   except the sender as ``{document_id, user_id, update, socket_id}``.
 
 ``--redis URL``: the same server with ``AsyncRedisManager`` (Open WebUI's multi-instance
-mode); every emit goes through Redis pub/sub on a channel private to this process.
+mode); every emit goes through Redis pub/sub on the channel ``--channel`` (default: one
+private to this process). A write-only ``AsyncRedisManager`` on the same URL and channel —
+Open WebUI's workers, the ``server-publish`` suite's publisher — emits to this server's sockets.
 
 Both Engine.IO transports are served (python-socketio's default): WebSocket, and HTTP
 long-polling for the polling suites (what Open WebUI serves with WebSocket support off). One
 process, so polling needs no sticky sessions here; python-socketio needs them with several.
 
-Usage: python bench/peers/sio_server.py --fixture F --port P [--redis redis://…/9]
+Usage: python bench/peers/sio_server.py --fixture F --port P [--redis redis://…/9 [--channel C]]
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script:
 from bench.peers.common import Fixture, note_id_of
 
 
-def build(fixture: Fixture, redis_url: str | None) -> socketio.ASGIApp:
+def build(fixture: Fixture, redis_url: str | None, channel: str = "") -> socketio.ASGIApp:
     manager = (
-        socketio.AsyncRedisManager(redis_url, channel=f"bench-sio-{os.getpid()}")
+        socketio.AsyncRedisManager(redis_url, channel=channel or f"bench-sio-{os.getpid()}")
         if redis_url
         else None
     )
@@ -161,8 +163,9 @@ def main() -> None:
     parser.add_argument("--fixture", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis", default="")
+    parser.add_argument("--channel", default="", help="the Redis pub/sub channel (--redis)")
     args = parser.parse_args()
-    app = build(Fixture(args.fixture), args.redis or None)
+    app = build(Fixture(args.fixture), args.redis or None, args.channel)
     uvicorn.run(
         app,
         host="127.0.0.1",

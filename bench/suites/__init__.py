@@ -12,6 +12,7 @@ from bench.suites.connect import suite_connect
 from bench.suites.connect_polling import suite_connect_polling
 from bench.suites.context import Context
 from bench.suites.fanout import suite_fanout
+from bench.suites.publish import suite_server_publish
 
 SUITES: dict[str, Callable[[Context], Awaitable[None]]] = {
     "fanout": suite_fanout,
@@ -21,4 +22,5 @@ SUITES: dict[str, Callable[[Context], Awaitable[None]]] = {
     "collab-yws": suite_collab_yws,
     "connect-polling": suite_connect_polling,
     "ack-polling": suite_ack_polling,
+    "server-publish": suite_server_publish,
 }

@@ -31,6 +31,7 @@ class Context:
     writes: WriteLog | None
     result: dict = field(default_factory=dict)
     profile_dir: Path | None = None
+    publisher: Workers | None = None  # server-publish: the publisher process, while it runs
 
     @property
     def sio_url(self) -> str:
@@ -83,28 +84,36 @@ async def measured(
     ctx: Context, coro: Awaitable[T], label: str = ""
 ) -> tuple[T, float, float, float]:
     """Run ``coro``; returns (result, wall s, server CPU share, load-generator CPU share).
-    With ``--profile`` (and a label) the server is sampled by py-spy meanwhile."""
+    With ``--profile`` (and a label) the server is sampled by py-spy meanwhile; a running
+    ``ctx.publisher``'s share is recorded beside the others (``cpu`` in the result)."""
     recorder = None
     if ctx.profile_dir is not None and label and ctx.spec.kind != "node":
         raw = ctx.profile_dir / f"{ctx.spec.name}-{label}.raw"
         recorder = Recorder(ctx.server.pid, raw, rate=ctx.cfg.profile_rate, gil=ctx.cfg.profile_gil)
         await recorder.__aenter__()
+    publisher = ctx.publisher
     s0, w0, t0 = ctx.server.cpu_s(), ctx.workers.cpu_s(), time.monotonic()
+    p0 = publisher.cpu_s() if publisher is not None else 0.0
     m0, v0 = machine_busy_s(), services_cpu_s()
     try:
         value = await coro
     finally:
         wall = time.monotonic() - t0
         server_s, loadgen_s = ctx.server.cpu_s() - s0, ctx.workers.cpu_s() - w0
+        publisher_s = publisher.cpu_s() - p0 if publisher is not None else 0.0
         services = (services_cpu_s() - v0) / wall
         # CPU used by anything else on the machine (other sessions' tests, kernel): noise
-        other = max(0.0, machine_busy_s() - m0 - server_s - loadgen_s) / wall - services
-        ctx.result.setdefault("cpu", {})[label or "phase"] = {
+        ours = server_s + loadgen_s + publisher_s
+        other = max(0.0, machine_busy_s() - m0 - ours) / wall - services
+        cpu = {
             "server": round(server_s / wall, 3),
             "loadgen": round(loadgen_s / wall, 3),
             "redis+postgres": round(services, 3),
             "other": round(max(0.0, other), 3),
         }
+        if publisher is not None:
+            cpu["publisher"] = round(publisher_s / wall, 3)
+        ctx.result.setdefault("cpu", {})[label or "phase"] = cpu
         if other > 0.25:
             log(f"  (noise: other processes used {other:.0%} of a core during {label})")
         if recorder is not None:

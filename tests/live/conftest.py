@@ -208,6 +208,16 @@ def clean_redis(redis_url: str) -> str:
 
 
 @pytest.fixture
+def instances(servers, clean_redis):
+    """``instances(**knobs)`` -> (A, B): two daphnes on the same Redis and database."""
+
+    def start(**knobs):
+        return servers.many(["instance-A", "instance-B"], clean_redis, **knobs)
+
+    return start
+
+
+@pytest.fixture
 async def ypeers(servers):
     """A pool of Yjs peers (``tests.live.doc_peers``) closed before the servers stop."""
     from tests.live.doc_peers import PeerPool

@@ -39,16 +39,6 @@ def people(make_user) -> People:
     return People(make_user)
 
 
-@pytest.fixture
-def instances(servers, clean_redis):
-    """``instances(**knobs)`` -> (A, B): two daphnes on the same Redis and database."""
-
-    def start(**knobs):
-        return servers.many(["instance-A", "instance-B"], clean_redis, **knobs)
-
-    return start
-
-
 async def sessions_of(server, channel_id: str, viewer, user) -> int:
     """How many open sessions ``user`` has, from the channel's REST presence (0: offline)."""
     body = await rest(server, viewer, "GET", f"/api/channels/{channel_id}/presence/")

@@ -914,14 +914,6 @@ async def test_refusal_codes_for_a_pending_user_match_on_both_endpoints(
 # --- services: two instances on Redis -------------------------------------------------------------
 
 
-@pytest.fixture
-def instances(servers, clean_redis):
-    def start(**knobs):
-        return servers.many(["instance-A", "instance-B"], clean_redis, **knobs)
-
-    return start
-
-
 @pytest.mark.services
 async def test_revocation_on_another_instance_refuses_the_connect(instances, make_user):
     a, b = instances()

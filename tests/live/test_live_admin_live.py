@@ -64,15 +64,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-@pytest.fixture
-def instances(servers, clean_redis):
-    return servers.many(["instance-A", "instance-B"], clean_redis)
-
-
 async def test_a_kick_from_instance_a_admin_closes_a_socket_on_instance_b(
     instances, clients, make_user, http_login_enabled, alice
 ):
-    a, b = instances
+    a, b = instances()
     root = await database_sync_to_async(make_user)("root", is_staff=True, is_superuser=True)
     await http_login_enabled(root)
     token = await access(alice)

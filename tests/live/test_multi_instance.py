@@ -29,16 +29,6 @@ FAST_SESSIONS = {
 }
 
 
-@pytest.fixture
-def instances(servers, clean_redis):
-    """``instances(**knobs)`` -> (A, B): two daphnes on the same Redis and database."""
-
-    def start(**knobs):
-        return servers.many(["instance-A", "instance-B"], clean_redis, **knobs)
-
-    return start
-
-
 def typing(channel_id: object, state: bool = True) -> dict:
     return {"channel_id": str(channel_id), "data": {"type": "typing", "data": {"typing": state}}}
 

@@ -29,16 +29,6 @@ from tests.live.test_polling_live import held_again
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def instances(servers, clean_redis):
-    """``instances(**knobs)`` -> (A, B): two daphnes on the same Redis and database."""
-
-    def start(**knobs):
-        return servers.many(["instance-A", "instance-B"], clean_redis, **knobs)
-
-    return start
-
-
 def events_named(packets, name: str) -> list:
     found = []
     for packet in packets:

@@ -9,6 +9,8 @@ import json
 import re
 
 import pytest
+from channels.db import database_sync_to_async
+from django.db import transaction
 
 from accounts.tokens import issue_access_token
 from realtime import push
@@ -232,3 +234,37 @@ async def test_a_client_ack_for_nothing_asked_changes_nothing(sio, alice):
     socket, _ = await connected(sio, alice)
     await socket.send('43999["unasked"]')
     assert await socket.call("heartbeat") == {}
+
+
+# --- sync wrappers: after the commit ----------------------------------------------------------
+
+
+async def test_sync_wrappers_act_after_commit_and_not_on_rollback(sio, alice):
+    socket, sid = await connected(sio, alice)
+    room = push.app_room("after-commit")
+
+    def from_a_view():
+        with transaction.atomic():
+            push.add_sid_to_room(sid, room)
+            push.emit_to_sid(sid, "events", {"n": 1})
+            push.broadcast("announcement", {"n": 2})
+            assert socket.comm.output_queue.empty()  # nothing before the commit
+
+    await database_sync_to_async(from_a_view)()
+    assert await socket.next_event() == ("events", {"n": 1})
+    assert await socket.next_event() == ("announcement", {"n": 2})
+    assert sids_of(await eventually(lambda: push.aonline(room), bool)) == {sid}
+
+    def rolled_back():
+        with pytest.raises(RuntimeError), transaction.atomic():
+            push.remove_sid_from_room(sid, room)
+            push.emit_to_sid(sid, "events", {"n": 3})
+            push.disconnect_sid(sid)
+            raise RuntimeError
+
+    await database_sync_to_async(rolled_back)()
+    await push.aemit(room, "marker", None)  # still in the room: the leave never happened
+    assert await socket.no_event_before("marker", "events")
+    assert await socket.call("heartbeat") == {}  # and not disconnected
+    with pytest.raises(ValueError):
+        await database_sync_to_async(push.add_sid_to_room)(sid, "doc.note.1")
