@@ -72,7 +72,7 @@ async def test_a_kick_from_instance_a_admin_closes_a_socket_on_instance_b(
     await http_login_enabled(root)
     token = await access(alice)
     victim = await clients(b, "alice@B").connect(token)
-    kept = await clients(b, "alice-2@B").connect(token)
+    kept = await clients(b, "alice-2@B", ("polling",)).connect(token)
     sid = victim.sio.get_sid("/")
 
     admin = AdminBrowser(a)
@@ -83,6 +83,8 @@ async def test_a_kick_from_instance_a_admin_closes_a_socket_on_instance_b(
     assert f":{b.process.pid}</td>" in row  # B's instance id (hostname:pid)
     assert "<td>socket.io</td>" in row and "<td>websocket</td>" in row
     assert "<td>127.0.0.1</td>" in row
+    kept_row = page.split(f'data-sid="{kept.sio.get_sid("/")}"')[1].split("</tr>")[0]
+    assert "<td>socket.io</td>" in kept_row and "<td>polling</td>" in kept_row
 
     status, location, _ = await asyncio.to_thread(
         admin.open, "/admin/accounts/user/online/act/", {"action": "kick_socket", "sid": sid}

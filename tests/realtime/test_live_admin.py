@@ -18,6 +18,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from accounts.tokens import issue_access_token
+from channels_app.models import Channel, ChannelMember
 from notes.models import Note, NoteGrant, Permission, PrincipalType
 from realtime.routing import websocket_application
 
@@ -95,6 +96,26 @@ def _instance() -> str:
     from realtime.consumers.base import instance_id
 
     return instance_id()
+
+
+async def test_the_address_reaches_no_other_user(staff, sio, alice, bob):
+    """A record's client address is the admin's alone: the presence announcement a channel
+    member gets of a user coming online carries the profile and nothing of the record."""
+    channel = await database_sync_to_async(Channel.objects.create)(
+        name="team", type="group", owner=alice
+    )
+    for user in (alice, bob):
+        await database_sync_to_async(ChannelMember.objects.create)(channel=channel, user=user)
+    watcher = sio()
+    await watcher.connected(await database_sync_to_async(issue_access_token)(bob))
+    await watcher.call("user-join", {})
+    socket = sio()
+    socket.comm.scope["client"] = ["192.0.2.99", 40000]
+    await socket.connected(await database_sync_to_async(issue_access_token)(alice))
+    name, data = await watcher.next_event()
+    assert (name, data["data"]["type"]) == ("events:channel", "presence")
+    assert "192.0.2.99" not in json.dumps(data) and "address" not in json.dumps(data)
+    assert "192.0.2.99" in (await staff.get(ONLINE)).content.decode()  # the admin has it
 
 
 async def test_the_pages_are_for_staff_with_permissions_only(one_process, make_user, alice):
