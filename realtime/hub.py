@@ -661,14 +661,17 @@ class Hub:
     async def _receive_loop(self) -> None:
         backoff = 0.1
         while True:
+            received = False
             try:
                 message = await self.layer.receive(self.channel_name)
+                received = True
                 backoff = 0.1
                 await self._handle(message)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.layer_failed = True
+                if not received:  # the layer itself failed (not a handler): heal after it
+                    self.layer_failed = True
                 logger.exception("hub receive failed; retrying in %.1fs", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

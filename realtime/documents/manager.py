@@ -161,6 +161,8 @@ class DocumentManager:
                 await room.recheck_access()
             elif message["kind"] == "catch_up":
                 await room.catch_up_stored()
+        except store.NoteDeleted:
+            return
         except DocError as error:
             logger.warning(
                 "Dropped a relayed %s for note %s: %s", message["kind"], room.note_id, error.message
@@ -192,7 +194,10 @@ class DocumentManager:
         it open to do the same (this one's relays may have been lost)."""
         hub = get_hub()
         for room in tuple(self.rooms.values()):
-            await room.catch_up_stored()
+            try:
+                await room.catch_up_stored()
+            except store.NoteDeleted:
+                continue  # its editors are told when they next act; nothing to catch up
             message = {"type": "chorus.doc", "kind": "catch_up", "origin": hub.token}
             await hub.publish(room.group, {**message, "note_id": room.note_id})
 
