@@ -1,7 +1,11 @@
+from functools import partial
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import models, transaction
+from django.urls import path
 
+from . import live_admin
 from .models import RevokedToken, User
 from .tokens import revoke_all_tokens
 
@@ -34,6 +38,23 @@ class UserAdmin(DjangoUserAdmin):
         ("Private profile", {"fields": ("date_of_birth", "bio", "gender", "profile_image_url")}),
     )
     actions = ["revoke_all_sessions"]
+
+    def get_urls(self):
+        """The live admin's pages (``accounts.live_admin``) before the model's own."""
+        site = self.admin_site
+        return [
+            path(
+                "online/",
+                site.admin_view(partial(live_admin.online, admin_site=site)),
+                name="accounts_user_online",
+            ),
+            path(
+                "online/act/",
+                site.admin_view(live_admin.act),
+                name="accounts_user_online_act",
+            ),
+            *super().get_urls(),
+        ]
 
     @admin.action(description="Revoke all sessions (void tokens, disconnect sockets)")
     def revoke_all_sessions(self, request, queryset):

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 import redis
 from django.conf import settings
 
+from config.redis import sync_pool
+
 if TYPE_CHECKING:
     from .tokens import ValidatedToken
 
@@ -130,11 +132,7 @@ class RedisTicketStore(TicketStore):
 
     def __init__(self, url: str, prefix: str = PREFIX) -> None:
         self.prefix = prefix
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.REDIS_MAX_CONNECTIONS,
-            timeout=settings.REDIS_POOL_TIMEOUT,
-        )
+        pool = sync_pool(url)  # plain Redis or through Redis Sentinel (config.redis)
         self.client = redis.Redis(connection_pool=pool)
 
     def put(self, key: str, grant: Grant, ttl: float) -> None:

@@ -7,7 +7,8 @@ generated once on first start and never committed.
 Two shapes, chosen only by configuration:
 - embedded default (no DATABASE_URL / REDIS_URL): SQLite file under var/, in-memory channel
   layer, local-memory cache; one process.
-- scaled: DATABASE_URL=postgres://… and REDIS_URL=redis://… for many daphne processes.
+- scaled: DATABASE_URL=postgres://… and REDIS_URL=redis://… (or REDIS_SENTINELS for Redis
+  Sentinel) for many daphne processes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import environ
 
 from config.proxies import parse_networks
+from config.redis import parse_sentinels, sentinel_options
 from realtime.conf import DEFAULTS as REALTIME_DEFAULTS
 from realtime.origins import normalised_origins
 
@@ -147,7 +149,16 @@ elif "TEST_DATABASE_NAME" in env:
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 
 # --- Redis: channel layer and cache -----------------------------------------------------------
+# Redis Sentinel (docs/operations.md): the sentinels ("host:port,host:port") and the name of
+# the master they watch. With them REDIS_URL gives only the master's credentials, database and
+# TLS choice (its host and port are not used); unset, it is redis://<master>/0. Every Redis
+# pool is built by config/redis.py.
+REDIS_SENTINELS = parse_sentinels(env.list("REDIS_SENTINELS", default=[]))
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="mymaster")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
 REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_SENTINELS and not REDIS_URL:
+    REDIS_URL = f"redis://{REDIS_SENTINEL_MASTER}/0"
 # Messages a channel-layer channel may queue before new ones are dropped (and counted).
 CHANNEL_LAYER_CAPACITY = env.int("CHANNEL_LAYER_CAPACITY", default=10_000)
 # Connections each of a process's Redis pools (channel layer, cache, session registry) may
@@ -168,6 +179,9 @@ if REDIS_URL:
                         "socket_timeout": None,
                         "max_connections": REDIS_MAX_CONNECTIONS,
                         "timeout": REDIS_POOL_TIMEOUT,
+                        **sentinel_options(
+                            REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD
+                        ),
                     }
                 ],
                 "prefix": "chorus:layer:",
@@ -183,9 +197,14 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "chorus",
             "OPTIONS": {
-                "pool_class": "redis.BlockingConnectionPool",
+                "pool_class": (
+                    "config.redis.SentinelPool"
+                    if REDIS_SENTINELS
+                    else "redis.BlockingConnectionPool"
+                ),
                 "max_connections": REDIS_MAX_CONNECTIONS,
                 "timeout": REDIS_POOL_TIMEOUT,
+                **sentinel_options(REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD),
             },
         }
     }

@@ -1,5 +1,9 @@
-from django.contrib import admin
+from functools import partial
 
+from django.contrib import admin
+from django.urls import path
+
+from . import live_admin
 from .models import Note, NoteGrant
 
 
@@ -18,6 +22,14 @@ class NoteAdmin(admin.ModelAdmin):
     exclude = ("yjs_state",)
     list_select_related = ("owner",)
     inlines = [NoteGrantInline]
+
+    def get_urls(self):
+        """The live admin's open documents (``notes.live_admin``) before the model's own."""
+        view = partial(live_admin.open_documents, admin_site=self.admin_site)
+        return [
+            path("open/", self.admin_site.admin_view(view), name="notes_note_open"),
+            *super().get_urls(),
+        ]
 
     @admin.display(description="Yjs state (bytes)")
     def yjs_state_size(self, obj: Note) -> int:

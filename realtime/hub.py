@@ -178,6 +178,10 @@ class Hub:
         self._ledger: dict[tuple[str, str], bool] = {}
         self._ledger_task: asyncio.Task | None = None
         metrics.watch_outbox(self, lambda hub: len(hub._outbox))
+        #: Set when the layer failed (a receive, or a publish dropped after its retries: a
+        #: Redis restart or failover); the keeper's next round then runs ``heal``.
+        self.layer_failed = False
+        self._heal_hooks: list[Callable[[], Awaitable[None]]] = []
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -243,6 +247,26 @@ class Hub:
     def on_message(self, kind: str, handler: Callable[[dict], Awaitable[None]]) -> None:
         """Route layer messages of type ``kind`` to ``handler``."""
         self._message_handlers[kind] = handler
+
+    def on_layer_healed(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` in ``heal``: after a layer failure, catch up what may have been lost."""
+        self._heal_hooks.append(hook)
+
+    async def heal(self) -> None:
+        """After a layer failure (``layer_failed``): re-add every room subscription (a Redis
+        that restarted or failed over may have lost them) and run the ``on_layer_healed``
+        hooks (open documents take in the edits whose relay was lost). Nothing without a
+        failure; a heal that fails leaves the flag set for the keeper's next round."""
+        if not self.layer_failed:
+            return
+        self.layer_failed = False
+        try:
+            await self.resubscribe()
+            for hook in tuple(self._heal_hooks):
+                await hook()
+        except BaseException:
+            self.layer_failed = True
+            raise
 
     async def _subscribe(self, room: str) -> None:
         if self.channel_name is None:
@@ -386,17 +410,18 @@ class Hub:
 
     async def to_sid(self, sid: str, message: dict) -> bool:
         """Have the hub that has socket ``sid`` act on it (a ``chorus.sid`` message: ``op`` and
-        its fields). False when no session has that sid: none in the registry, or one whose
-        socket does not take events (y-websocket). The registry names the socket's hub; a
-        local socket is acted on at once."""
+        its fields). False when no session has that sid: none in the registry, or — for any
+        op but ``kick`` — one whose socket does not take events (y-websocket). The registry
+        names the socket's hub; a local socket is acted on at once."""
         message = {**message, "type": "chorus.sid", "sid": sid}
+        events = message.get("op") != "kick"  # a kick reaches a y-websocket connection too
         if sid in self.connections:
-            if not self.connections[sid].takes_events:
+            if events and not self.connections[sid].takes_events:
                 return False
             await self._on_sid(message)
             return True
         records = await get_registry().get([sid])
-        if not records or not records[0].hub or sid.startswith("y:"):
+        if not records or not records[0].hub or (events and sid.startswith("y:")):
             return False
         await self.reply(records[0].hub, message)
         return True
@@ -583,6 +608,7 @@ class Hub:
                     continue
                 self.dropped_publishes += 1
                 metrics.OUTBOX_DROPS.inc()
+                self.layer_failed = True
                 if self.dropped_publishes % 100 == 1:  # a dead layer must not flood the log
                     logger.log(
                         logging.WARNING if droppable else logging.ERROR,
@@ -648,13 +674,17 @@ class Hub:
     async def _receive_loop(self) -> None:
         backoff = 0.1
         while True:
+            received = False
             try:
                 message = await self.layer.receive(self.channel_name)
+                received = True
                 backoff = 0.1
                 await self._handle(message)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if not received:  # the layer itself failed (not a handler): heal after it
+                    self.layer_failed = True
                 logger.exception("hub receive failed; retrying in %.1fs", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

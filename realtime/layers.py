@@ -12,9 +12,10 @@ it runs at most once per ``EXPIRY_SWEEP_INTERVAL`` seconds. Expiry semantics are
 ``RedisLayer`` is channels-redis's layer with redis-py's ``BlockingConnectionPool``: the
 default pool raises ``MaxConnectionsError`` once ``max_connections`` are in use, so a burst
 (a thousand sockets closing at once) failed; this one waits up to ``timeout`` seconds for a
-free connection (``REDIS_MAX_CONNECTIONS``, ``REDIS_POOL_TIMEOUT``).
+free connection (``REDIS_MAX_CONNECTIONS``, ``REDIS_POOL_TIMEOUT``); its pools come from
+``config.redis`` (plain Redis or Redis Sentinel).
 
-``counting_pool`` is that pool with its connections counting their failures (connect, send,
+``counting_pool`` is such a pool with its connections counting their failures (connect, send,
 read: ``chorus_redis_errors_total``); the layer and the session registry use it.
 Module map: docs/realtime.md.
 """
@@ -28,9 +29,9 @@ from typing import Any
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
-from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import RedisError
 
+from config.redis import async_pool
 from realtime import metrics
 
 
@@ -62,7 +63,8 @@ class ProcessChannelLayer(InMemoryChannelLayer):
 
 class RedisLayer(RedisChannelLayer):
     """channels-redis with pools that wait for a free connection (module docstring). A host
-    is ``{"address": url, "max_connections", "timeout", ...}`` (further keys go to the pool)."""
+    is ``{"address": url, "max_connections", "timeout", ...}`` (further keys go to the pool;
+    with Redis Sentinel the sentinel keys of ``config.redis``)."""
 
     def create_pool(self, index: int):
         host = dict(self.hosts[index])
@@ -107,9 +109,10 @@ def _counting(connection_class: type) -> type:
     return counting
 
 
-def counting_pool(url: str, **options: Any) -> BlockingConnectionPool:
-    """``BlockingConnectionPool.from_url(url, **options)`` whose connections count their
-    errors (whatever connection class the URL chose: TCP, TLS, Unix socket)."""
-    pool = BlockingConnectionPool.from_url(url, **options)
+def counting_pool(url: str, **options: Any) -> Any:
+    """``config.redis.async_pool(url, **options)`` (plain Redis or Redis Sentinel) whose
+    connections count their errors (whatever connection class it chose: TCP, TLS, Unix
+    socket, a sentinel-managed one)."""
+    pool = async_pool(url, **options)
     pool.connection_class = _counting(pool.connection_class)
     return pool

@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 #: The endpoints and transports of the socket metrics.
-SOCKETIO, YWS = "socketio", "y-websocket"
+SOCKETIO, YWS = "socket.io", "y-websocket"
 WEBSOCKET, POLLING = "websocket", "polling"
 #: Server -> client events by name (docs/protocol.md §7); other names count as "other".
 SERVER_EVENTS = frozenset(

@@ -117,8 +117,9 @@ async def aemit_to_sid(sid: str, event: str, data: Any) -> bool:
 async def adisconnect_sid(
     sid: str, code: str = "disconnected", message: str = "Disconnected by the server."
 ) -> bool:
-    """Disconnect one socket (event ``error`` with ``code`` and ``message``, then DISCONNECT);
-    False when no Socket.IO session has that sid."""
+    """Disconnect one socket: a Socket.IO one gets event ``error`` with ``code`` and
+    ``message``, then DISCONNECT; a y-websocket one (sid ``y:…``, from ``asessions`` or
+    ``aonline``) is closed with 4401 and ``code``. False when no session has that sid."""
     return await get_hub().to_sid(sid, {"op": "kick", "code": code, "message": message})
 
 
@@ -254,6 +255,41 @@ async def adocument_is_open(note_id: object) -> bool:
     """Whether any editor — a Socket.IO socket or a y-websocket connection — has the note's
     live document open on any instance (the session registry's ``doc.note.<id>`` members)."""
     return bool(await get_registry().group_members(doc_room(note_id)))
+
+
+#: Most sessions ``asessions`` returns, and most documents ``aopen_documents`` lists.
+MAX_LISTED_SESSIONS = 1000
+MAX_LISTED_DOCUMENTS = 200
+
+
+async def asessions(limit: int = MAX_LISTED_SESSIONS) -> list[SessionRecord]:
+    """Every live session (Socket.IO and y-websocket) on every instance, at most ``limit``
+    (at most ``MAX_LISTED_SESSIONS``), oldest deadline first. The records carry the client
+    address: for operators (the live admin), never for other users."""
+    return await get_registry().all_sessions(min(limit, MAX_LISTED_SESSIONS))
+
+
+async def aopen_documents(limit: int = MAX_LISTED_DOCUMENTS) -> dict[str, list[SessionRecord]]:
+    """The notes whose live document is open on some instance (note id → its editors'
+    records: Socket.IO and y-websocket), at most ``limit`` (at most ``MAX_LISTED_DOCUMENTS``)."""
+    registry, prefix = get_registry(), doc_room("")
+    groups = await registry.groups(prefix, min(limit, MAX_LISTED_DOCUMENTS))
+    open_documents = {}
+    for group in groups:
+        editors = await registry.members(group)
+        if editors:
+            open_documents[group.removeprefix(prefix)] = editors
+    return open_documents
+
+
+def sessions(limit: int = MAX_LISTED_SESSIONS) -> list[SessionRecord]:
+    """``asessions`` for sync code (at once)."""
+    return async_to_sync(asessions)(limit)
+
+
+def open_documents(limit: int = MAX_LISTED_DOCUMENTS) -> dict[str, list[SessionRecord]]:
+    """``aopen_documents`` for sync code (at once)."""
+    return async_to_sync(aopen_documents)(limit)
 
 
 def online(room: str) -> list[SessionRecord]:

@@ -157,3 +157,32 @@ def test_http_settings_from_the_environment(tmp_path):
     with pytest.raises(subprocess.CalledProcessError) as failed:
         json_from_subprocess(tmp_path, code, TRUSTED_PROXIES="nginx")
     assert "TRUSTED_PROXIES: 'nginx'" in failed.value.stderr
+
+
+def test_redis_sentinel_settings_reach_the_layer_and_the_cache(tmp_path):
+    code = (
+        "import json, django; from django.conf import settings; django.setup();"
+        "print(json.dumps({'url': settings.REDIS_URL,"
+        " 'host': settings.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0],"
+        " 'cache': settings.CACHES['default']}))"
+    )
+    values = json_from_subprocess(
+        tmp_path,
+        code,
+        REDIS_SENTINELS="10.0.0.1:26390, sentinel-b",
+        REDIS_SENTINEL_MASTER="chorus-master",
+        REDIS_SENTINEL_PASSWORD="sentinel-secret",
+    )
+    assert values["url"] == "redis://chorus-master/0"  # REDIS_URL unset: the master, db 0
+    for options in (values["host"], values["cache"]["OPTIONS"]):
+        assert options["sentinels"] == [["10.0.0.1", 26390], ["sentinel-b", 26379]]
+        assert options["service_name"] == "chorus-master"
+        assert options["sentinel_kwargs"]["password"] == "sentinel-secret"
+    assert values["cache"]["OPTIONS"]["pool_class"] == "config.redis.SentinelPool"
+    assert values["cache"]["LOCATION"] == values["host"]["address"] == values["url"]
+
+
+def test_a_malformed_sentinel_entry_stops_the_start_naming_it(tmp_path):
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        json_from_subprocess(tmp_path, "import django; django.setup()", REDIS_SENTINELS="h:x")
+    assert "REDIS_SENTINELS: 'h:x' is not host:port" in failed.value.stderr

@@ -68,8 +68,12 @@ class LeanConsumer(AsyncWebsocketConsumer):
     offsets = False
     #: Whether it takes Socket.IO events, calls and app rooms (``SocketIOConsumer``).
     takes_events = False
-    #: The endpoint label of the socket metrics (``realtime.metrics``).
+    #: What the socket is (the session record, the live admin and the socket metrics say
+    #: it): its endpoint, and the transport it is on now (a polling session's becomes
+    #: "websocket" on upgrade).
     endpoint = metrics.SOCKETIO
+    transport = metrics.WEBSOCKET
+    _address: str | None = None
     #: The socket's metrics while its session is open (``open_session`` to ``close_session``).
     _metrics: metrics.SocketMetrics | None = None
 
@@ -295,7 +299,7 @@ class LeanConsumer(AsyncWebsocketConsumer):
         self._first_session = sessions == 1
         self.authenticated()
         self._metrics = metrics.SocketMetrics(self.endpoint)
-        self._metrics.opened(self.transport())
+        self._metrics.opened(self.transport)
         logs.socket_id.set(self.sid)  # what this socket's task logs from now on carries it
         await hub.register(self)
         await hub.join(self, rooms.user_room(self.user.pk))
@@ -332,15 +336,20 @@ class LeanConsumer(AsyncWebsocketConsumer):
             user=user.public_profile(),
             last_seen=self.last_seen,
             hub=get_hub().channel_name or "",
+            endpoint=self.endpoint,
+            transport=self.transport,
+            address=self.client_address(),
         )
-
-    def transport(self) -> str:
-        """The transport label of the socket metrics: what the socket is served on now."""
-        return metrics.WEBSOCKET
 
     def count_refusal(self, code: str) -> None:
         """Count a socket refused before its session opened, by the protocol's ``code``."""
         metrics.REFUSALS.labels(endpoint=self.endpoint, code=code).inc()
+
+    def client_address(self) -> str:
+        """The client's address (``TRUSTED_PROXIES`` applied), worked out once."""
+        if self._address is None:
+            self._address = scope_client_address(self.scope)
+        return self._address
 
     async def start_call(self, args: list, timeout: float, answer: calls.Answer) -> None:
         """A socket that takes no events takes no calls (``SocketIOConsumer`` does)."""

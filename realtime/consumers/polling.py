@@ -65,6 +65,7 @@ class PollingSession(SocketIOConsumer):
     """A Socket.IO session that starts on HTTP long-polling (module docstring)."""
 
     transport_name = "polling"
+    transport = metrics.POLLING
     upgrades = ("websocket",)
     _upgrading = False
 
@@ -122,9 +123,6 @@ class PollingSession(SocketIOConsumer):
     def upgradable(self) -> bool:
         return isinstance(self.out, PollingOutbound) and not self.closed
 
-    def transport(self) -> str:
-        return metrics.POLLING if isinstance(self.out, PollingOutbound) else metrics.WEBSOCKET
-
     def upgrading(self) -> bool:
         return self._upgrading and self.upgradable()
 
@@ -153,6 +151,7 @@ class PollingSession(SocketIOConsumer):
         polling.hand_over(out)
         polling.release()  # a GET still waiting gets a NOOP
         self.out = out
+        self.transport = metrics.WEBSOCKET
         self._protocol = protocol
         self._gate = gate
         if self._metrics is not None:

@@ -161,6 +161,10 @@ class DocumentManager:
                 await self._answer_sync(room, message)
             elif message["kind"] == "access":
                 await room.recheck_access()
+            elif message["kind"] == "catch_up":
+                await room.catch_up_stored()
+        except store.NoteDeleted:
+            return
         except DocError as error:
             logger.warning(
                 "Dropped a relayed %s for note %s: %s", message["kind"], room.note_id, error.message
@@ -186,6 +190,19 @@ class DocumentManager:
             },
         )
 
+    async def after_layer_failure(self) -> None:
+        """The hub's heal hook: every open document takes in the stored edits it lacks
+        (their relay may have been lost with Redis), and asks the other instances that have
+        it open to do the same (this one's relays may have been lost)."""
+        hub = get_hub()
+        for room in tuple(self.rooms.values()):
+            try:
+                await room.catch_up_stored()
+            except store.NoteDeleted:
+                continue  # its editors are told when they next act; nothing to catch up
+            message = {"type": "chorus.doc", "kind": "catch_up", "origin": hub.token}
+            await hub.publish(room.group, {**message, "note_id": room.note_id})
+
     async def flush_all(self) -> int:
         """Save every dirty document now (graceful shutdown); returns how many failed."""
         results = [await room.save() for room in list(self.rooms.values()) if room.dirty]
@@ -201,4 +218,5 @@ def get_manager() -> DocumentManager:
     if manager is None:
         manager = _managers[loop] = DocumentManager()
         get_hub().on_message("chorus.doc", manager.on_layer_message)
+        get_hub().on_layer_healed(manager.after_layer_failure)
     return manager

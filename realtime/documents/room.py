@@ -753,6 +753,14 @@ class DocumentRoom:
         if update is not None:
             await self._absorb(update)
 
+    async def catch_up_stored(self) -> None:
+        """Take in what the database holds — the stored state and the update log — that the
+        Doc lacks: after a channel-layer failure (``Hub.heal``), when relays of other
+        instances' edits were lost and a save may already have compacted their log rows."""
+        loaded = await store.load(self.note_id)
+        self._log_seen = max(self._log_seen, loaded.upto)
+        await self._absorb(loaded.state)
+
     async def recheck_access(self) -> None:
         """Re-read every local editor's access: write may become read (updates refused from
         then on); an editor with no read access left is revoked."""

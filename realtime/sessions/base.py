@@ -15,7 +15,9 @@ sweep removed the record) announces the user offline.
 another): every deadline, expiry and sweep is computed from it, never from ``time.time`` directly.
 
 Records hold the user's public profile only (id, name, role): never the private profile
-fields, never a token. ``last_seen`` is derived from the deadline (deadline - TTL).
+fields, never a token. ``address`` (the client's) is for operators only (the live admin):
+presence payloads take the profile and the sid, nothing else of a record. ``last_seen`` is
+derived from the deadline (deadline - TTL).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from realtime.conf import realtime_settings
 
@@ -45,6 +47,13 @@ class SessionRecord:
     #: The layer channel of the hub the socket is on: how a message reaches one sid
     #: (``push.aemit_to_sid``, ``push.acall``). Empty in records written before it existed.
     hub: str = ""
+    #: The endpoint (``"socket.io"`` or ``"y-websocket"``) and the transport it is on now
+    #: (``"websocket"`` or ``"polling"``; the keeper's refresh records an upgrade).
+    endpoint: str = ""
+    transport: str = ""
+    #: The client address (``TRUSTED_PROXIES`` applied). Private: for operators (the live
+    #: admin) only — never put in presence payloads or anything another user receives.
+    address: str = ""
 
     def to_json(self) -> str:
         """Every field but ``last_seen`` (derived from the deadline). Spelled out rather than
@@ -57,13 +66,21 @@ class SessionRecord:
             "connected_at": self.connected_at,
             "user": self.user,
             "hub": self.hub,
+            "endpoint": self.endpoint,
+            "transport": self.transport,
+            "address": self.address,
         }
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes, deadline: float) -> SessionRecord:
         data = json.loads(raw)
-        return cls(**data, last_seen=deadline - realtime_settings.SESSION_TTL)
+        # Fields this version does not know (a newer instance wrote them) are left out.
+        known = {key: value for key, value in data.items() if key in _FIELDS}
+        return cls(**known, last_seen=deadline - realtime_settings.SESSION_TTL)
+
+
+_FIELDS = frozenset(f.name for f in fields(SessionRecord)) - {"last_seen"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +138,15 @@ class SessionRegistry(ABC):
     @abstractmethod
     async def sessions_of(self, user_id: str) -> list[SessionRecord]:
         """The live sessions of one user, on every instance (by sid)."""
+
+    @abstractmethod
+    async def all_sessions(self, limit: int) -> list[SessionRecord]:
+        """Live sessions on every instance, at most ``limit`` (the oldest deadlines first)."""
+
+    @abstractmethod
+    async def groups(self, kind: str, limit: int) -> list[str]:
+        """Listed groups whose name starts with ``kind`` (``"doc."``: open documents) that
+        have members whose membership has not expired, sorted, at most ``limit``."""
 
     @abstractmethod
     async def join_groups(self, groups: Mapping[str, list[str]]) -> None:

@@ -5,8 +5,9 @@ closes sockets whose client stopped reading (``Connection.check_stalled``), push
 of the hub's local sockets forward (re-adding any a sweep removed meanwhile), sweeps expired
 sessions of any instance, refreshes (every quarter of ``SESSION_TTL``) the registry's lists of the
 members of listed rooms (``realtime.rooms.LISTED_KINDS``) for local sockets,
-queues the presence changes on the hub, and has the hub re-add its layer subscriptions before
-the layer's ``group_expiry`` can lapse them. The hub starts and stops it with itself.
+queues the presence changes on the hub, has the hub re-add its layer subscriptions before
+the layer's ``group_expiry`` can lapse them, and has it heal after a layer failure
+(``Hub.heal``). The hub starts and stops it with itself.
 Architecture: docs/realtime.md ("Sessions and presence").
 """
 
@@ -58,6 +59,8 @@ class KeptProcess(Protocol):
     def layer(self) -> Any: ...
 
     async def resubscribe(self) -> None: ...
+
+    async def heal(self) -> None: ...
 
     def listed_memberships(self) -> dict[str, list[str]]: ...
 
@@ -119,3 +122,6 @@ class SessionKeeper:
         if time.monotonic() - self._last_group_refresh > every:
             self._last_group_refresh = time.monotonic()
             await hub.resubscribe()
+        # After a layer failure (Redis restarted or failed over): subscriptions and the
+        # document edits whose relay was lost (the registry answers again: so does Redis).
+        await hub.heal()

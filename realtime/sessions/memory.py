@@ -92,6 +92,22 @@ class MemorySessionRegistry(SessionRegistry):
         with self._lock:
             return [self._copy(s) for s in sorted(self._by_user.get(user_id, ()))]
 
+    async def all_sessions(self, limit: int) -> list[SessionRecord]:
+        now = self.clock()
+        with self._lock:
+            live = sorted((d, s) for s, d in self._deadlines.items() if d > now)
+            return [self._copy(sid) for _, sid in live[:limit]]
+
+    async def groups(self, kind: str, limit: int) -> list[str]:
+        now = self.clock()
+        with self._lock:
+            names = sorted(
+                group
+                for group, members in self._groups.items()
+                if group.startswith(kind) and any(d > now for d in members.values())
+            )
+            return names[:limit]
+
     async def join_groups(self, groups: Mapping[str, list[str]]) -> None:
         deadline = self.deadline()
         with self._lock:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-
-from django.conf import settings
+from typing import cast
 
 from realtime.conf import realtime_settings
 from realtime.layers import counting_pool
 from realtime.sessions.base import Change, Clock, Presence, SessionRecord, SessionRegistry
 
 # Keys: {p}records (hash sid -> record JSON), {p}deadlines (zset sid -> deadline),
-# {p}user:<id> (set of sids). Single Redis (not Cluster): scripts compute user keys.
+# {p}user:<id> (set of sids), {p}group:<room> (zset sid -> deadline), {p}groups (zset
+# room -> latest deadline: the index of listed groups, expired entries dropped with each
+# write). Single Redis (not Cluster): scripts compute user keys.
 
 _ADD = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -89,12 +90,14 @@ class RedisSessionRegistry(SessionRegistry):
 
         # A pool that waits for a free connection (REDIS_POOL_TIMEOUT) instead of failing:
         # a thousand sockets closing at once are a thousand concurrent removes.
-        pool = counting_pool(
-            url, max_connections=settings.REDIS_MAX_CONNECTIONS, timeout=settings.REDIS_POOL_TIMEOUT
-        )
+        # (config.redis: plain Redis or through Redis Sentinel; errors counted.)
+        pool = counting_pool(url)
         self.client = aioredis.Redis(connection_pool=pool)
         self.prefix = prefix
         self._records, self._deadlines = f"{prefix}records", f"{prefix}deadlines"
+        #: Index of the listed groups (zset group -> latest membership deadline): what
+        #: ``groups`` lists without scanning the keyspace.
+        self._groups = f"{prefix}groups"
         self._add = self.client.register_script(_ADD)
         self._remove = self.client.register_script(_REMOVE)
         self._refresh = self.client.register_script(_REFRESH)
@@ -157,6 +160,31 @@ class RedisSessionRegistry(SessionRegistry):
         sids = await self.client.smembers(self._user_key(user_id))
         return await self.get(sorted(s.decode() if isinstance(s, bytes) else s for s in sids))
 
+    async def all_sessions(self, limit: int) -> list[SessionRecord]:
+        # No WITHSCORES: members only (the stubs' return type allows pairs too).
+        sids = cast(
+            list[bytes],
+            await self.client.zrangebyscore(
+                self._deadlines, f"({self.clock()}", "+inf", start=0, num=limit
+            ),
+        )
+        return await self.get([_text(sid) for sid in sids])
+
+    async def groups(self, kind: str, limit: int) -> list[str]:
+        # The index holds each group until its last membership's deadline: expired entries
+        # are dropped here; a group whose members all left is checked against its members.
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(self._groups, "-inf", self.clock())
+            pipe.zrange(self._groups, 0, -1)
+            _, names = await pipe.execute()
+        found = []
+        for name in sorted(_text(n) for n in names):
+            if name.startswith(kind) and await self.group_members(name):
+                found.append(name)
+                if len(found) >= limit:
+                    break
+        return found
+
     async def join_groups(self, groups: Mapping[str, list[str]]) -> None:
         deadline, ttl = self.deadline(), int(realtime_settings.SESSION_TTL * 2) + 1
         async with self.client.pipeline(transaction=False) as pipe:
@@ -165,6 +193,8 @@ class RedisSessionRegistry(SessionRegistry):
                     key = self._group_key(group)
                     pipe.zadd(key, dict.fromkeys(sids, deadline))
                     pipe.expire(key, ttl)
+                    pipe.zadd(self._groups, {group: deadline})
+            pipe.zremrangebyscore(self._groups, "-inf", self.clock())
             await pipe.execute()
 
     async def leave_groups(self, memberships: list[tuple[str, str]]) -> None:
@@ -194,3 +224,7 @@ class RedisSessionRegistry(SessionRegistry):
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -110,17 +110,17 @@ async def test_counters_move_with_sockets_events_and_documents(
     refused = await clients(server, "stranger").refused("not-a-token")
     assert refused["data"]["code"] == "invalid_token"
     connected = scrape(server)
-    ws, poll = ("socketio", "websocket"), ("socketio", "polling")
+    ws, poll = ("socket.io", "websocket"), ("socket.io", "polling")
     for endpoint, transport in (ws, poll):
         labels = {"endpoint": endpoint, "transport": transport}
         assert delta(start, connected, "chorus_sockets_open", **labels) == 1, labels
-    assert delta(start, connected, "chorus_socket_connects_total", endpoint="socketio") == 2
+    assert delta(start, connected, "chorus_socket_connects_total", endpoint="socket.io") == 2
     assert (
         delta(
             start,
             connected,
             "chorus_socket_refusals_total",
-            endpoint="socketio",
+            endpoint="socket.io",
             code="invalid_token",
         )
         == 1
@@ -152,16 +152,16 @@ async def test_counters_move_with_sockets_events_and_documents(
     def upgraded():
         now = scrape(server)
         moved = delta(
-            before, now, "chorus_sockets_open", endpoint="socketio", transport="websocket"
+            before, now, "chorus_sockets_open", endpoint="socket.io", transport="websocket"
         )
         return now if moved == 1 else None
 
     after = await eventually(upgraded)
     assert three.sio.transport() == "websocket"
     assert (
-        delta(before, after, "chorus_sockets_open", endpoint="socketio", transport="polling") == 0
+        delta(before, after, "chorus_sockets_open", endpoint="socket.io", transport="polling") == 0
     )
-    assert delta(before, after, "chorus_socket_connects_total", endpoint="socketio") == 1
+    assert delta(before, after, "chorus_socket_connects_total", endpoint="socket.io") == 1
     await three.disconnect()
 
     # --- a document: a y-websocket editor, one edit logged and saved -------------------------

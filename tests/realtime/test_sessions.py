@@ -126,6 +126,41 @@ async def test_group_members_expire_with_their_deadline_unless_refreshed(registr
     assert await registry.group_members("doc.note.1") == []
 
 
+async def test_all_sessions_lists_live_ones_with_every_field_bounded_by_limit(registry, clock):
+    old, new = record("a"), record("b")
+    old.endpoint, old.transport, old.address = "y-websocket", "websocket", "192.0.2.7"
+    await registry.add(old)
+    clock.advance(TTL * 0.6)
+    await registry.add(new)
+    listed = await registry.all_sessions(10)
+    assert [r.sid for r in listed] == [old.sid, new.sid]  # oldest deadline first
+    assert (listed[0].endpoint, listed[0].transport, listed[0].address) == (
+        "y-websocket",
+        "websocket",
+        "192.0.2.7",
+    )
+    assert [r.sid for r in await registry.all_sessions(1)] == [old.sid]
+    clock.advance(TTL * 0.6)  # old expired (not swept yet): not listed
+    assert [r.sid for r in await registry.all_sessions(10)] == [new.sid]
+
+
+async def test_groups_lists_a_kind_with_live_members(registry, clock):
+    await registry.join_groups({"doc.note.1": ["s1"], "doc.note.2": ["s2"], "channel.c": ["s3"]})
+    clock.advance(TTL * 0.6)
+    await registry.join_group("doc.note.3", ["s4"])
+    await registry.leave_group("doc.note.2", "s2")
+    assert await registry.groups("doc.", 10) == ["doc.note.1", "doc.note.3"]
+    assert await registry.groups("doc.", 1) == ["doc.note.1"]
+    clock.advance(TTL * 0.6)  # doc.note.1's membership expired
+    assert await registry.groups("doc.", 10) == ["doc.note.3"]
+
+
+def test_a_record_from_a_newer_version_loses_only_unknown_fields():
+    raw = record("a").to_json()[:-1] + ',"added_later":1}'
+    restored = SessionRecord.from_json(raw, time.time())
+    assert restored.user_id == "a" and not hasattr(restored, "added_later")
+
+
 @pytest.mark.services
 async def test_redis_group_keys_carry_their_own_ttl(redis_url, settings):
     """A document group's key expires in Redis itself (2 x SESSION_TTL, docs/operations.md),
