@@ -398,6 +398,18 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, every: floa
         await asyncio.sleep(every)
 
 
+async def listing(room: str, size: int, timeout: float = 5.0) -> list:
+    """``push.aonline(room)`` once it lists ``size`` sessions (an instance writes its joins
+    and leaves a moment after they happen)."""
+    from realtime import push
+
+    async def sized() -> tuple | None:
+        records = await push.aonline(room)
+        return (records,) if len(records) == size else None
+
+    return (await eventually(sized, timeout))[0]
+
+
 # --- markers for "nothing arrived" ---------------------------------------------------------------
 
 

@@ -10,20 +10,9 @@ import asyncio
 import pytest
 
 from realtime import push
-from tests.live.harness import access
+from tests.live.harness import access, listing
 
 pytestmark = [pytest.mark.live, pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-
-async def eventually(probe, until, timeout: float = 5.0):
-    """``await probe()`` until ``until(result)``; the last result."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await probe()
-        if until(result) or loop.time() > deadline:
-            return result
-        await asyncio.sleep(0.05)
 
 
 def sid_of(client) -> str:
@@ -54,7 +43,7 @@ async def test_an_app_room_spans_instances_and_lists_its_members(instances, clie
     second = await clients(b, "bob@B").connect(await access(bob))
     for client in (first, second):
         assert await push.aadd_sid_to_room(sid_of(client), room) is True
-    online = await eventually(lambda: push.aonline(room), lambda r: len(r) == 2)
+    online = await listing(room, 2)
     assert {(r.sid, r.user_id) for r in online} == {
         (sid_of(first), str(alice.id)),
         (sid_of(second), str(bob.id)),
@@ -65,7 +54,7 @@ async def test_an_app_room_spans_instances_and_lists_its_members(instances, clie
         assert await client.wait_for("move") == {"to": "e4"}
 
     await push.aremove_sid_from_room(sid_of(second), room)
-    online = await eventually(lambda: push.aonline(room), lambda r: len(r) == 1)
+    online = await listing(room, 1)
     assert [r.sid for r in online] == [sid_of(first)]
 
 

@@ -14,6 +14,7 @@ from django.db import transaction
 
 from accounts.tokens import issue_access_token
 from realtime import push
+from tests.live.harness import listing
 from tests.realtime.conftest import SioSocket
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -35,18 +36,6 @@ async def next_call(socket: SioSocket, timeout: float = 2) -> tuple[int, list]:
         match = CALL.fullmatch(frame) if isinstance(frame, str) else None
         if match:
             return int(match[1]), json.loads(match[2])
-
-
-async def eventually(probe, until, timeout: float = 3.0):
-    """``await probe()`` until ``until(result)``; the last result (listings are written a
-    moment after a join, by the hub's batch)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await probe()
-        if until(result) or loop.time() > deadline:
-            return result
-        await asyncio.sleep(0.02)
 
 
 def sids_of(records) -> set[str]:
@@ -92,12 +81,12 @@ async def test_a_socket_put_in_an_app_room_gets_its_events_until_taken_out(sio, 
     assert await push.aadd_sid_to_room(sid, room) is True
     await push.aemit(room, "move", {"to": "e4"})
     assert await player.next_event() == ("move", {"to": "e4"})
-    online = await eventually(lambda: push.aonline(room), lambda r: sids_of(r) == {sid})
+    online = await listing(room, 1)
     assert [(r.sid, r.user_id, r.user["name"]) for r in online] == [(sid, str(alice.id), "Alice")]
     assert "email" not in online[0].user  # the public profile only
 
     assert await push.aremove_sid_from_room(sid, room) is True
-    assert await eventually(lambda: push.aonline(room), lambda r: not r) == []
+    assert await listing(room, 0) == []
     await push.aemit(room, "move", {"to": "e5"})
     await push.aemit_to_user(alice.id, "marker", None)
     assert await player.no_event_before("marker", "move")
@@ -111,7 +100,7 @@ async def test_a_user_put_in_an_app_room_brings_every_socket(sio, alice):
     await push.aadd_user_to_room(alice.id, room, notice=("joined", {"room": "support"}))
     for socket in (first, second):
         assert await socket.next_event() == ("joined", {"room": "support"})
-    online = await eventually(lambda: push.aonline(room), lambda r: len(r) == 2)
+    online = await listing(room, 2)
     assert sids_of(online) == {one, two}
     await push.aemit(room, "ticket", {"id": 1})
     for socket in (first, second):
@@ -121,7 +110,7 @@ async def test_a_user_put_in_an_app_room_brings_every_socket(sio, alice):
 async def test_online_lists_a_users_sessions_and_every_socket(sio, alice, bob):
     (_, one), (_, two), (_, three) = [await connected(sio, u) for u in (alice, alice, bob)]
     assert sids_of(await push.aonline(push.user_room(alice.id))) == {one, two}
-    everyone = await eventually(lambda: push.aonline(push.EVERYONE_ROOM), lambda r: len(r) == 3)
+    everyone = await listing(push.EVERYONE_ROOM, 3)
     assert sids_of(everyone) == {one, two, three}
 
 
@@ -129,9 +118,9 @@ async def test_a_closed_socket_leaves_the_listing(sio, alice):
     room = push.app_room("lobby")
     socket, sid = await connected(sio, alice)
     await push.aadd_sid_to_room(sid, room)
-    assert sids_of(await eventually(lambda: push.aonline(room), bool)) == {sid}
+    assert sids_of(await listing(room, 1)) == {sid}
     await socket.close()
-    assert await eventually(lambda: push.aonline(room), lambda r: not r) == []
+    assert await listing(room, 0) == []
 
 
 def test_room_names_are_checked():
@@ -253,7 +242,7 @@ async def test_sync_wrappers_act_after_commit_and_not_on_rollback(sio, alice):
     await database_sync_to_async(from_a_view)()
     assert await socket.next_event() == ("events", {"n": 1})
     assert await socket.next_event() == ("announcement", {"n": 2})
-    assert sids_of(await eventually(lambda: push.aonline(room), bool)) == {sid}
+    assert sids_of(await listing(room, 1)) == {sid}
 
     def rolled_back():
         with pytest.raises(RuntimeError), transaction.atomic():
