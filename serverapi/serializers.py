@@ -38,6 +38,37 @@ class EventSerializer(serializers.Serializer):
         return value
 
 
+#: Events one batch may carry.
+BATCH_MAX = 100
+
+
+class BatchEventSerializer(EventSerializer):
+    """One event of a batch, to every socket of ``user`` or to every socket in ``room``
+    (exactly one of the two)."""
+
+    user = serializers.UUIDField(required=False)
+    room = StrictCharField(required=False, max_length=200)
+
+    def validate(self, attrs: dict) -> dict:
+        if ("user" in attrs) == ("room" in attrs):
+            raise serializers.ValidationError("Give exactly one of 'user' and 'room'.")
+        return attrs
+
+
+class BatchSerializer(serializers.Serializer):
+    """Up to ``BATCH_MAX`` events, sent in order."""
+
+    # many=True takes max_length since DRF 3.14; the stubs do not know it.
+    events = BatchEventSerializer(  # type: ignore[call-arg]
+        many=True, allow_empty=False, max_length=BATCH_MAX
+    )
+
+
+class BatchResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    events = serializers.IntegerField(help_text="How many events were sent.")
+
+
 class CallSerializer(EventSerializer):
     """An event to one session whose answer (the client's ack) is awaited up to ``timeout``
     seconds (default 30, at most ``SERVER_API_CALL_TIMEOUT_MAX``)."""

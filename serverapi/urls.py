@@ -5,6 +5,7 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
+    path("batch/", views.BatchView.as_view(), name="server-batch"),
     path("rooms/<str:room>/events/", views.RoomEventsView.as_view(), name="server-room-events"),
     path(
         "rooms/<str:room>/presence/",

@@ -33,6 +33,8 @@ from .models import Scope
 from .permissions import HasScope
 from .serializers import (
     AnswerSerializer,
+    BatchResultSerializer,
+    BatchSerializer,
     CallSerializer,
     DisconnectSerializer,
     EventSerializer,
@@ -242,6 +244,26 @@ class BroadcastView(ServerApiView):
         body = _valid(EventSerializer, request)
         await push.abroadcast(body["event"], body["data"])
         return _ok()
+
+
+class BatchView(ServerApiView):
+    required_scope = Scope.PUBLISH
+
+    @extend_schema(request=BatchSerializer, responses=_responses(BatchResultSerializer, 404))
+    async def post(self, request: Request) -> Response:
+        """Send up to 100 events in one request, in order, each to a user's sockets or a
+        room's. The batch is checked whole first: a bad event, room or unknown user refuses
+        it and sends nothing."""
+        events = _valid(BatchSerializer, request)["events"]
+        rooms = [
+            push.user_room(await _existing_user(event["user"]))
+            if "user" in event
+            else _addressable(event["room"])
+            for event in events
+        ]
+        for room, event in zip(rooms, events, strict=True):
+            await push.aemit(room, event["event"], event["data"])
+        return Response({"ok": True, "events": len(events)})
 
 
 # --- call -------------------------------------------------------------------------------------

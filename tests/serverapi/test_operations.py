@@ -75,3 +75,49 @@ async def test_revoke_tokens_voids_them_and_kicks_the_sockets(sio, server_api, a
     assert (name, data["code"]) == ("error", "token_revoked")
     with pytest.raises(Exception, match="revoked"):
         await sync_to_async(validate_access_token)(token)
+
+
+async def test_a_batch_sends_its_events_in_order_to_users_and_rooms(sio, server_api, alice, bob):
+    a, b = sio(), sio()
+    await a.connected(await token_for(alice))
+    await b.connected(await token_for(bob))
+    api = await server_api("publish")
+    events = [{"user": str(alice.id), "event": "delta", "data": n} for n in range(5)]
+    events.insert(2, {"room": f"user.{bob.id}", "event": "note", "data": "for bob"})
+    answer = await api.post("batch/", {"events": events})
+    assert (answer.status, answer.body) == (200, {"ok": True, "events": 6})
+    assert [await a.next_event() for _ in range(5)] == [("delta", n) for n in range(5)]
+    assert await b.next_event() == ("note", "for bob")
+
+
+@pytest.mark.parametrize(
+    ("events", "status", "code"),
+    [
+        ([], 400, "bad_request"),
+        ([{"event": "e", "data": 1}], 400, "bad_request"),  # no target
+        ([{"event": "e", "user": "USER", "room": "app.x"}], 400, "bad_request"),  # two
+        ([{"event": "e", "room": "doc.note.1"}], 400, "bad_request"),  # not addressable
+        ([{"event": "connect", "user": "USER"}], 400, "bad_request"),  # reserved name
+        ([{"event": "e", "user": "00000000-0000-0000-0000-000000000000"}], 404, "user_not_found"),
+        ([{"event": "e", "user": "USER"}] * 101, 400, "bad_request"),  # over BATCH_MAX
+    ],
+)
+async def test_a_bad_batch_is_refused_whole_and_sends_nothing(
+    sio, server_api, alice, events, status, code
+):
+    socket = sio()
+    await socket.connected(await token_for(alice))
+    api = await server_api("publish")
+    good = {"event": "sent", "user": str(alice.id)}
+    body = [{**e, "user": str(alice.id)} if e.get("user") == "USER" else e for e in events]
+    answer = await api.post("batch/", {"events": [good, *body]} if body else {"events": []})
+    assert (answer.status, answer.code) == (status, code)
+    await api.post(f"users/{alice.id}/events/", {"event": "marker"})
+    assert await socket.no_event_before("marker", "sent")
+
+
+async def test_a_batch_needs_the_publish_scope(server_api, alice):
+    answer = await (await server_api("call")).post(
+        "batch/", {"events": [{"event": "e", "user": str(alice.id)}]}
+    )
+    assert (answer.status, answer.code) == (403, "missing_scope")
