@@ -79,9 +79,6 @@ class PendingCalls:
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[Answer, asyncio.TimerHandle]] = {}
 
-    def __len__(self) -> int:
-        return len(self._waiting)
-
     def add(self, answer: Answer, timeout: float) -> int:
         """A new ack id for a call answered through ``answer``; ``TooManyCalls`` when full."""
         if len(self._waiting) >= self.limit:
