@@ -154,13 +154,15 @@ async def aonline(room: str) -> list[SessionRecord]:
     """The sessions in ``room`` on every instance, by sid: a user room's are the user's
     sessions; a listed room's (``realtime.rooms.LISTED_KINDS``: channel, note, document, app
     rooms and ``EVERYONE_ROOM``) are its members, written by each instance as they join and
-    leave (a join shows up a moment after it). Each record has the public profile only.
+    leave (a join shows up a moment after it). Each record has the public profile only. At
+    most ``MAX_LISTED_SESSIONS`` (the first by sid): ``everyone.`` may hold every socket.
     ``ValueError`` for a room of another kind."""
     if room.startswith(USER_ROOMS):
         return await get_registry().sessions_of(room.removeprefix(USER_ROOMS))
     if not rooms.listed(room):
         raise ValueError(f"the members of {room!r} are not listed")
-    return await get_registry().members(room)
+    registry = get_registry()
+    return await registry.get((await registry.group_members(room))[:MAX_LISTED_SESSIONS])
 
 
 def _check_addressable(room: str) -> None:

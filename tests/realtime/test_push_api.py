@@ -257,3 +257,11 @@ async def test_sync_wrappers_act_after_commit_and_not_on_rollback(sio, alice):
     assert await socket.call("heartbeat") == {}  # and not disconnected
     with pytest.raises(ValueError):
         await database_sync_to_async(push.add_sid_to_room)(sid, "doc.note.1")
+
+
+async def test_a_listing_is_bounded(sio, alice, bob, monkeypatch):
+    for user in (alice, alice, bob):
+        await connected(sio, user)
+    await listing(push.EVERYONE_ROOM, 3)  # all three joins are written
+    monkeypatch.setattr(push, "MAX_LISTED_SESSIONS", 2)
+    assert len(await push.aonline(push.EVERYONE_ROOM)) == 2
